@@ -1,0 +1,224 @@
+"""An xSale-like host application showing xsale_amazon_plugin at work.
+
+    python sample_app.py            # http://127.0.0.1:5000/admin/
+
+With no ``XSALE_AMAZON_REDIS_URL`` in the environment it needs no services: SQLite in the
+instance folder, an in-memory Redis (fakeredis) and a worker thread inside this process. With
+``XSALE_AMAZON_REDIS_URL`` set it uses that Redis; run workers with
+``flask --app sample_app xsale-amazon worker``. Amazon is the plugin's local SP-API emulator,
+started here with demo listings (DE FBM + FBA, FR without the ASIN column) unless
+``XSALE_AMAZON_SPAPI_ENDPOINT`` points elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from flask import Flask, redirect, request, session, url_for
+from flask_admin import Admin
+from flask_admin.contrib.sqla import ModelView
+from flask_admin.theme import Bootstrap4Theme
+from flask_babel import Babel
+from flask_sqlalchemy import SQLAlchemy
+
+from xsale_amazon_plugin import XsaleAmazon
+from xsale_amazon_plugin.config import DEFAULTS, PREFIX
+
+DEMO_CLIENT_ID = "amzn1.application-oa2-client.demo"
+DEMO_CLIENT_SECRET = "demo-client-secret"
+DEMO_REFRESH_TOKEN = "Atzr|demo-refresh-token"
+DEFAULT_EMULATOR_PORT = 8765
+
+db = SQLAlchemy()
+amazon = XsaleAmazon()
+
+
+class Product(db.Model):  # the host's own "towar"
+    __tablename__ = "towar"
+    id = db.Column(db.Integer, primary_key=True)
+    code = db.Column(db.String(64), nullable=False, index=True)
+    ean = db.Column(db.String(20), index=True)
+    name = db.Column(db.String(255), nullable=False)
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.name}"
+
+
+class ProductView(ModelView):
+    column_searchable_list = ("code", "ean", "name")
+
+
+def _env_config() -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    for key in DEFAULTS:
+        raw = os.environ.get(PREFIX + key)
+        if raw is not None:
+            try:
+                config[PREFIX + key] = json.loads(raw)
+            except ValueError:
+                config[PREFIX + key] = raw
+    return config
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.update(
+        SECRET_KEY=os.environ.get("SECRET_KEY", "sample-app-not-secret"),
+        SQLALCHEMY_DATABASE_URI=os.environ.get(
+            "DATABASE_URL", "sqlite:///" + os.path.join(app.instance_path, "sample.sqlite")
+        ),
+        XSALE_AMAZON_REDIS_URL=None,
+        XSALE_AMAZON_SPAPI_ENDPOINT=f"http://127.0.0.1:{DEFAULT_EMULATOR_PORT}",
+        XSALE_AMAZON_LWA_ENDPOINT=f"http://127.0.0.1:{DEFAULT_EMULATOR_PORT}/auth/o2/token",
+        XSALE_AMAZON_POLL_INTERVAL=2,
+        XSALE_AMAZON_PRODUCT_SKU_ATTR="code",
+        XSALE_AMAZON_PRODUCT_ADMIN_ENDPOINT="towar",
+    )
+    app.config.update(_env_config())
+    app.config.update(config or {})
+
+    def pick_locale() -> str:
+        return session.get("lang") or request.accept_languages.best_match(["pl", "en"]) or "en"
+
+    Babel(app, locale_selector=pick_locale)
+    db.init_app(app)
+    admin = Admin(app, name="xSale demo", theme=Bootstrap4Theme(swatch="default"))
+    admin.add_view(ProductView(Product, db, name="Towary", endpoint="towar"))
+
+    redis = None
+    if not app.config["XSALE_AMAZON_REDIS_URL"]:
+        import fakeredis  # demo only: no Redis configured
+
+        redis = fakeredis.FakeRedis()
+    # The whole integration: ~5 lines.
+    amazon.init_app(
+        app, db=db, admin=admin, product_model=Product,
+        access_check=lambda: True,  # demo: everyone is an operator; use your auth here
+        current_user_name=lambda: "demo",
+        redis=redis,
+    )
+
+    @app.get("/")
+    def index():
+        return redirect(url_for("admin.index"))
+
+    @app.get("/lang/<code>")
+    def set_language(code: str):
+        session["lang"] = code if code in ("pl", "en") else "en"
+        return redirect(request.referrer or url_for("admin.index"))
+
+    with app.app_context():
+        db.create_all()
+        seed(app)
+    return app
+
+
+def seed(app: Flask) -> None:
+    """Demo products and integrations (idempotent)."""
+    from xsale_amazon_plugin.emulator.report_builder import demo_listings
+
+    m = amazon.models
+    if db.session.query(Product).count() == 0:
+        for row in demo_listings(40, seed=7, marketplace="DE"):
+            product_id = row.get("product_id") if row.get("product_id_type") == "4" else None
+            db.session.add(Product(code=row["seller_sku"], ean=product_id,
+                                   name=row["name"][:255]))
+        db.session.commit()
+    if db.session.query(m.AmazonIntegration).count() == 0:
+        for name, marketplace, account_type in (
+            ("Amazon DE", "DE", "FBM"),
+            ("Amazon DE FBA", "DE", "FBA"),
+            ("Amazon FR", "FR", "FBM"),
+        ):
+            integ = m.AmazonIntegration(name=name, marketplace=marketplace,
+                                        account_type=account_type, seller_id="A3DEMOSELLER",
+                                        lwa_client_id=DEMO_CLIENT_ID)
+            integ.lwa_client_secret = DEMO_CLIENT_SECRET
+            integ.refresh_token = DEMO_REFRESH_TOKEN
+            db.session.add(integ)
+        db.session.commit()
+
+
+def seed_emulator(control: Any, *, rows: int = 60) -> None:
+    """Demo listings in the emulator: DE (FBM and FBA rows) and FR without an ASIN column."""
+    from xsale_amazon_plugin.emulator.report_builder import demo_listings, render_report
+    from xsale_amazon_plugin.marketplaces import get_marketplace
+
+    control.add_account(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REFRESH_TOKEN)
+    de_rows = list(demo_listings(rows, seed=7, marketplace="DE"))
+    de_rows += list(demo_listings(rows // 3, seed=8, marketplace="DE", channel="AMAZON_EU",
+                                  sku_prefix="FBA-"))
+    control.set_listings(get_marketplace("DE").marketplace_id,
+                         render_report(de_rows, "eu_en"), charset="Cp1252", polls_until_done=2)
+    fr_rows = list(demo_listings(rows // 2, seed=9, marketplace="FR", sku_prefix="FR-"))
+    control.set_listings(get_marketplace("FR").marketplace_id,
+                         render_report(fr_rows, "fr"), charset="Cp1252", polls_until_done=1)
+
+
+def start_inline_worker(app: Flask, interval: float = 1.0) -> threading.Thread:
+    """Run queued and scheduled import steps in a thread (demo without Redis/workers)."""
+    from rq import SimpleWorker
+    from rq.scheduler import RQScheduler
+    from rq.timeouts import TimerDeathPenalty
+
+    class ThreadWorker(SimpleWorker):
+        death_penalty_class = TimerDeathPenalty
+
+        def _install_signal_handlers(self) -> None:  # signals belong to the main thread
+            pass
+
+    with app.app_context():
+        state = app.extensions["xsale_amazon"]
+        queue = state.queue
+
+    def loop() -> None:
+        worker = ThreadWorker([queue], connection=queue.connection, job_class=queue.job_class)
+        scheduler = RQScheduler([queue], connection=queue.connection)
+        while True:
+            try:
+                scheduler.acquire_locks()
+                scheduler.enqueue_scheduled_jobs()
+                scheduler.release_locks()
+                worker.work(burst=True, logging_level="WARNING")
+            except Exception:
+                logging.getLogger(__name__).exception("inline worker")
+            time.sleep(interval)
+
+    thread = threading.Thread(target=loop, name="xsale-amazon-inline-worker", daemon=True)
+    thread.start()
+    return thread
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5000)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO)
+
+    app = create_app()
+    endpoint = app.config["XSALE_AMAZON_SPAPI_ENDPOINT"]
+    if "XSALE_AMAZON_SPAPI_ENDPOINT" not in os.environ:
+        from xsale_amazon_plugin.emulator.server import EmulatorControl, SpApiEmulator
+
+        SpApiEmulator(port=DEFAULT_EMULATOR_PORT).start()
+        with EmulatorControl(endpoint) as control:
+            seed_emulator(control)
+        print(f"Local SP-API emulator with demo listings on {endpoint}")
+    if not app.config["XSALE_AMAZON_REDIS_URL"]:
+        start_inline_worker(app)
+        print("No XSALE_AMAZON_REDIS_URL: in-memory queue with an in-process worker.")
+    print(f"Open http://{args.host}:{args.port}/admin/")
+    app.run(host=args.host, port=args.port, debug=False, threaded=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from .hostapp import REDIS_URL, Host, make_host
+
+PG_BASE = os.environ.get("XSALE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+BACKENDS = ("sqlite", "postgresql")
+ARTIFACTS = os.environ.get("XSALE_ARTIFACTS", os.path.join(os.path.dirname(__file__), "..",
+                                                           "artifacts"))
+
+
+def pytest_configure(config: Any) -> None:
+    config.addinivalue_line("markers", "browser: real Chromium tests")
+    config.addinivalue_line("markers", "slow: long-running tests")
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: Any, tmp_path: Any) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/host.sqlite"
+        return
+    schema = "xa_" + uuid.uuid4().hex[:10]
+    engine = sa.create_engine(PG_BASE)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@pytest.fixture
+def redis_conn() -> Any:
+    from redis import Redis
+
+    conn = Redis.from_url(REDIS_URL)
+    conn.flushdb()
+    yield conn
+    conn.flushdb()
+    conn.close()
+
+
+@pytest.fixture
+def host(db_url: str, redis_conn: Any) -> Iterator[Host]:
+    h = make_host(db_url)
+    yield h
+    with h.app.app_context():
+        h.db.session.remove()
+        for engine in h.db.engines.values():
+            engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Any]:
+    from xsale_amazon_plugin.emulator.server import SpApiEmulator
+
+    emu = SpApiEmulator().start()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture
+def amazon(emulator: Any) -> Any:
+    """A reset emulator with the test account registered."""
+    from .hostapp import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN
+
+    emulator.reset()
+    emulator.add_account(CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN)
+    return emulator
+
+
+@pytest.fixture
+def amazon_host(host: Host, amazon: Any) -> Host:
+    host.app.config["XSALE_AMAZON_SPAPI_ENDPOINT"] = amazon.url
+    host.app.config["XSALE_AMAZON_LWA_ENDPOINT"] = amazon.lwa_url
+    host.state.config["SPAPI_ENDPOINT"] = amazon.url
+    host.state.config["LWA_ENDPOINT"] = amazon.lwa_url
+    return host
+
+
+def drain(host: Host, run_id: int | None = None, *, timeout: float = 60.0,
+          max_rounds: int = 2000) -> Any:
+    """Run queued and due scheduled jobs in-process until the run ends (bounded)."""
+    from rq import SimpleWorker
+    from rq.scheduler import RQScheduler
+
+    state = host.state
+    queue = state.queue
+    worker = SimpleWorker([queue], connection=queue.connection, job_class=queue.job_class)
+    scheduler = RQScheduler([queue], connection=queue.connection)
+    deadline = time.monotonic() + timeout
+    m = host.models
+    for _ in range(max_rounds):
+        scheduler.acquire_locks()
+        scheduler.enqueue_scheduled_jobs()
+        scheduler.release_locks()
+        worker.work(burst=True, logging_level="WARNING")
+        with host.app.app_context():
+            if run_id is None:
+                active = host.db.session.execute(
+                    sa.select(sa.func.count()).select_from(m.ImportRun)
+                    .where(m.ImportRun.active_lock.is_not(None))
+                ).scalar_one()
+                if not active:
+                    return None
+            else:
+                run = host.db.session.get(m.ImportRun, run_id)
+                if run.status not in ("queued", "requesting", "waiting", "processing"):
+                    host.db.session.expunge(run)
+                    return run
+        if time.monotonic() > deadline:
+            raise AssertionError("import did not finish in time")
+        time.sleep(0.02)
+    raise AssertionError("import did not finish within the round limit")

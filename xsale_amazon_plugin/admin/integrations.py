@@ -1,0 +1,194 @@
+"""Integrations: one per marketplace and account type, with write-only LWA credentials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from flask import flash, redirect, request, url_for
+from flask_admin import expose
+from flask_admin.actions import action
+from markupsafe import Markup, escape
+from wtforms import PasswordField
+from wtforms.validators import Length, Optional
+
+from ..babel import gettext as _
+from ..babel import lazy_gettext as _l
+from ..extension import get_state
+from ..marketplaces import MARKETPLACES
+from ..messages import asin_instruction, status_label
+from .base import PluginModelView
+
+
+def _last_run_formatter(view: Any, context: Any, model: Any, name: str) -> Markup:
+    run = view.last_runs().get(model.id)
+    if run is None:
+        return Markup('<span class="text-muted">{}</span>').format(_("never"))
+    url = url_for("xsale_amazon_run.details_view", id=run.id)
+    when = run.finished_at or run.created_at
+    return Markup('<a href="{}" class="badge badge-{}">{}</a> <small>{}</small>').format(
+        url, _badge(run.status), status_label(run.status), when.strftime("%Y-%m-%d %H:%M")
+    )
+
+
+def _badge(status: str) -> str:
+    return {"succeeded": "success", "failed": "danger", "no_data": "secondary"}.get(status, "info")
+
+
+def _offer_count_formatter(view: Any, context: Any, model: Any, name: str) -> Markup:
+    count = view.offer_counts().get(model.id, 0)
+    url = url_for("xsale_amazon_offer.index_view", flt0_0=model.id) if count else None
+    if url:
+        return Markup('<a href="{}">{}</a>').format(url, count)
+    return Markup("{}").format(count)
+
+
+class IntegrationView(PluginModelView):
+    edit_template = "xsale_amazon/admin/integration_edit.html"
+    create_template = "xsale_amazon/admin/integration_create.html"
+    column_list = ("name", "marketplace", "account_type", "seller_id", "active", "last_import",
+                   "offers")
+    column_labels = {
+        "name": _l("Name"),
+        "marketplace": _l("Marketplace"),
+        "account_type": _l("Account type"),
+        "seller_id": _l("Seller ID"),
+        "lwa_client_id": _l("LWA client ID"),
+        "new_lwa_client_secret": _l("LWA client secret"),
+        "new_refresh_token": _l("Refresh token"),
+        "active": _l("Active"),
+        "last_import": _l("Last import"),
+        "offers": _l("Offers"),
+    }
+    column_formatters = {"last_import": _last_run_formatter, "offers": _offer_count_formatter}
+    column_searchable_list = ("name", "seller_id")
+    column_filters = ("marketplace", "account_type", "active")
+    column_default_sort = "name"
+    form_columns = ("name", "marketplace", "account_type", "seller_id", "lwa_client_id",
+                    "new_lwa_client_secret", "new_refresh_token", "active")
+    form_choices = {
+        "marketplace": [(code, f"{code} — {mp.name} ({mp.domain})")
+                        for code, mp in MARKETPLACES.items()],
+        "account_type": [("FBM", "FBM"), ("FBA", "FBA")],
+    }
+    form_extra_fields = {
+        "new_lwa_client_secret": PasswordField(
+            _l("LWA client secret"), validators=[Optional(), Length(max=500)],
+            render_kw={"autocomplete": "new-password"},
+        ),
+        "new_refresh_token": PasswordField(
+            _l("Refresh token"), validators=[Optional(), Length(max=2000)],
+            render_kw={"autocomplete": "new-password"},
+        ),
+    }
+    form_args = {
+        "name": {"validators": [Length(min=1, max=120)]},
+        "seller_id": {"validators": [Optional(), Length(max=40)]},
+        "lwa_client_id": {"validators": [Optional(), Length(max=255)]},
+    }
+    form_widget_args = {
+        "new_lwa_client_secret": {"placeholder": _l("stored encrypted, never shown")},
+        "new_refresh_token": {"placeholder": _l("stored encrypted, never shown")},
+    }
+    can_view_details = False
+
+    def last_runs(self) -> dict[int, Any]:
+        state = get_state()
+        run = state.models.ImportRun
+        latest = (
+            sa.select(sa.func.max(run.id)).group_by(run.integration_id).scalar_subquery()
+        )
+        rows = state.db.session.execute(sa.select(run).where(run.id.in_(latest))).scalars()
+        return {r.integration_id: r for r in rows}
+
+    def offer_counts(self) -> dict[int, int]:
+        state = get_state()
+        offer = state.models.AmazonOffer
+        rows = state.db.session.execute(
+            sa.select(offer.integration_id, sa.func.count())
+            .where(offer.removed_at.is_(None))
+            .group_by(offer.integration_id)
+        )
+        return dict(rows.all())
+
+    def on_model_change(self, form: Any, model: Any, is_created: bool) -> None:
+        # Secrets are write-only: a blank field keeps the stored value.
+        if form.new_lwa_client_secret.data:
+            model.lwa_client_secret = form.new_lwa_client_secret.data.strip()
+        if form.new_refresh_token.data:
+            model.refresh_token = form.new_refresh_token.data.strip()
+        for name in ("new_lwa_client_secret", "new_refresh_token"):
+            model.__dict__.pop(name, None)  # populate_obj copied the plaintext onto the model
+
+    def populate_secret_placeholders(self, form: Any, model: Any) -> None:
+        for field, stored in (("new_lwa_client_secret", model.lwa_client_secret_ciphertext),
+                              ("new_refresh_token", model.refresh_token_ciphertext)):
+            if stored:
+                form[field].render_kw = dict(form[field].render_kw or {},
+                                             placeholder=_("•••••••• (stored; blank keeps it)"))
+
+    def render(self, template: str, **kwargs: Any) -> str:
+        model = kwargs.get("model")
+        if template == self.edit_template and model is not None:
+            self.populate_secret_placeholders(kwargs["form"], model)
+            state = get_state()
+            run_model = state.models.ImportRun
+            kwargs["recent_runs"] = state.db.session.execute(
+                sa.select(run_model).where(run_model.integration_id == model.id)
+                .order_by(run_model.id.desc()).limit(10)
+            ).scalars().all()
+            from ..imports import active_run
+
+            kwargs["active_run"] = active_run(model.id)
+            kwargs["import_form"] = self.csrf_form()
+            kwargs["asin_setup_needed"] = model.marketplace_info.asin_column_needs_setup
+            kwargs["asin_instruction"] = asin_instruction()
+        return super().render(template, **kwargs)
+
+    @expose("/import/<int:integration_id>/", methods=("POST",))
+    def import_view(self, integration_id: int) -> Any:
+        form = self.csrf_form()
+        if not form.validate():
+            flash(_("The form expired; reload the page and try again."), "error")
+            return redirect(self.get_url(".edit_view", id=integration_id))
+        run, error = self._start(integration_id, trigger="ui")
+        if run is not None:
+            flash(_("Import queued. It can take from a dozen minutes to a dozen hours."), "success")
+            return redirect(url_for("xsale_amazon_run.details_view", id=run.id))
+        if error is not None and getattr(error, "run", None) is not None:
+            return redirect(url_for("xsale_amazon_run.details_view", id=error.run.id))
+        return redirect(self.get_url(".edit_view", id=integration_id))
+
+    def _start(self, integration_id: int, trigger: str) -> tuple[Any, Any]:
+        from ..imports import ImportAlreadyRunning, ImportRefused, start_import
+
+        state = get_state()
+        try:
+            return start_import(integration_id, trigger=trigger,
+                                requested_by=state.current_user_name()), None
+        except ImportAlreadyRunning as exc:
+            flash(Markup('{} <a href="{}">{}</a>').format(
+                _("An import of this integration is already running."),
+                url_for("xsale_amazon_run.details_view", id=exc.run.id),
+                _("Show it"),
+            ), "warning")
+            return None, exc
+        except (ImportRefused, LookupError) as exc:
+            flash(escape(str(exc)), "error")
+            return None, exc
+
+    @action("import_offers", _l("Import offers"),
+            _l("Import offers of the selected integrations? An import can take from a dozen "
+               "minutes to a dozen hours."))
+    def action_import_offers(self, ids: list[str]) -> Any:
+        started = 0
+        for raw in ids:
+            try:
+                integration_id = int(raw)
+            except ValueError:
+                continue
+            run, _error = self._start(integration_id, trigger="ui")
+            started += run is not None
+        if started:
+            flash(_("%(num)s imports queued.", num=started), "success")
+        return redirect(request.referrer or self.get_url(".index_view"))

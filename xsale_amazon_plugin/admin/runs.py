@@ -1,0 +1,113 @@
+"""Import runs: history with filters, and the live progress page of one run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, flash, redirect, url_for
+from flask_admin import expose
+from flask_admin.contrib.sqla.filters import DateBetweenFilter, FilterEqual
+from markupsafe import Markup
+
+from ..babel import gettext as _
+from ..babel import lazy_gettext as _l
+from ..extension import get_state
+from ..messages import asin_instruction, error_text, stage_label, status_label
+from .base import PluginModelView
+from .integrations import _badge
+
+
+def _status(view: Any, context: Any, model: Any, name: str) -> Markup:
+    return Markup('<span class="badge badge-{}">{}</span>').format(
+        _badge(model.status), status_label(model.status)
+    )
+
+
+def _counts(view: Any, context: Any, model: Any, name: str) -> str:
+    c = model.counts
+    return _("+%(created)s ~%(updated)s =%(unchanged)s -%(removed)s", **c)
+
+
+def _integration_options() -> list[tuple[str, str]]:
+    from .offers import _integration_options as options
+
+    return options()
+
+
+class ImportRunView(PluginModelView):
+    details_template = "xsale_amazon/admin/run_details.html"
+    can_create = False
+    can_edit = False
+    can_delete = False
+    can_view_details = True
+    column_list = ("id", "integration", "status", "stage", "created_at", "finished_at",
+                   "count_read", "counts", "requested_by")
+    column_labels = {
+        "id": "#",
+        "integration": _l("Integration"),
+        "status": _l("Status"),
+        "stage": _l("Stage"),
+        "created_at": _l("Started"),
+        "finished_at": _l("Finished"),
+        "count_read": _l("Rows read"),
+        "counts": _l("Created / updated / unchanged / removed"),
+        "requested_by": _l("Requested by"),
+    }
+    column_formatters = {
+        "status": _status,
+        "stage": lambda v, c, m, n: stage_label(m.stage),
+        "counts": _counts,
+    }
+    column_default_sort = ("id", True)
+    column_sortable_list = ("id", "status", "created_at", "finished_at")
+
+    def __init__(self, model: Any, db: Any, **kwargs: Any) -> None:
+        self.column_filters = [
+            FilterEqual(model.integration_id, _l("Integration"), options=_integration_options),
+            FilterEqual(model.status, _l("Status"), options=[
+                (s, s) for s in ("queued", "requesting", "waiting", "processing", "succeeded",
+                                 "no_data", "failed")
+            ]),
+            DateBetweenFilter(model.created_at, _l("Started")),
+        ]
+        super().__init__(model, db, **kwargs)
+
+    @expose("/details/")
+    def details_view(self) -> Any:
+        from flask import request
+
+        state = get_state()
+        try:
+            run_id = int(request.args.get("id", ""))
+        except ValueError:
+            abort(404)
+        run = state.db.session.get(self.model, run_id)
+        if run is None:
+            abort(404)
+        from ..api import run_progress
+
+        return self.render(
+            self.details_template,
+            run=run,
+            progress=run_progress(run),
+            error=error_text(run.error_code, run.error_params) if run.error_code else None,
+            asin_instruction=asin_instruction(),
+            rerun_form=self.csrf_form(),
+            status_url=url_for("xsale_amazon.run_status", run_id=run.id),
+            offers_url=url_for("xsale_amazon_offer.index_view", view="all",
+                               flt0_0=run.integration_id),
+        )
+
+    @expose("/rerun/<int:run_id>/", methods=("POST",))
+    def rerun_view(self, run_id: int) -> Any:
+        state = get_state()
+        run = state.db.session.get(self.model, run_id)
+        if run is None:
+            abort(404)
+        if not self.csrf_form().validate():
+            flash(_("The form expired; reload the page and try again."), "error")
+            return redirect(self.get_url(".details_view", id=run_id))
+        view = state.admin_views.get("xsale_amazon_integration")
+        new_run, error = view._start(run.integration_id, trigger="ui")
+        target = new_run or getattr(error, "run", None) or run
+        return redirect(self.get_url(".details_view", id=target.id))

@@ -1,0 +1,133 @@
+"""``flask xsale-amazon ...`` commands."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+from flask.cli import AppGroup
+
+from .extension import get_state
+
+cli = AppGroup("xsale-amazon", help="Amazon offers import (xsale_amazon_plugin).")
+
+
+@cli.command("import")
+@click.argument("integration_id", type=int)
+@click.option("--wait", is_flag=True, help="Show progress until the run ends; exit 1 if it failed.")
+@click.option("--timeout", type=float, default=24 * 3600, show_default=True,
+              help="With --wait: give up waiting after this many seconds.")
+def import_command(integration_id: int, wait: bool, timeout: float) -> None:
+    """Start importing the offers of INTEGRATION_ID."""
+    from .imports import ImportAlreadyRunning, ImportRefused, start_import
+
+    try:
+        run = start_import(integration_id, trigger="cli", requested_by="cli")
+    except ImportAlreadyRunning as exc:
+        raise click.ClickException(f"{exc} Not starting another one.") from None
+    except (ImportRefused, LookupError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Import run #{run.id} queued for integration {integration_id}.")
+    if wait:
+        sys.exit(_wait(run.id, timeout))
+
+
+def _wait(run_id: int, timeout: float) -> int:
+    from .api import run_progress
+
+    state = get_state()
+    session = state.db.session
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        session.expire_all()
+        run = session.get(state.models.ImportRun, run_id)
+        info = run_progress(run)
+        line = f"[{info['status_label']}] {info['stage_label']}"
+        if info["rows_total"]:
+            line += f" {info['rows_done']}/{info['rows_total']} ({info['percent']}%)"
+        elif info["rows_done"]:
+            line += f" {info['rows_done']} rows"
+        if line != last:
+            click.echo(line)
+            last = line
+        if not info["active"]:
+            break
+        if time.monotonic() > deadline:
+            click.echo("Timed out waiting; the import goes on in the background.", err=True)
+            return 2
+        if run.is_active:
+            from .imports import recover_stale_runs
+
+            recover_stale_runs(run.integration_id)
+        time.sleep(1.0)
+    counts = info["counts"]
+    click.echo(
+        "created {created}, updated {updated}, unchanged {unchanged}, removed {removed}, "
+        "skipped {skipped}, invalid {invalid}, duplicate {duplicate}".format(**counts)
+    )
+    if info["status"] == "failed":
+        click.echo(f"Import failed: {info['error']}", err=True)
+        return 1
+    if info["error"]:
+        click.echo(info["error"])
+    return 0
+
+
+@cli.command("worker")
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+@click.option("--simple", is_flag=True, help="Run jobs in this process (no fork).")
+def worker_command(burst: bool, simple: bool) -> None:
+    """Run an RQ worker (with the scheduler) for the import queue, bound to this app."""
+    from rq import SimpleWorker, Worker
+
+    state = get_state()
+    queue = state.queue
+    cls = SimpleWorker if simple else Worker
+    worker = cls([queue], connection=queue.connection, job_class=queue.job_class)
+    worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+
+
+@cli.command("autolink")
+@click.argument("integration_id", type=int)
+@click.option("--by", "key", type=click.Choice(["sku", "ean", "asin"]), required=True)
+def autolink_command(integration_id: int, key: str) -> None:
+    """Link the unlinked offers of INTEGRATION_ID to products with the same SKU, EAN or ASIN."""
+    from .linking import autolink
+
+    try:
+        result = autolink(key, integration_id=integration_id, user="cli")
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"linked {result.linked}, ambiguous {result.ambiguous}, no match {result.no_match}, "
+        f"already linked {result.already_linked}"
+    )
+    if result.ambiguous_examples:
+        click.echo("ambiguous SKUs: " + ", ".join(result.ambiguous_examples))
+
+
+@cli.command("rotate-key")
+def rotate_key_command() -> None:
+    """Re-encrypt stored credentials with the first XSALE_AMAZON_ENCRYPTION_KEY."""
+    state = get_state()
+    m = state.models
+    session = state.db.session
+    count = 0
+    for integ in session.query(m.AmazonIntegration).all():
+        for attr in ("lwa_client_secret_ciphertext", "refresh_token_ciphertext"):
+            token = getattr(integ, attr)
+            if token:
+                setattr(integ, attr, state.secret_box.rotate(token))
+                count += 1
+    session.commit()
+    click.echo(f"Re-encrypted {count} secrets.")
+
+
+@cli.command("recover")
+def recover_command() -> None:
+    """Mark imports whose worker died as failed, so they can be started again."""
+    from .imports import recover_stale_runs
+
+    click.echo(f"Marked {recover_stale_runs()} stale runs as failed.")

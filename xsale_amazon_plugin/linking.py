@@ -1,0 +1,180 @@
+"""Linking offers to host products: manual, bulk, unlink and set-based auto-link."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from flask import current_app
+
+from .extension import get_state
+from .models import LinkMethod, utcnow
+from .signals import offers_linked, offers_unlinked
+
+AUTOLINK_KEYS = ("sku", "ean", "asin")
+#: Offer product-id types that hold a GTIN comparable with the host's EAN.
+GTIN_TYPES = ("EAN", "UPC", "JAN", "GTIN", "ISBN")
+
+
+@dataclass
+class AutoLinkResult:
+    linked: int
+    ambiguous: int
+    no_match: int
+    already_linked: int
+    ambiguous_examples: list[str]
+
+
+def _insert(conn: sa.Connection, table: sa.Table):
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - other backends get a plain insert
+        return table.insert()
+    return insert(table)
+
+
+def _ids(values: Sequence[Any]) -> list[int]:
+    out = []
+    for v in values:
+        try:
+            out.append(int(v))
+        except (TypeError, ValueError):
+            raise ValueError(f"Invalid offer id {v!r}.") from None
+    return out
+
+
+def link_offers(offer_ids: Sequence[Any], product_id: Any, *, by: str | None = None) -> int:
+    """Link the offers to one product (re-linking offers that were linked elsewhere)."""
+    state = get_state()
+    m = state.models
+    ids = _ids(offer_ids)
+    product = state.db.session.get(m.product_model, product_id)
+    if product is None:
+        raise LookupError("The selected product does not exist.")
+    pk_value = getattr(product, m.product_pk.key)
+    link = m.OfferProductLink.__table__
+    offer = m.AmazonOffer.__table__
+    session = state.db.session
+    conn = session.connection()
+    existing = set(conn.execute(sa.select(offer.c.id).where(offer.c.id.in_(ids))).scalars())
+    if not existing:
+        return 0
+    conn.execute(link.delete().where(link.c.offer_id.in_(existing)))
+    conn.execute(link.insert(), [
+        {"offer_id": oid, "product_id": pk_value, "method": LinkMethod.MANUAL,
+         "created_by": by, "created_at": utcnow()}
+        for oid in sorted(existing)
+    ])
+    session.commit()
+    offers_linked.send(current_app._get_current_object(), offer_ids=sorted(existing),
+                       product_id=pk_value, method=LinkMethod.MANUAL)
+    return len(existing)
+
+
+def unlink_offers(offer_ids: Sequence[Any]) -> int:
+    state = get_state()
+    link = state.models.OfferProductLink.__table__
+    ids = _ids(offer_ids)
+    session = state.db.session
+    removed = list(session.connection().execute(
+        link.delete().where(link.c.offer_id.in_(ids)).returning(link.c.offer_id)
+    ).scalars())
+    session.commit()
+    if removed:
+        offers_unlinked.send(current_app._get_current_object(), offer_ids=sorted(removed))
+    return len(removed)
+
+
+def autolink(by: str, *, integration_id: int | None = None,
+             offer_ids: Sequence[Any] | None = None, user: str | None = None) -> AutoLinkResult:
+    """Link unlinked, not removed offers to the one product whose key equals the offer's.
+
+    Exact, case-sensitive comparison; offers whose key matches several products are left
+    alone and reported as ambiguous. All in a few set-based statements.
+    """
+    if by not in AUTOLINK_KEYS:
+        raise ValueError(f"Auto-link key must be one of {', '.join(AUTOLINK_KEYS)}.")
+    state = get_state()
+    m = state.models
+    product_key = state.product_attr(by)
+    if product_key is None:
+        raise ValueError(
+            f"The host product has no attribute for {by.upper()} "
+            f"(configure XSALE_AMAZON_PRODUCT_{by.upper()}_ATTR)."
+        )
+    offer = m.AmazonOffer.__table__
+    link = m.OfferProductLink.__table__
+    product_key = product_key.expression if hasattr(product_key, "expression") else product_key
+    pk = m.product_pk
+
+    offer_key = {"sku": offer.c.seller_sku, "ean": offer.c.product_id, "asin": offer.c.asin}[by]
+    scope = [offer.c.removed_at.is_(None)]
+    if integration_id is not None:
+        scope.append(offer.c.integration_id == integration_id)
+    if offer_ids is not None:
+        scope.append(offer.c.id.in_(_ids(offer_ids)))
+    if by == "ean":
+        scope.append(offer.c.product_id_type.in_(GTIN_TYPES))
+    has_link = sa.exists().where(link.c.offer_id == offer.c.id)
+
+    key_counts = (
+        sa.select(product_key.label("k"), sa.func.count().label("n"))
+        .where(product_key.is_not(None), product_key != "")
+        .group_by(product_key)
+        .subquery()
+    )
+    session = state.db.session
+    conn = session.connection()
+
+    in_scope = sa.select(sa.func.count()).select_from(offer).where(*scope)
+    already = conn.execute(in_scope.where(has_link)).scalar_one()
+    ambiguous_q = (
+        sa.select(offer.c.seller_sku)
+        .select_from(offer.join(key_counts, key_counts.c.k == offer_key))
+        .where(*scope, ~has_link, key_counts.c.n > 1)
+    )
+    ambiguous = conn.execute(
+        sa.select(sa.func.count()).select_from(ambiguous_q.subquery())
+    ).scalar_one()
+    examples = list(conn.execute(ambiguous_q.order_by(offer.c.seller_sku).limit(10)).scalars())
+
+    unique_keys = sa.select(key_counts.c.k).where(key_counts.c.n == 1).subquery()
+    product_table = pk.table
+    candidates = (
+        sa.select(
+            offer.c.id,
+            pk,
+            sa.literal(by, sa.String(10)),
+            sa.literal(user, sa.String(200)),
+            sa.literal(utcnow(), link.c.created_at.type),
+        )
+        .select_from(
+            offer.join(unique_keys, unique_keys.c.k == offer_key).join(
+                product_table, product_key == offer_key
+            )
+        )
+        .where(*scope, ~has_link)
+    )
+    stmt = (
+        _insert(conn, link)
+        .from_select(["offer_id", "product_id", "method", "created_by", "created_at"], candidates)
+    )
+    if hasattr(stmt, "on_conflict_do_nothing"):
+        stmt = stmt.on_conflict_do_nothing(index_elements=["offer_id"])
+    linked_ids = list(conn.execute(stmt.returning(link.c.offer_id)).scalars())
+    total = conn.execute(in_scope).scalar_one()
+    session.commit()
+    if linked_ids:
+        offers_linked.send(current_app._get_current_object(), offer_ids=linked_ids,
+                           product_id=None, method=by)
+    return AutoLinkResult(
+        linked=len(linked_ids),
+        ambiguous=ambiguous,
+        no_match=max(total - already - ambiguous - len(linked_ids), 0),
+        already_linked=already,
+        ambiguous_examples=examples,
+    )

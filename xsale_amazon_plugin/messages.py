@@ -1,0 +1,138 @@
+"""Operator-facing messages for import errors, rendered in the operator's language.
+
+Runs store an error *code* and parameters; the text is produced when it is shown, so the
+same run reads in Polish for one operator and in English for another.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .babel import gettext as _
+
+ASIN_INSTRUCTION_CODE = "missing_asin_column"
+
+
+def asin_instruction() -> str:
+    return _(
+        "In Amazon Seller Central open Reports → Inventory Reports, choose the All Listings "
+        "Report, add the columns asin and asin1 to the selected columns, save, and run the "
+        "import again."
+    )
+
+
+def error_text(code: str | None, params: dict[str, Any] | None = None) -> str:
+    p = dict(params or {})
+    detail = str(p.get("detail") or "")
+    if code == ASIN_INSTRUCTION_CODE:
+        return _(
+            "Amazon's All Listings Report for this marketplace has no ASIN column, so the "
+            "offers cannot be linked to the Amazon catalogue. Nothing was changed."
+        ) + " " + asin_instruction()
+    texts = {
+        "unknown_header": _(
+            "The report's header was not recognised, so nothing was imported. Header: %(detail)s",
+            detail=detail,
+        ),
+        "empty_report": _("Amazon returned an empty report file. Nothing was changed."),
+        "undecodable": _(
+            "The report could not be decoded (%(detail)s). Nothing was changed.", detail=detail
+        ),
+        "missing_credentials": _(
+            "The integration has no complete LWA credentials. Fill in the client ID, client "
+            "secret and refresh token in the Connection tab."
+        ),
+        "inactive": _("The integration is inactive. Activate it before importing."),
+        "amazon_auth": _(
+            "Amazon rejected the LWA credentials (client ID, client secret or refresh token). "
+            "Check them in the integration's Connection tab. Amazon said: %(detail)s",
+            detail=detail,
+        ),
+        "amazon_forbidden": _(
+            "Amazon refused access to the Reports API: the SP-API application lacks the role "
+            "needed for inventory reports, or the seller revoked the authorisation. Grant the "
+            "role in the Developer Console or authorise the application again. Amazon said: "
+            "%(detail)s",
+            detail=detail,
+        ),
+        "amazon_throttled": _(
+            "Amazon kept throttling the requests (QuotaExceeded). Try again later. Details: "
+            "%(detail)s",
+            detail=detail,
+        ),
+        "amazon_unavailable": _(
+            "Amazon did not answer correctly (server or network error). Try again later. "
+            "Details: %(detail)s",
+            detail=detail,
+        ),
+        "amazon_bad_request": _("Amazon rejected the request: %(detail)s", detail=detail),
+        "report_fatal": _(
+            "Amazon could not generate the report (status FATAL). Amazon's explanation: "
+            "%(detail)s",
+            detail=detail or "-",
+        ),
+        "report_cancelled": _(
+            "Amazon cancelled the report because it has no data for this marketplace and "
+            "account: there are no listings to import. No offer was changed."
+        ),
+        "report_timeout": _(
+            "Amazon did not finish the report within %(hours)s hours. No offer was changed; "
+            "try again later.",
+            hours=p.get("hours", "?"),
+        ),
+        "download_failed": _(
+            "Downloading the report from Amazon failed: %(detail)s. No offer was changed.",
+            detail=detail,
+        ),
+        "url_not_allowed": _(
+            "Amazon's answer pointed to a download address outside Amazon's document hosts "
+            "(%(detail)s); it was not contacted. No offer was changed.",
+            detail=detail,
+        ),
+        "worker_died": _(
+            "The worker running this import stopped before it finished (killed, restarted or "
+            "lost). Nothing from this run was applied; start the import again."
+        ),
+        "worker_missing": _(
+            "No worker picked up this import in time. Make sure 'flask xsale-amazon worker' is "
+            "running, then start the import again."
+        ),
+        "queue_unavailable": _(
+            "The job queue (Redis) is not reachable, so the import could not be started: "
+            "%(detail)s",
+            detail=detail,
+        ),
+        "database": _(
+            "The database connection failed during the import: %(detail)s. Nothing from this "
+            "run was applied; start the import again.",
+            detail=detail,
+        ),
+        "internal": _(
+            "Unexpected error: %(detail)s. Nothing from this run was applied.", detail=detail
+        ),
+    }
+    return texts.get(code or "", detail or (code or ""))
+
+
+def status_label(status: str) -> str:
+    return {
+        "queued": _("Queued"),
+        "requesting": _("Requesting report"),
+        "waiting": _("Waiting for Amazon"),
+        "processing": _("Importing"),
+        "succeeded": _("Succeeded"),
+        "no_data": _("No data"),
+        "failed": _("Failed"),
+    }.get(status, status)
+
+
+def stage_label(stage: str) -> str:
+    return {
+        "queued": _("Queued"),
+        "requesting_report": _("Requesting report"),
+        "waiting_for_amazon": _("Waiting for Amazon"),
+        "downloading": _("Downloading"),
+        "parsing": _("Parsing"),
+        "saving": _("Saving"),
+        "done": _("Done"),
+    }.get(stage, stage)
