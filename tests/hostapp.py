@@ -103,6 +103,7 @@ def make_host(
         XSALE_AMAZON_MAX_RETRIES=2,
         XSALE_AMAZON_PRODUCT_ASIN_ATTR="asin",
         XSALE_AMAZON_BATCH_SIZE=500,
+        XSALE_AMAZON_REPORT_REUSE_WINDOW=0,
     )
     app.config.update(config or {})
     if babel:

@@ -242,7 +242,10 @@ class OfferImporter:
             ["integration_id", "seller_sku", *COMPARED, "currency", "first_seen_at", "last_seen_at"],
             select_new,
         )
-        counts.created = conn.execute(ins).rowcount
+        count_offers = sa.select(sa.func.count()).select_from(o).where(o.c.integration_id == iid)
+        before = conn.execute(count_offers).scalar_one()
+        conn.execute(ins)  # INSERT ... SELECT rowcount is not reliable on every driver
+        counts.created = conn.execute(count_offers).scalar_one() - before
 
         staged_total = conn.execute(
             sa.select(sa.func.count()).select_from(s).where(s.c.run_id == run)

@@ -58,7 +58,7 @@ def import_step(run_id: int) -> str:
     if job is not None and run.rq_job_id and job.id != run.rq_job_id:
         return "superseded"
     try:
-        return _Step(state, run).run()
+        return _Step(state, run).execute()
     except _RunEnded:
         return run.status
     except (OperationalError, DBAPIError) as exc:
@@ -140,7 +140,7 @@ class _Step:
         return utcnow() - self.run.created_at > limit
 
     # -- the step --------------------------------------------------------------------------
-    def run(self) -> str:
+    def execute(self) -> str:
         run = self.run
         if run.started_at is None:
             run.started_at = utcnow()
