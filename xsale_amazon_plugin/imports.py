@@ -118,21 +118,36 @@ def _failure_callback():
 
 
 def finish_run(run: Any, status: str, *, error_code: str | None = None,
-               error_params: dict | None = None) -> None:
-    """End ``run`` (commit included) and send :data:`import_finished`."""
+               error_params: dict | None = None, expect: dict[str, Any] | None = None) -> bool:
+    """End ``run`` unless it already ended (or changed owner): commit, then send
+    :data:`import_finished`. ``expect`` lists column values the run must still have, so a
+    worker and the stale-run check can never both end the same run. Returns True if it
+    ended the run here.
+    """
     state = get_state()
-    run.status = status
-    run.active_lock = None
-    run.finished_at = utcnow()
+    session = state.db.session
+    table = run.__table__
+    values: dict[str, Any] = {"status": status, "active_lock": None, "finished_at": utcnow()}
     if status == Status.SUCCEEDED:
-        run.stage = Stage.DONE
+        values["stage"] = Stage.DONE
     if error_code:
-        run.error_code = error_code
-        run.error_params = error_params or {}
+        values["error_code"] = error_code
+        values["error_params"] = error_params or {}
         with _english():
-            run.error_message = error_text(error_code, error_params)[:4000]
-    state.db.session.commit()
-    send_finished(run)
+            values["error_message"] = error_text(error_code, error_params)[:4000]
+    conditions = [table.c.id == run.id, table.c.active_lock.is_not(None)]
+    for column, value in (expect or {}).items():
+        conditions.append(table.c[column].is_(None) if value is None else table.c[column] == value)
+    session.flush()
+    ended = session.execute(table.update().where(*conditions).values(**values)).rowcount == 1
+    if ended:  # rows a dead or failed step staged are of no use any more
+        staging = state.models.import_row
+        session.execute(staging.delete().where(staging.c.run_id == run.id))
+    session.commit()
+    session.expire(run)
+    if ended:
+        send_finished(run)
+    return ended
 
 
 def send_finished(run: Any) -> None:
@@ -177,9 +192,11 @@ def recover_stale_runs(integration_id: int | None = None, now: datetime | None =
     failed = 0
     for run in session.execute(query).scalars().all():
         reason = _stale_reason(run, now, timeout)
-        if reason:
-            log.warning("Import run %s is stale (%s); marking it failed", run.id, reason)
-            finish_run(run, Status.FAILED, error_code=reason)
+        if not reason:
+            continue
+        seen = {"status": run.status, "rq_job_id": run.rq_job_id, "heartbeat_at": run.heartbeat_at}
+        if finish_run(run, Status.FAILED, error_code=reason, expect=seen):
+            log.warning("Import run %s is stale (%s); marked it failed", run.id, reason)
             failed += 1
     return failed
 
@@ -197,7 +214,11 @@ def _stale_reason(run: Any, now: datetime, timeout: timedelta) -> str | None:
         if job_state == "queued" and due < now - 12 * timeout:
             return "worker_missing"
         return None
-    return "worker_died" if job_state != "unknown" else None
+    if job_state == "unknown":
+        return None
+    log.warning("Import run %s: its job %s is %s although the run waits for it", run.id,
+                run.rq_job_id, job_state)
+    return "worker_died"
 
 
 def _job_state(job_id: str | None) -> str:

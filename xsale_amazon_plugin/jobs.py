@@ -7,9 +7,11 @@ is DONE: download, parse and stage the rows, then apply them in one transaction.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
+import threading
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,7 +44,42 @@ _AMAZON_CODES = {
 
 
 class _RunEnded(Exception):
-    """The run ended inside a step (already recorded)."""
+    """The run ended inside a step, or was ended elsewhere (already recorded)."""
+
+
+class _Heartbeat:
+    """Refreshes the run's ``heartbeat_at`` from a thread while a step works.
+
+    The stale-run check fails a run whose heartbeat stops, so a SIGKILLed worker is noticed
+    after ``XSALE_AMAZON_HEARTBEAT_TIMEOUT`` whatever the step was doing (even a long apply
+    transaction, which this thread does not wait for: it uses its own connection).
+    """
+
+    def __init__(self, engine: sa.Engine, table: sa.Table, run_id: int, job_id: str | None,
+                 interval: float) -> None:
+        self._stop = threading.Event()
+        self._args = (engine, table, run_id, job_id, interval)
+        self._thread = threading.Thread(target=self._loop, name=f"xsale-amazon-heartbeat-{run_id}",
+                                        daemon=True)
+
+    def _loop(self) -> None:
+        engine, table, run_id, job_id, interval = self._args
+        stmt = table.update().where(table.c.id == run_id, table.c.rq_job_id == job_id,
+                                    table.c.active_lock.is_not(None))
+        while not self._stop.wait(interval):
+            try:
+                with engine.begin() as conn:
+                    conn.execute(stmt.values(heartbeat_at=utcnow()))
+            except Exception:  # e.g. SQLite busy during the apply; the next beat retries
+                log.debug("heartbeat of run %s skipped", run_id, exc_info=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
 
 
 def import_step(run_id: int) -> str:
@@ -104,6 +141,7 @@ class _Step:
         self.session = state.db.session
         self.integration = run.integration
         self.marketplace = self.integration.marketplace_info
+        self.job_id = run.rq_job_id
 
     # -- helpers ---------------------------------------------------------------------------
     def _client(self) -> AmazonReportsClient:
@@ -121,19 +159,32 @@ class _Step:
         )
 
     def _end(self, status: str, code: str | None = None, **params: Any) -> None:
-        finish_run(self.run, status, error_code=code, error_params=params or None)
+        finish_run(self.run, status, error_code=code, error_params=params or None,
+                   expect={"rq_job_id": self.job_id})
         raise _RunEnded
 
-    def _beat(self, **fields: Any) -> None:
+    def _save(self, **fields: Any) -> None:
+        """Write ``fields`` to the run if this step still owns it; else stop the step."""
+        table = self.run.__table__
         fields["heartbeat_at"] = utcnow()
-        for k, v in fields.items():
-            setattr(self.run, k, v)
+        self.session.flush()
+        owned = self.session.execute(
+            table.update()
+            .where(table.c.id == self.run.id, table.c.rq_job_id == self.job_id,
+                   table.c.active_lock.is_not(None))
+            .values(**fields)
+        ).rowcount
         self.session.commit()
+        self.session.expire(self.run)
+        if not owned:
+            log.warning("Import run %s was ended elsewhere; step %s stops", self.run.id,
+                        self.job_id)
+            raise _RunEnded
 
-    def _time(self, name: str, started: float) -> None:
+    def _time(self, name: str, started: float) -> dict[str, float]:
         durations = dict(self.run.durations or {})
         durations[name] = round(durations.get(name, 0) + time.monotonic() - started, 3)
-        self.run.durations = durations
+        return durations
 
     def _deadline_passed(self) -> bool:
         limit = timedelta(seconds=float(self.state.cfg("REPORT_DEADLINE")))
@@ -143,30 +194,37 @@ class _Step:
     def execute(self) -> str:
         run = self.run
         if run.started_at is None:
-            run.started_at = utcnow()
+            self._save(started_at=utcnow())
+        interval = max(0.5, float(self.state.cfg("HEARTBEAT_TIMEOUT")) / 5)
         client = self._client()
+        heartbeat = _Heartbeat(self.state.db.engine, run.__table__, run.id, self.job_id, interval)
         try:
-            if not run.report_id:
-                self._beat(status=Status.REQUESTING, stage=Stage.REQUESTING)
-                self._request_report(client)
-            if run.status != Status.PROCESSING:
-                self._beat(status=Status.WAITING, stage=Stage.WAITING)
-                if not self._poll(client):
-                    return "waiting"
-            self._process(client)
-            return "succeeded"
+            with heartbeat:
+                return self._advance(client)
         except AmazonError as exc:
             return self._amazon_error(exc)
         finally:
             client.close()
 
+    def _advance(self, client: AmazonReportsClient) -> str:
+        run = self.run
+        if not run.report_id:
+            self._save(status=Status.REQUESTING, stage=Stage.REQUESTING)
+            self._request_report(client)
+        if run.status != Status.PROCESSING:
+            self._save(status=Status.WAITING, stage=Stage.WAITING)
+            if not self._poll(client):
+                return "waiting"
+        self._process(client)
+        return "succeeded"
+
     def _amazon_error(self, exc: AmazonError) -> str:
         run = self.run
         if exc.retryable and run.retries < MAX_STEP_RETRIES and not self._deadline_passed():
-            run.retries += 1
+            fields: dict[str, Any] = {"retries": run.retries + 1}
             if run.status == Status.PROCESSING:
-                run.status = Status.WAITING
-                run.stage = Stage.WAITING
+                fields.update(status=Status.WAITING, stage=Stage.WAITING)
+            self._save(**fields)
             delay = self._poll_delay(run.retries)
             log.info("Import run %s: transient Amazon error (%s); retry in %.0fs", run.id,
                      exc.kind, delay)
@@ -188,24 +246,22 @@ class _Step:
         if window > 0:
             report = client.find_recent_report(utcnow() - timedelta(seconds=window))
         if report:
-            self.run.report_id = report["reportId"]
-            self.run.report_reused = True
-            self.run.report_created_at = _parse_ts(report.get("createdTime"))
+            fields = {"report_id": report["reportId"], "report_reused": True,
+                      "report_created_at": _parse_ts(report.get("createdTime"))}
         else:
-            self.run.report_id = client.create_report(custom=True, locale="en_US")
-            self.run.report_created_at = utcnow()
-        self._time("request", started)
-        self.session.commit()
+            fields = {"report_id": client.create_report(custom=True, locale="en_US"),
+                      "report_created_at": utcnow()}
+        self._save(**fields, durations=self._time("request", started))
 
     def _poll(self, client: AmazonReportsClient) -> bool:
         """True when the report is DONE; otherwise the run was re-scheduled or ended."""
         run = self.run
         report = client.get_report(run.report_id)
         status = report.get("processingStatus")
-        run.poll_count += 1
+        self._save(poll_count=run.poll_count + 1)
         if status == "DONE":
-            run.report_document_id = report.get("reportDocumentId")
-            self._beat(status=Status.PROCESSING, stage=Stage.DOWNLOADING)
+            self._save(report_document_id=report.get("reportDocumentId"),
+                       status=Status.PROCESSING, stage=Stage.DOWNLOADING)
             return True
         if status == "CANCELLED":
             self._end(Status.NO_DATA, "report_cancelled")
@@ -239,10 +295,10 @@ class _Step:
         )
         try:
             started = time.monotonic()
-            self._beat(stage=Stage.DOWNLOADING)
+            self._save(stage=Stage.DOWNLOADING)
             doc = client.download_document(run.report_document_id, path)
-            self._time("download", started)
-            self._beat(download_bytes=doc.size, stage=Stage.PARSING)
+            self._save(download_bytes=doc.size, stage=Stage.PARSING,
+                       durations=self._time("download", started))
 
             started = time.monotonic()
             try:
@@ -252,7 +308,7 @@ class _Step:
                 self._end(Status.FAILED, "missing_asin_column", header=exc.header or "")
             except ReportFormatError as exc:
                 self._end(Status.FAILED, exc.code, detail=exc.message[:1500])
-            self._beat(encoding=reader.encoding, header_family=reader.header_family,
+            self._save(encoding=reader.encoding, header_family=reader.header_family,
                        rows_total=reader.total_lines)
             importer.clear_staging()
             counts = importer.stage(
@@ -261,67 +317,60 @@ class _Step:
                 batch_size=int(state.cfg("BATCH_SIZE")),
                 on_batch=self._progress,
             )
-            self._time("parse", started)
-            self._record_stage_counts(counts)
-            self._beat(stage=Stage.SAVING)
-            started = time.monotonic()
+            self._save(stage=Stage.SAVING, durations=self._time("parse", started),
+                       **self._stage_fields(counts))
             self._apply(importer, counts)
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(path)
-            except OSError:
-                pass
 
     def _progress(self, counts: StageCounts, line: int) -> None:
-        self._record_stage_counts(counts)
-        self._beat(rows_done=counts.read)
+        self._save(rows_done=counts.read, **self._stage_fields(counts))
 
-    def _record_stage_counts(self, counts: StageCounts) -> None:
-        run = self.run
-        run.count_read = counts.read
-        run.count_skipped_channel = counts.skipped_channel
-        run.count_invalid = counts.invalid
-        run.count_without_asin = counts.without_asin
-        run.invalid_lines = list(counts.invalid_lines)
+    @staticmethod
+    def _stage_fields(counts: StageCounts) -> dict[str, Any]:
+        return {
+            "count_read": counts.read,
+            "count_skipped_channel": counts.skipped_channel,
+            "count_invalid": counts.invalid,
+            "count_without_asin": counts.without_asin,
+            "invalid_lines": list(counts.invalid_lines),
+        }
 
     def _apply(self, importer: OfferImporter, stage_counts: StageCounts) -> None:
         run, state = self.run, self.state
         started = time.monotonic()
-        m = state.models
-        run_table = m.ImportRun.__table__
+        run_table = state.models.ImportRun.__table__
+        keep = int(state.cfg("INVALID_LINES_KEPT"))
         with state.db.engine.begin() as conn:
-            # Lock the run row: a run failed meanwhile (stale detection) must not apply.
-            query = sa.select(run_table.c.status, run_table.c.rq_job_id).where(
-                run_table.c.id == run.id
-            )
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update()
-            current = conn.execute(query).one()
-            if current.status != Status.PROCESSING or current.rq_job_id != run.rq_job_id:
-                raise _RunEnded
             counts = importer.apply(conn)
-            kept = list(stage_counts.invalid_lines) + counts.duplicate_lines
-            conn.execute(
-                run_table.update().where(run_table.c.id == run.id).values(
+            # Ending the run in the apply transaction: applied <=> succeeded. If the run was
+            # ended meanwhile (e.g. declared dead), nothing of this transaction is kept.
+            owned = conn.execute(
+                run_table.update()
+                .where(run_table.c.id == run.id, run_table.c.rq_job_id == self.job_id,
+                       run_table.c.active_lock.is_not(None))
+                .values(
                     count_created=counts.created,
                     count_updated=counts.updated,
                     count_unchanged=counts.unchanged,
                     count_removed=counts.removed,
                     count_restored=counts.restored,
                     count_duplicate=counts.duplicate,
-                    invalid_lines=kept[: int(state.cfg("INVALID_LINES_KEPT"))],
+                    invalid_lines=(list(stage_counts.invalid_lines)
+                                   + counts.duplicate_lines)[:keep],
                     rows_done=stage_counts.read,
                     rows_total=stage_counts.read,
-                    # Ending the run in the same transaction: applied <=> succeeded.
                     status=Status.SUCCEEDED,
                     stage=Stage.DONE,
                     active_lock=None,
                     finished_at=utcnow(),
+                    durations=self._time("apply", started),
                 )
-            )
+            ).rowcount
+            if not owned:
+                raise _RunEnded  # leaving the block rolls the transaction back
         self.session.expire(run)
-        self._time("apply", started)
-        self.session.commit()
         send_finished(run)
 
 
