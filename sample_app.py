@@ -201,15 +201,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--emulator-port", type=int, default=DEFAULT_EMULATOR_PORT)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
 
-    app = create_app()
-    endpoint = app.config["XSALE_AMAZON_SPAPI_ENDPOINT"]
+    config = {}
     if "XSALE_AMAZON_SPAPI_ENDPOINT" not in os.environ:
+        emulator_url = f"http://127.0.0.1:{args.emulator_port}"
+        config = {"XSALE_AMAZON_SPAPI_ENDPOINT": emulator_url,
+                  "XSALE_AMAZON_LWA_ENDPOINT": emulator_url + "/auth/o2/token"}
+    app = create_app(config)
+    endpoint = app.config["XSALE_AMAZON_SPAPI_ENDPOINT"]
+    if config:
         from xsale_amazon_plugin.emulator.server import EmulatorControl, SpApiEmulator
 
-        SpApiEmulator(port=DEFAULT_EMULATOR_PORT).start()
+        SpApiEmulator(port=args.emulator_port).start()
         with EmulatorControl(endpoint) as control:
             seed_emulator(control)
         print(f"Local SP-API emulator with demo listings on {endpoint}")

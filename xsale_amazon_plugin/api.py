@@ -9,14 +9,14 @@ from flask import abort, jsonify, request
 
 from .extension import blueprint, get_state
 from .messages import error_text, stage_label, status_label
-from .models import Status, utcnow
+from .models import Status, as_utc, utcnow
 
 
 def run_progress(run: Any) -> dict[str, Any]:
     """The progress document of a run, as the run page's script consumes it."""
     now = utcnow()
-    started = run.started_at or run.created_at
-    end = run.finished_at or now
+    started = as_utc(run.started_at or run.created_at)
+    end = as_utc(run.finished_at) or now
     elapsed = max((end - started).total_seconds(), 0.0)
     eta = None
     if run.is_active and run.rows_total and run.rows_done and run.stage == "parsing":
@@ -41,7 +41,7 @@ def run_progress(run: Any) -> dict[str, Any]:
         "elapsed_seconds": round(elapsed),
         "eta_seconds": eta,
         "next_poll_in": (
-            max(round((run.next_poll_at - now).total_seconds()), 0)
+            max(round((as_utc(run.next_poll_at) - now).total_seconds()), 0)
             if run.is_active and run.next_poll_at and run.status == Status.WAITING
             else None
         ),

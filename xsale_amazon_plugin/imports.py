@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .extension import get_state
 from .messages import error_text
-from .models import Stage, Status, utcnow
+from .models import Stage, Status, as_utc, utcnow
 from .signals import import_finished
 
 log = logging.getLogger(__name__)
@@ -204,9 +204,9 @@ def recover_stale_runs(integration_id: int | None = None, now: datetime | None =
 def _stale_reason(run: Any, now: datetime, timeout: timedelta) -> str | None:
     running = run.status in (Status.REQUESTING, Status.PROCESSING)
     if running:
-        beat = run.heartbeat_at or run.started_at or run.created_at
+        beat = as_utc(run.heartbeat_at or run.started_at or run.created_at)
         return "worker_died" if beat < now - timeout else None
-    due = run.next_poll_at or run.created_at
+    due = as_utc(run.next_poll_at or run.created_at)
     if due > now - timeout:
         return None
     job_state = _job_state(run.rq_job_id)

@@ -24,7 +24,7 @@ from .amazon_client import AmazonError, AmazonReportsClient, LwaCredentials
 from .extension import _State, get_state
 from .importer import OfferImporter, StageCounts
 from .imports import enqueue_step, finish_run, send_finished
-from .models import Stage, Status, utcnow
+from .models import Stage, Status, as_utc, utcnow
 from .report_parser import MissingAsinColumnError, ReportFormatError, ReportReader
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ class _Step:
 
     def _deadline_passed(self) -> bool:
         limit = timedelta(seconds=float(self.state.cfg("REPORT_DEADLINE")))
-        return utcnow() - self.run.created_at > limit
+        return utcnow() - as_utc(self.run.created_at) > limit
 
     # -- the step --------------------------------------------------------------------------
     def execute(self) -> str:

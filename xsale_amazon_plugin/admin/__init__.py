@@ -17,11 +17,15 @@ def make_views(state: Any, category: str | None = None) -> list[Any]:
 
     m, db = state.models, state.db
     category = category if category is not None else state.cfg("ADMIN_CATEGORY")
+    offers = OfferView(m.AmazonOffer, db, name=_l("Offers"), category=category,
+                       endpoint="xsale_amazon_offer", url="xsale-amazon/offers")
+    page_size = int(state.cfg("PAGE_SIZE"))
+    offers.page_size = page_size
+    offers.page_size_options = tuple(sorted({20, 50, 100, 500, page_size}))
     return [
         IntegrationView(m.AmazonIntegration, db, name=_l("Integrations"), category=category,
                         endpoint="xsale_amazon_integration", url="xsale-amazon/integrations"),
-        OfferView(m.AmazonOffer, db, name=_l("Offers"), category=category,
-                  endpoint="xsale_amazon_offer", url="xsale-amazon/offers"),
+        offers,
         ImportRunView(m.ImportRun, db, name=_l("Import runs"), category=category,
                       endpoint="xsale_amazon_run", url="xsale-amazon/runs"),
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, current_app
+from flask import abort, current_app, request
 from flask_admin import expose
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.form import BaseForm, SecureForm
@@ -41,4 +41,4 @@ class PluginModelView(ModelView):
 
     def csrf_form(self) -> PluginForm:
         """An empty form for custom POST views; validate() checks its CSRF token."""
-        return PluginForm()
+        return PluginForm(request.form if request.method == "POST" else None)

@@ -14,6 +14,7 @@ from wtforms.validators import Length, Optional
 
 from ..babel import gettext as _
 from ..babel import lazy_gettext as _l
+from ..babel import ngettext
 from ..extension import get_state
 from ..marketplaces import MARKETPLACES
 from ..messages import asin_instruction, status_label
@@ -190,5 +191,5 @@ class IntegrationView(PluginModelView):
             run, _error = self._start(integration_id, trigger="ui")
             started += run is not None
         if started:
-            flash(_("%(num)s imports queued.", num=started), "success")
+            flash(ngettext("%(num)s import queued.", "%(num)s imports queued.", started), "success")
         return redirect(request.referrer or self.get_url(".index_view"))

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import abort, flash, redirect, url_for
 from flask_admin import expose
-from flask_admin.contrib.sqla.filters import DateBetweenFilter, FilterEqual
+from flask_admin.contrib.sqla.filters import DateBetweenFilter, FilterEqual, IntEqualFilter
 from markupsafe import Markup
 
 from ..babel import gettext as _
@@ -63,7 +63,7 @@ class ImportRunView(PluginModelView):
 
     def __init__(self, model: Any, db: Any, **kwargs: Any) -> None:
         self.column_filters = [
-            FilterEqual(model.integration_id, _l("Integration"), options=_integration_options),
+            IntEqualFilter(model.integration_id, _l("Integration"), options=_integration_options),
             FilterEqual(model.status, _l("Status"), options=[
                 (s, s) for s in ("queued", "requesting", "waiting", "processing", "succeeded",
                                  "no_data", "failed")

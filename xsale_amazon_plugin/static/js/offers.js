@@ -19,7 +19,22 @@
       }
     });
   }
+  // Long Amazon names: clamp the cell to a few lines, full text in the tooltip. Only moves the
+  // existing nodes (no HTML is parsed) and sets the title as plain text.
+  function clampCells() {
+    $(".xa-offers table.model-list td.col-name, .xa-offers table.model-list td.col-product")
+      .each(function () {
+        if (this.querySelector(".xa-clamp")) { return; }
+        var box = document.createElement("div");
+        box.className = "xa-clamp";
+        while (this.firstChild) { box.appendChild(this.firstChild); }
+        this.appendChild(box);
+        var text = (box.textContent || "").trim();
+        if (text.length > 60) { box.setAttribute("title", text); }
+      });
+  }
   $(function () {
+    clampCells();
     picker($("#xa-bulk-product"));
     picker($("#xa-link-product"));
 

@@ -25,9 +25,9 @@
     document.getElementById("xa-stage").textContent = data.stage_label;
     var rows = String(data.rows_done || 0) + (data.rows_total ? " / " + data.rows_total : "");
     document.getElementById("xa-rows").textContent = rows;
+    // Only a real estimate (while parsing); Amazon's preparation time cannot be predicted.
     document.getElementById("xa-eta").textContent =
-      data.eta_seconds !== null ? fmt(data.eta_seconds) :
-      (data.next_poll_in !== null ? fmt(data.next_poll_in) : "\u2014");
+      data.eta_seconds !== null && data.eta_seconds !== undefined ? fmt(data.eta_seconds) : "\u2014";
     var bar = document.getElementById("xa-progress");
     var pct = data.percent !== null ? data.percent : 100;
     bar.style.width = pct + "%";

@@ -1,0 +1,189 @@
+"""Real processes for the browser journey: SP-API emulator, sample app, RQ worker.
+
+Every process is started with its own process group so teardown can stop it (and any child
+it forked, e.g. RQ work horses) by its id; every wait here is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+PYTHON = sys.executable
+FLASK = os.path.join(os.path.dirname(PYTHON), "flask")
+PG_BASE = os.environ.get("XSALE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("XSALE_BROWSER_REDIS", "redis://127.0.0.1:6379/11")
+ARTIFACTS = os.environ.get("XSALE_ARTIFACTS", os.path.join(REPO, "artifacts"))
+SCREENSHOTS = os.path.join(ARTIFACTS, "screenshots")
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
+]
+XSS_NAME = "<script>alert(1)</script>"
+XSS_SKU = "XSS-000001"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None,
+              log: str | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {proc.returncode}:\n"
+                               + tail(log))
+        try:
+            response = httpx.get(url, timeout=2.0, follow_redirects=False)
+            if response.status_code < 500:
+                return
+            last = response.status_code
+        except httpx.TransportError as exc:
+            last = exc
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s ({last!r})\n" + tail(log))
+
+
+def tail(path: str | None, lines: int = 40) -> str:
+    if not path or not os.path.exists(path):
+        return ""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return "".join(fh.readlines()[-lines:])
+
+
+@dataclass
+class Stack:
+    base_url: str
+    emulator_url: str
+    env: dict[str, str]
+    logs: dict[str, str]
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def start(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = self.logs[name]
+        out = open(log, "wb")  # noqa: SIM115  (closed with the process)
+        proc = subprocess.Popen(args, cwd=REPO, env=self.env, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        out.close()
+        self.procs[name] = proc
+        return proc
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.procs)):
+            stop_process(self.procs.pop(name))
+
+    def sql(self, statement: str, **params: Any) -> list[Any]:
+        """Rows of a read-only query against this stack's schema (for direct assertions)."""
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(self.env["DATABASE_URL"])
+        try:
+            with engine.connect() as conn:
+                return list(conn.execute(sa.text(statement), params).all())
+        finally:
+            engine.dispose()
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)  # the group is this process's own session
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=grace)
+
+
+def seed_emulator(emulator_url: str) -> None:
+    """The sample app's demo listings plus one DE offer whose name is a script tag."""
+    from sample_app import seed_emulator as seed
+    from xsale_amazon_plugin.emulator.report_builder import demo_listings, render_report
+    from xsale_amazon_plugin.emulator.server import EmulatorControl
+    from xsale_amazon_plugin.marketplaces import get_marketplace
+
+    with contextlib.closing(EmulatorControl(emulator_url)) as control:
+        control.wait_until_ready(15)
+        seed(control)
+        # Same DE report as seed_emulator, plus the hostile offer name.
+        rows = list(demo_listings(60, seed=7, marketplace="DE"))
+        rows += list(demo_listings(20, seed=8, marketplace="DE", channel="AMAZON_EU",
+                                   sku_prefix="FBA-"))
+        hostile = dict(rows[0], seller_sku=XSS_SKU, name=XSS_NAME, asin="B0XSSXSS01",
+                       listing_id="9999X999999")
+        rows.append(hostile)
+        control.set_listings(get_marketplace("DE").marketplace_id,
+                             render_report(rows, "eu_en"), charset="Cp1252", polls_until_done=2)
+
+
+@contextlib.contextmanager
+def running_stack(log_dir: str = os.path.join(ARTIFACTS, "logs")) -> Iterator[Stack]:
+    """Fresh PG schema + flushed Redis db + emulator + sample app + worker; all torn down."""
+    import sqlalchemy as sa
+    from redis import Redis
+
+    schema = "xa_browser_" + uuid.uuid4().hex[:8]
+    engine = sa.create_engine(PG_BASE)
+    redis = Redis.from_url(REDIS_URL)
+    redis.flushdb()
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    app_port, emu_port = free_port(), free_port()
+    emulator_url = f"http://127.0.0.1:{emu_port}"
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": f"{PG_BASE}?options=-csearch_path%3D{schema}",
+        "SECRET_KEY": "browser-test-" + uuid.uuid4().hex,
+        "XSALE_AMAZON_REDIS_URL": REDIS_URL,
+        "XSALE_AMAZON_QUEUE": "xa-browser-" + uuid.uuid4().hex[:8],
+        "XSALE_AMAZON_SPAPI_ENDPOINT": emulator_url,
+        "XSALE_AMAZON_LWA_ENDPOINT": emulator_url + "/auth/o2/token",
+        "XSALE_AMAZON_POLL_INTERVAL": "1",
+        "XSALE_AMAZON_POLL_MAX_INTERVAL": "1",
+        "XSALE_AMAZON_PAGE_SIZE": "20",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": REPO,
+        "FLASK_DEBUG": "0",
+    })
+    os.makedirs(log_dir, exist_ok=True)
+    logs = {name: os.path.join(log_dir, f"{name}.log") for name in ("emulator", "app", "worker")}
+    stack = Stack(f"http://127.0.0.1:{app_port}", emulator_url, env, logs)
+    try:
+        emu = stack.start("emulator", [PYTHON, "-m", "xsale_amazon_plugin.emulator",
+                                       "--host", "127.0.0.1", "--port", str(emu_port)])
+        wait_http(emulator_url + "/_emulator/health", 15, emu, logs["emulator"])
+        seed_emulator(emulator_url)
+        # The app creates the schema and seeds; start the worker only once that is done so
+        # the two processes do not race on CREATE TABLE.
+        app = stack.start("app", [FLASK, "--app", "sample_app", "run", "--host", "127.0.0.1",
+                                  "--port", str(app_port), "--no-reload", "--with-threads"])
+        wait_http(stack.base_url + "/admin/", 30, app, logs["app"])
+        stack.start("worker", [FLASK, "--app", "sample_app", "xsale-amazon", "worker"])
+        yield stack
+    finally:
+        stack.stop_all()
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()
+        redis.flushdb()
+        redis.close()

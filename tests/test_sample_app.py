@@ -1,0 +1,63 @@
+"""`python sample_app.py` works with no services: fakeredis, in-process worker, emulator."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_sample_app_runs_an_import_without_services(tmp_path):
+    port, emulator_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XSALE_AMAZON_")}
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path}/sample.sqlite"
+    proc = subprocess.Popen(
+        [sys.executable, "sample_app.py", "--port", str(port), "--emulator-port",
+         str(emulator_port)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=10, follow_redirects=True) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    index = client.get("/admin/")
+                    break
+                except httpx.TransportError:
+                    assert proc.poll() is None, proc.stdout.read()
+                    assert time.monotonic() < deadline, "sample app did not start"
+                    time.sleep(0.3)
+            assert "Amazon" in index.text and "Integrations" in index.text
+            edit = client.get("/admin/xsale-amazon/integrations/edit/?id=1").text
+            token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', edit).group(1)
+            run_page = client.post("/admin/xsale-amazon/integrations/import/1/",
+                                   data={"csrf_token": token})
+            run_id = int(str(run_page.url).split("id=")[1])
+            for _ in range(240):
+                status = client.get(f"/xsale-amazon/runs/{run_id}.json").json()
+                if not status["active"]:
+                    break
+                time.sleep(0.25)
+            assert status["status"] == "succeeded", status
+            assert status["counts"]["created"] > 0
+            offers = client.get("/admin/xsale-amazon/offers/").text
+            assert "Offers without a linked product" in offers
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
