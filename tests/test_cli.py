@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -99,10 +100,8 @@ def kill_tree(pid: int) -> None:
         seen.append(current)
         todo.extend(children.get(current, []))
     for victim in seen:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(victim, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def db(env: dict[str, str]) -> sa.Engine:

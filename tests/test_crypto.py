@@ -47,7 +47,8 @@ def test_key_rotation_with_old_key_kept_and_rotate_command(db_url, redis_conn, t
     assert after != before
     new_only = make_host(url, config={"XSALE_AMAZON_ENCRYPTION_KEY": new})
     with new_only.app.app_context():
-        integ = new_only.db.session.execute(sa.select(new_only.models.AmazonIntegration)).scalar_one()
+        integ = new_only.db.session.execute(
+            sa.select(new_only.models.AmazonIntegration)).scalar_one()
         assert integ.lwa_client_secret == CLIENT_SECRET
     wrong = make_host(url, config={"XSALE_AMAZON_ENCRYPTION_KEY": old})
     with wrong.app.app_context(), pytest.raises(SecretDecryptionError, match="cannot be decrypted"):

@@ -32,7 +32,7 @@ def test_autogenerate_and_upgrade_create_plugin_tables(tmp_path):
         migrate(directory=str(tmp_path / "migrations"), message="initial")
         versions = os.listdir(tmp_path / "migrations" / "versions")
         script = "".join(
-            open(tmp_path / "migrations" / "versions" / v).read()
+            (tmp_path / "migrations" / "versions" / v).read_text()
             for v in versions if v.endswith(".py")
         )
         for table in ("xsale_amazon_integration", "xsale_amazon_offer",

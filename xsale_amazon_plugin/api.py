@@ -86,7 +86,8 @@ def product_search():
     if term:
         escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         like = f"%{escaped}%"
-        query = query.where(sa.or_(*[sa.cast(c, sa.String).ilike(like, escape="\\") for c in columns]))
+        matches = [sa.cast(c, sa.String).ilike(like, escape="\\") for c in columns]
+        query = query.where(sa.or_(*matches))
     query = query.order_by(*(columns[:1] or [pk])).limit(limit)
     products = state.db.session.execute(query).scalars().all()
     return jsonify({"results": [

@@ -59,10 +59,14 @@ class SecretBox:
         try:
             return self._multi.rotate(token.encode("ascii")).decode("ascii")
         except InvalidToken as exc:
-            raise SecretDecryptionError("Cannot re-encrypt: no configured key decrypts it.") from exc
+            raise SecretDecryptionError(
+                "Cannot re-encrypt: no configured key decrypts it."
+            ) from exc
 
 
-def make_secret_box(config_value: str | bytes | list | tuple | None, secret_key: str | None) -> SecretBox:
+def make_secret_box(
+    config_value: str | bytes | list | tuple | None, secret_key: str | None
+) -> SecretBox:
     if config_value is None:
         if not secret_key:
             raise RuntimeError(
@@ -71,7 +75,8 @@ def make_secret_box(config_value: str | bytes | list | tuple | None, secret_key:
             )
         return SecretBox([derive_key(secret_key)])
     if isinstance(config_value, (str, bytes)):
-        keys = [k for k in (config_value.split(",") if isinstance(config_value, str) else [config_value]) if k]
+        parts = config_value.split(",") if isinstance(config_value, str) else [config_value]
+        keys = [k for k in parts if k]
     else:
         keys = list(config_value)
     return SecretBox([k.strip() if isinstance(k, str) else k for k in keys])

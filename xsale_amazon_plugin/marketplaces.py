@@ -1,4 +1,4 @@
-"""Amazon marketplaces the plugin knows: ids, SP-API regions, domains, currencies, report encodings."""
+"""Amazon marketplaces: ids, SP-API regions, domains, currencies, report encodings."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ class Marketplace:
 
 
 def _mp(code, mid, name, endpoint, domain, currency, encoding="cp1252", asin_setup=False):
-    region = {NA_ENDPOINT: "us-east-1", EU_ENDPOINT: "eu-west-1", FE_ENDPOINT: "us-west-2"}[endpoint]
+    regions = {NA_ENDPOINT: "us-east-1", EU_ENDPOINT: "eu-west-1", FE_ENDPOINT: "us-west-2"}
+    region = regions[endpoint]
     return Marketplace(code, mid, name, endpoint, region, domain, currency, encoding, asin_setup)
 
 
@@ -51,7 +52,8 @@ MARKETPLACES: dict[str, Marketplace] = {
         _mp("BE", "AMEN7PMS3EDWL", "Belgium", EU_ENDPOINT, "amazon.com.be", "EUR"),
         _mp("TR", "A33AVAJ2PDY3EV", "Turkey", EU_ENDPOINT, "amazon.com.tr", "TRY"),
         _mp("IE", "A28R8C7NBKEWEA", "Ireland", EU_ENDPOINT, "amazon.ie", "EUR"),
-        _mp("AE", "A2VIGQ35RCS4UG", "United Arab Emirates", EU_ENDPOINT, "amazon.ae", "AED", "utf-8"),
+        _mp("AE", "A2VIGQ35RCS4UG", "United Arab Emirates", EU_ENDPOINT, "amazon.ae", "AED",
+            "utf-8"),
         _mp("SA", "A17E79C6D8DWNP", "Saudi Arabia", EU_ENDPOINT, "amazon.sa", "SAR", "utf-8"),
         _mp("EG", "ARBP9OOSHTCHU", "Egypt", EU_ENDPOINT, "amazon.eg", "EGP", "utf-8"),
         _mp("IN", "A21TJRUUN4KGV", "India", EU_ENDPOINT, "amazon.in", "INR", "utf-8"),
