@@ -135,14 +135,16 @@ class OfferImporter:
                 continue
             too_long = _too_long(row)
             if too_long:
-                self._invalid(counts, row.line, too_long, f"{too_long} value is too long or too large")
+                reason = f"{too_long} value is too long or too large"
+                self._invalid(counts, row.line, too_long, reason)
                 continue
             if not row.asin:
                 counts.without_asin += 1
             batch.append((
                 self.run_id, row.line, row.seller_sku, row.asin, row.name, row.listing_id,
                 row.price, row.quantity, row.fulfillment_channel, row.status, row.product_id,
-                row.product_id_type, row.open_date, (row.open_date_raw or None) and row.open_date_raw[:64],
+                row.product_id_type, row.open_date,
+                row.open_date_raw[:64] if row.open_date_raw else None,
             ))
             if len(batch) >= batch_size:
                 self._flush(batch)
@@ -167,7 +169,8 @@ class OfferImporter:
             if conn.dialect.name == "postgresql":
                 self._copy(conn, batch)
             else:
-                conn.execute(self.staging.insert(), [dict(zip(STAGED_COLUMNS, r)) for r in batch])
+                rows = [dict(zip(STAGED_COLUMNS, r, strict=True)) for r in batch]
+                conn.execute(self.staging.insert(), rows)
 
     def _copy(self, conn: Connection, batch: list[tuple]) -> None:
         raw = conn.connection.driver_connection
@@ -211,7 +214,9 @@ class OfferImporter:
                     s.delete().where(s.c.run_id == run, s.c.line.in_(lines[i : i + 5000]))
                 )
 
-        match = sa.and_(s.c.run_id == run, o.c.integration_id == iid, o.c.seller_sku == s.c.seller_sku)
+        match = sa.and_(
+            s.c.run_id == run, o.c.integration_id == iid, o.c.seller_sku == s.c.seller_sku
+        )
         if pg:
             differs = [o.c[c].is_distinct_from(s.c[c]) for c in COMPARED]
         else:
@@ -238,11 +243,12 @@ class OfferImporter:
             sa.literal(self.currency), sa.literal(now, o.c.first_seen_at.type),
             sa.literal(now, o.c.last_seen_at.type),
         ).where(s.c.run_id == run, ~exists)
-        ins = o.insert().from_select(
-            ["integration_id", "seller_sku", *COMPARED, "currency", "first_seen_at", "last_seen_at"],
-            select_new,
+        target = ["integration_id", "seller_sku", *COMPARED, "currency", "first_seen_at",
+                  "last_seen_at"]
+        ins = o.insert().from_select(target, select_new)
+        count_offers = (
+            sa.select(sa.func.count()).select_from(o).where(o.c.integration_id == iid)
         )
-        count_offers = sa.select(sa.func.count()).select_from(o).where(o.c.integration_id == iid)
         before = conn.execute(count_offers).scalar_one()
         conn.execute(ins)  # INSERT ... SELECT rowcount is not reliable on every driver
         counts.created = conn.execute(count_offers).scalar_one() - before

@@ -56,25 +56,15 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class UTCDateTime(sa.types.TypeDecorator):
-    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        value = value.astimezone(timezone.utc)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+def as_utc(value: datetime | None) -> datetime | None:
+    """``value`` as an aware UTC datetime (SQLite hands timestamps back naive)."""
+    if value is None or value.tzinfo is not None:
         return value
+    return value.replace(tzinfo=timezone.utc)
 
+
+# A plain type (not a TypeDecorator) so Alembic autogenerate renders it without imports.
+UTCDateTime = sa.DateTime(timezone=True)
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
@@ -120,9 +110,8 @@ class AmazonIntegrationMixin:
 
     @property
     def has_credentials(self) -> bool:
-        return bool(
-            self.lwa_client_id and self.lwa_client_secret_ciphertext and self.refresh_token_ciphertext
-        )
+        secrets = (self.lwa_client_secret_ciphertext, self.refresh_token_ciphertext)
+        return bool(self.lwa_client_id and all(secrets))
 
     @property
     def marketplace_info(self):
@@ -141,7 +130,7 @@ class AmazonOfferMixin:
 
     id = sa.Column(BigId, primary_key=True)
     seller_sku = sa.Column(sa.String(200), nullable=False)
-    asin = sa.Column(sa.String(20), index=True)
+    asin = sa.Column(sa.String(20))  # indexed in __table_args__
     name = sa.Column(sa.Text)
     listing_id = sa.Column(sa.String(40))
     price = sa.Column(sa.Numeric(14, 2))
@@ -149,7 +138,7 @@ class AmazonOfferMixin:
     quantity = sa.Column(sa.Integer)
     fulfillment_channel = sa.Column(sa.String(40))
     status = sa.Column(sa.String(40))
-    product_id = sa.Column(sa.String(40), index=True)
+    product_id = sa.Column(sa.String(40))  # indexed in __table_args__
     product_id_type = sa.Column(sa.String(10))
     open_date = sa.Column(UTCDateTime)
     open_date_raw = sa.Column(sa.String(64))
@@ -168,7 +157,15 @@ class AmazonOfferMixin:
         return (
             sa.UniqueConstraint("integration_id", "seller_sku", name="uq_xsale_amazon_offer_sku"),
             sa.Index("ix_xsale_amazon_offer_integration_removed", "integration_id", "removed_at"),
-            sa.Index("ix_xsale_amazon_offer_sku", "seller_sku"),
+            # text_pattern_ops: the admin search matches these by prefix (LIKE 'term%'),
+            # which a default-collation btree cannot serve unless the collation is "C".
+            # Equality lookups (auto-link by SKU/EAN/ASIN) use them as well.
+            sa.Index("ix_xsale_amazon_offer_sku", "seller_sku",
+                     postgresql_ops={"seller_sku": "text_pattern_ops"}),
+            sa.Index("ix_xsale_amazon_offer_asin", "asin",
+                     postgresql_ops={"asin": "text_pattern_ops"}),
+            sa.Index("ix_xsale_amazon_offer_product_id", "product_id",
+                     postgresql_ops={"product_id": "text_pattern_ops"}),
         )
 
     @property
@@ -364,7 +361,8 @@ def make_models(db: Any, product_model: type) -> Models:
     import_row = sa.Table(
         "xsale_amazon_import_row",
         metadata,
-        sa.Column("run_id", sa.Integer, sa.ForeignKey("xsale_amazon_import_run.id", ondelete="CASCADE"),
+        sa.Column("run_id", sa.Integer,
+                  sa.ForeignKey("xsale_amazon_import_run.id", ondelete="CASCADE"),
                   primary_key=True),
         sa.Column("line", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("seller_sku", sa.String(200), nullable=False),

@@ -8,16 +8,54 @@ import sqlalchemy as sa
 from flask import flash, has_app_context, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
-from flask_admin.contrib.sqla.filters import FilterEmpty, FilterEqual
+from flask_admin.contrib.sqla.filters import FilterEmpty, FilterEqual, IntEqualFilter
 from markupsafe import Markup
+from sqlalchemy import orm
 
 from ..babel import gettext as _
 from ..babel import lazy_gettext as _l
+from ..babel import ngettext
 from ..extension import get_state
 from ..marketplaces import MARKETPLACES, get_marketplace
 from .base import PluginModelView
 
 VIEWS = ("unlinked", "linked", "all")
+#: The list counts at most this many offers; above, the count reads "10,000+" (see CappedCount).
+COUNT_CAP = 10_000
+
+
+class CappedCount(int):
+    """A row count that stopped at ``COUNT_CAP + 1``: pages like a number, prints "10,000+"."""
+
+    def __str__(self) -> str:
+        return f"{COUNT_CAP:,}+"
+
+    def __html__(self) -> str:
+        return str(self)
+
+
+class CappedCountQuery(orm.Query):
+    """The pager's count query: counts at most ``COUNT_CAP + 1`` matching rows.
+
+    Flask-Admin adds the search and filter criteria to this query and then calls
+    :meth:`scalar`. An exact ``count(*)`` of a million unlinked offers is a full scan on every
+    page view; counting a LIMITed subquery reads at most ``COUNT_CAP + 1`` rows and is exact
+    below the cap.
+    """
+
+    #: Scan order of the capped count; the list's own order (newest first), where unlinked
+    #: offers are usually found at once.
+    capped_order: Any = None
+
+    def scalar(self) -> Any:
+        query = self.with_entities(sa.literal(1).label("one"))
+        if self.capped_order is not None:
+            query = query.order_by(self.capped_order)
+        capped = query.limit(COUNT_CAP + 1).subquery()
+        count = self.session.execute(
+            sa.select(sa.func.count()).select_from(capped)
+        ).scalar_one()
+        return CappedCount(count) if count > COUNT_CAP else count
 
 
 def _asin(view: Any, context: Any, model: Any, name: str) -> Markup:
@@ -71,6 +109,10 @@ def _removed(view: Any, context: Any, model: Any, name: str) -> Markup:
     return Markup('<span class="badge badge-secondary">{} {}</span>').format(
         _("removed"), model.removed_at.strftime("%Y-%m-%d")
     )
+
+
+def _like_escape(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _integration_options() -> list[tuple[str, str]]:
@@ -132,7 +174,7 @@ class OfferView(PluginModelView):
     def __init__(self, model: Any, db: Any, **kwargs: Any) -> None:
         integ = model.integration.property.mapper.class_
         self.column_filters = [
-            FilterEqual(model.integration_id, _l("Integration"), options=_integration_options),
+            IntEqualFilter(model.integration_id, _l("Integration"), options=_integration_options),
             FilterEqual(integ.marketplace, _l("Marketplace"),
                         options=[(c, c) for c in MARKETPLACES]),
             FilterEqual(integ.account_type, _l("Account type"),
@@ -161,10 +203,59 @@ class OfferView(PluginModelView):
         return query
 
     def get_query(self) -> Any:
-        return self._scoped(super().get_query()).join(self.model.integration)
+        link = get_state().models.OfferProductLink
+        # The list shows each row's link and linked product: load them with the page instead
+        # of two lazy loads per row (Flask-Admin already joinedloads the integration column).
+        return (
+            self._scoped(super().get_query())
+            .join(self.model.integration)
+            .options(orm.selectinload(self.model.link).joinedload(link.product))
+        )
 
     def get_count_query(self) -> Any:
-        return self._scoped(super().get_count_query()).join(self.model.integration)
+        session = super().get_count_query().session  # the request's Session, however passed
+        query = CappedCountQuery([sa.func.count("*")], session=session).select_from(self.model)
+        query.capped_order = self.model.id.desc()
+        return self._scoped(query).join(self.model.integration)
+
+    # -- search ---------------------------------------------------------------------------------
+    def _search_clause(self, term: str) -> Any:
+        """Criteria of one search term (terms are ANDed, like Flask-Admin's own search).
+
+        SKU, ASIN and product ID match by prefix (``=term``: exactly), served by btree
+        ``text_pattern_ops`` indexes on PostgreSQL; SKU and product ID are case-sensitive, the
+        ASIN is compared upper-cased. The name matches as a case-insensitive substring - a
+        sequential scan on PostgreSQL, so only for terms of 3+ characters that do not look like
+        an identifier (no digit); ``"name:term"`` forces a name search.
+        """
+        m = self.model
+        if term.startswith("name:"):
+            return m.name.ilike(f"%{_like_escape(term[5:])}%", escape="\\")
+        exact = term.startswith("=")
+        if exact or term.startswith("^"):
+            term = term[1:]
+        if not term:
+            return sa.true()
+        if exact:
+            clauses = [m.seller_sku == term, m.asin == term.upper(), m.product_id == term]
+        else:
+            clauses = [
+                m.seller_sku.startswith(term, autoescape=True),
+                m.asin.startswith(term.upper(), autoescape=True),
+                m.product_id.startswith(term, autoescape=True),
+            ]
+            if len(term) >= 3 and not any(ch.isdigit() for ch in term):
+                clauses.append(m.name.ilike(f"%{_like_escape(term)}%", escape="\\"))
+        return sa.or_(*clauses)
+
+    def _apply_search(self, query: Any, count_query: Any, joins: Any, count_joins: Any,
+                      search: str) -> Any:
+        for term in search.split():
+            clause = self._search_clause(term)
+            query = query.filter(clause)
+            if count_query is not None:
+                count_query = count_query.filter(clause)
+        return query, count_query, joins, count_joins
 
     def render(self, template: str, **kwargs: Any) -> str:
         if template == self.list_template:
@@ -196,7 +287,7 @@ class OfferView(PluginModelView):
         except (LookupError, ValueError) as exc:
             flash(str(exc), "error")
             return redirect(back)
-        flash(_("Linked %(num)s offers.", num=count), "success")
+        flash(ngettext("Linked %(num)s offer.", "Linked %(num)s offers.", count), "success")
         return redirect(back)
 
     @expose("/unlink/", methods=("POST",))
@@ -212,7 +303,7 @@ class OfferView(PluginModelView):
         except ValueError as exc:
             flash(str(exc), "error")
             return redirect(back)
-        flash(_("Unlinked %(num)s offers.", num=count), "success")
+        flash(ngettext("Unlinked %(num)s offer.", "Unlinked %(num)s offers.", count), "success")
         return redirect(back)
 
     # -- bulk actions ---------------------------------------------------------------------------
@@ -229,7 +320,7 @@ class OfferView(PluginModelView):
         except (LookupError, ValueError) as exc:
             flash(str(exc), "error")
             return None
-        flash(_("Linked %(num)s offers.", num=count), "success")
+        flash(ngettext("Linked %(num)s offer.", "Linked %(num)s offers.", count), "success")
         return None
 
     @action("unlink", _l("Unlink"), _l("Remove the product links of the selected offers?"))
@@ -241,7 +332,7 @@ class OfferView(PluginModelView):
         except ValueError as exc:
             flash(str(exc), "error")
             return None
-        flash(_("Unlinked %(num)s offers.", num=count), "success")
+        flash(ngettext("Unlinked %(num)s offer.", "Unlinked %(num)s offers.", count), "success")
         return None
 
     def _autolink(self, ids: list[str], by: str) -> None:
