@@ -56,7 +56,9 @@ def run_progress(run: Any) -> dict[str, Any]:
 def run_status(run_id: int):
     state = get_state()
     state.require_access()
-    run = state.db.session.get(state.models.ImportRun, run_id)
+    # The URL converter accepts any digits; beyond the integer column's range the database
+    # raises (PostgreSQL: out of range, SQLite: OverflowError) - no such run either way.
+    run = state.db.session.get(state.models.ImportRun, run_id) if run_id < 2**31 else None
     if run is None:
         abort(404)
     if run.is_active:
@@ -74,7 +76,8 @@ def product_search():
     """Select2-style product search over the host's SKU, EAN and name attributes."""
     state = get_state()
     state.require_access()
-    term = (request.args.get("q") or "").strip()[:100]
+    # NUL: PostgreSQL text cannot hold it (the query would fail with a 500).
+    term = (request.args.get("q") or "").replace("\x00", "").strip()[:100]
     try:
         limit = max(1, min(int(request.args.get("limit", 20)), 50))
     except ValueError:

@@ -7,6 +7,7 @@ run per integration is enforced by a unique column, and every step re-reads the 
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -92,7 +93,9 @@ def active_run(integration_id: int):
 def enqueue_step(run: Any, delay: float | None = None) -> None:
     """Enqueue (now or after ``delay`` seconds) the next step of ``run`` and record its job id."""
     state = get_state()
-    job_id = f"xsale-amazon-import-{run.id}-{run.poll_count}-{run.retries}"
+    # The queue name keeps ids apart when several apps (or test runs) share one Redis.
+    queue_tag = re.sub(r"[^A-Za-z0-9_-]", "-", str(state.cfg("QUEUE")))[:40]
+    job_id = f"xsale-amazon-{queue_tag}-{run.id}-{run.poll_count}-{run.retries}"
     kwargs = dict(
         job_id=job_id,
         job_timeout=int(state.cfg("JOB_TIMEOUT")),
@@ -210,8 +213,15 @@ def _stale_reason(run: Any, now: datetime, timeout: timedelta) -> str | None:
     if due > now - timeout:
         return None
     job_state = _job_state(run.rq_job_id)
-    if job_state in ("queued", "scheduled", "deferred", "started"):
-        if job_state == "queued" and due < now - 12 * timeout:
+    if job_state == "started":
+        # A step is (or was) running although the run waits: a poll. Its heartbeat thread
+        # proves it alive; RQ only notices a SIGKILLed worker's job much later (heartbeat TTL
+        # + registry maintenance, ~10 minutes).
+        beat = max(as_utc(run.heartbeat_at or run.created_at), due)
+        return "worker_died" if beat < now - timeout else None
+    if job_state in ("queued", "scheduled", "deferred"):
+        # Without any worker (hence no scheduler) a scheduled poll never runs either.
+        if job_state in ("queued", "scheduled") and due < now - 12 * timeout:
             return "worker_missing"
         return None
     if job_state == "unknown":

@@ -37,14 +37,42 @@ def _insert(conn: sa.Connection, table: sa.Table):
     return insert(table)
 
 
+_BIGINT = (-(2**63), 2**63)
+
+
 def _ids(values: Sequence[Any]) -> list[int]:
     out = []
     for v in values:
         try:
-            out.append(int(v))
+            n = int(v)
         except (TypeError, ValueError):
-            raise ValueError(f"Invalid offer id {v!r}.") from None
+            n = None
+        if n is None or not _BIGINT[0] <= n < _BIGINT[1]:
+            raise ValueError(f"Invalid offer id {str(v)[:40]!r}.")
+        out.append(n)
     return out
+
+
+def _product_key(pk: sa.Column, value: Any) -> Any:
+    """The form value as the product primary key's Python type; LookupError if it can't be."""
+    missing = LookupError("The selected product does not exist.")
+    if isinstance(pk.type, sa.Integer):
+        try:
+            value = int(value)
+        except (TypeError, ValueError):
+            raise missing from None
+        if not _BIGINT[0] <= value < _BIGINT[1]:
+            raise missing
+    elif isinstance(pk.type, sa.Uuid):
+        import uuid
+
+        try:
+            value = value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+        except ValueError:
+            raise missing from None
+    elif isinstance(value, str) and "\x00" in value:
+        raise missing
+    return value
 
 
 def link_offers(offer_ids: Sequence[Any], product_id: Any, *, by: str | None = None) -> int:
@@ -52,7 +80,7 @@ def link_offers(offer_ids: Sequence[Any], product_id: Any, *, by: str | None = N
     state = get_state()
     m = state.models
     ids = _ids(offer_ids)
-    product = state.db.session.get(m.product_model, product_id)
+    product = state.db.session.get(m.product_model, _product_key(m.product_pk, product_id))
     if product is None:
         raise LookupError("The selected product does not exist.")
     pk_value = getattr(product, m.product_pk.key)

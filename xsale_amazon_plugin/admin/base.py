@@ -4,12 +4,41 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, current_app, request
+import sqlalchemy as sa
+from flask import abort, current_app, flash, request
 from flask_admin import expose
+from flask_admin.actions import action
+from flask_admin.babel import lazy_gettext as admin_lazy_gettext
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.form import BaseForm, SecureForm
+from flask_admin.model.filters import BaseIntFilter, BaseIntListFilter
 
+from ..babel import gettext as _
 from ..extension import get_state
+
+#: Query-string limits of the list views. Every search term adds one level to the SQL
+#: expression tree (SQLite refuses trees deeper than 1000), a page number beyond what an
+#: OFFSET can hold fails on the database and PostgreSQL text cannot hold NUL, so hostile or
+#: mistyped URLs answered 500.
+MAX_SEARCH_LENGTH = 500
+MAX_SEARCH_TERMS = 20
+MAX_PAGE = 1_000_000
+
+
+def int_in_range(value: Any, column: Any = None) -> int | None:
+    """``value`` as an int when it fits the integer ``column`` (default: 32-bit), else None.
+
+    Ids from URLs and forms are user input: ``abc``, ``1;DROP`` or ``999999999999999999999``
+    must read as "no such record" instead of a database error (PostgreSQL rejects values out
+    of the column's range, SQLite out of 64 bits).
+    """
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    col_type = getattr(column, "type", None)
+    bits = 63 if isinstance(col_type, sa.BigInteger) else 31
+    return number if -(2**bits) <= number < 2**bits else None
 
 
 class PluginForm(BaseForm):
@@ -42,3 +71,59 @@ class PluginModelView(ModelView):
     def csrf_form(self) -> PluginForm:
         """An empty form for custom POST views; validate() checks its CSRF token."""
         return PluginForm(request.form if request.method == "POST" else None)
+
+    def validate_form(self, form: Any) -> bool:
+        valid = super().validate_form(form)
+        if not valid and "csrf_token" in getattr(form, "errors", {}):
+            # Flask-Admin renders only "Failed to create record." for an error of the hidden
+            # token field; say what happened, like the plugin's own forms do.
+            flash(_("The form expired; reload the page and try again."), "error")
+        return valid
+
+    @action("delete", admin_lazy_gettext("Delete"),
+            admin_lazy_gettext("Are you sure you want to delete selected records?"))
+    def action_delete(self, ids: Any) -> Any:
+        # Flask-Admin filters ``pk IN (<the form's strings>)``: psycopg 3 binds them as
+        # VARCHAR and PostgreSQL refuses ``integer = character varying``, so the bulk delete
+        # always failed there. Pass the ids as ints (dropping ones that cannot be ids).
+        pk = sa.inspect(self.model).primary_key[0]
+        if isinstance(pk.type, sa.Integer):
+            ids = [n for n in (int_in_range(i, pk) for i in ids) if n is not None]
+        return super().action_delete(ids)
+
+    # -- hostile query strings and ids ----------------------------------------------------------
+    def get_one(self, id: Any) -> Any:
+        """The record of ``id``, or None for an id that cannot be one (no database error)."""
+        pk = sa.inspect(self.model).primary_key[0]
+        if isinstance(pk.type, sa.Integer) and int_in_range(id, pk) is None:
+            return None
+        return super().get_one(id)
+
+    def _get_list_filter_args(self) -> Any:
+        filters = super()._get_list_filter_args()
+        if not filters:
+            return filters
+        kept = []
+        for item in filters:
+            idx, _name, value = item
+            flt = self._filters[idx] if self._filters else None
+            if "\x00" in value:  # PostgreSQL text cannot hold NUL: the query would fail
+                flash(self.get_invalid_value_msg(value.replace("\x00", ""), flt), "error")
+                continue
+            if isinstance(flt, (BaseIntFilter, BaseIntListFilter)):
+                column = getattr(flt, "column", None)
+                values = value.split(",") if isinstance(flt, BaseIntListFilter) else [value]
+                if any(int_in_range(v, column) is None for v in values if v.strip()):
+                    flash(self.get_invalid_value_msg(value, flt), "error")
+                    continue
+            kept.append(item)
+        return kept
+
+    def _get_list_extra_args(self) -> Any:
+        args = super()._get_list_extra_args()
+        args.page = min(max(args.page or 0, 0), MAX_PAGE)
+        if args.search:
+            # Longer searches are cut to their first terms (no real search needs more).
+            terms = args.search.replace("\x00", "")[:MAX_SEARCH_LENGTH].split()
+            args.search = " ".join(terms[:MAX_SEARCH_TERMS])
+        return args

@@ -18,7 +18,7 @@ from ..babel import ngettext
 from ..extension import get_state
 from ..marketplaces import MARKETPLACES
 from ..messages import asin_instruction, status_label
-from .base import PluginModelView
+from .base import PluginModelView, int_in_range
 
 
 def _last_run_formatter(view: Any, context: Any, model: Any, name: str) -> Markup:
@@ -164,6 +164,10 @@ class IntegrationView(PluginModelView):
         from ..imports import ImportAlreadyRunning, ImportRefused, start_import
 
         state = get_state()
+        if int_in_range(integration_id) is None:  # beyond the id column: the database raises
+            exc = LookupError(f"Amazon integration {integration_id} does not exist.")
+            flash(escape(str(exc)), "error")
+            return None, exc
         try:
             return start_import(integration_id, trigger=trigger,
                                 requested_by=state.current_user_name()), None

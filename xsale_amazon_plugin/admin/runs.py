@@ -13,7 +13,7 @@ from ..babel import gettext as _
 from ..babel import lazy_gettext as _l
 from ..extension import get_state
 from ..messages import asin_instruction, error_text, stage_label, status_label
-from .base import PluginModelView
+from .base import PluginModelView, int_in_range
 from .integrations import _badge
 
 
@@ -77,9 +77,8 @@ class ImportRunView(PluginModelView):
         from flask import request
 
         state = get_state()
-        try:
-            run_id = int(request.args.get("id", ""))
-        except ValueError:
+        run_id = int_in_range(request.args.get("id", ""))
+        if run_id is None:  # "abc", "1;DROP", 999999999999999999999: no such run
             abort(404)
         run = state.db.session.get(self.model, run_id)
         if run is None:
@@ -101,7 +100,7 @@ class ImportRunView(PluginModelView):
     @expose("/rerun/<int:run_id>/", methods=("POST",))
     def rerun_view(self, run_id: int) -> Any:
         state = get_state()
-        run = state.db.session.get(self.model, run_id)
+        run = state.db.session.get(self.model, run_id) if int_in_range(run_id) is not None else None
         if run is None:
             abort(404)
         if not self.csrf_form().validate():

@@ -162,6 +162,10 @@ class _Config:
     stuck_in_progress: bool = False
     forbidden: bool = False
     document_url: str | None = None
+    #: Throttle of document downloads in bytes per second (None: as fast as possible).
+    download_rate: float | None = None
+    #: Extra latency of single operations in seconds, added to ``latency``.
+    operation_latency: dict[str, float] = field(default_factory=dict)
 
 
 class _Reply(Exception):
@@ -361,20 +365,32 @@ class SpApiEmulator:
         stuck_in_progress: bool = False,
         forbidden: bool = False,
         document_url: str | None = None,
+        download_rate: float | None = None,
+        operation_latency: dict[str, float] | None = None,
     ) -> None:
         """Replace the behaviour switches (every call starts from the defaults).
 
         ``document_url`` makes getReportDocument hand out that URL instead of a local one.
+        ``download_rate`` throttles document downloads to that many bytes per second (a slow
+        S3); ``operation_latency`` delays single operations (e.g. ``{"getReport": 1.0}``) on
+        top of ``latency``.
         """
+        if download_rate is not None and download_rate <= 0:
+            raise ValueError("download_rate must be positive")
+        unknown = set(operation_latency or ()) - set(OPERATIONS)
+        if unknown:
+            raise ValueError(f"operation_latency keys must be among {OPERATIONS}")
         with self._lock:
             self._config = _Config(
-                url_ttl,
-                latency,
-                cut_download_after,
-                truncate_gzip,
-                stuck_in_progress,
-                forbidden,
-                document_url,
+                url_ttl=url_ttl,
+                latency=latency,
+                cut_download_after=cut_download_after,
+                truncate_gzip=truncate_gzip,
+                stuck_in_progress=stuck_in_progress,
+                forbidden=forbidden,
+                document_url=document_url,
+                download_rate=download_rate,
+                operation_latency={k: float(v) for k, v in (operation_latency or {}).items()},
             )
 
     def add_existing_report(
@@ -448,7 +464,7 @@ class SpApiEmulator:
                 entry["form"] = dict(parse_qsl(raw_body.decode("utf-8", "replace")))
         with self._lock:
             self._log.append(entry)
-            latency = self._config.latency
+            latency = self._config.latency + self._config.operation_latency.get(operation or "", 0)
         if latency > 0:
             time.sleep(latency)
 
@@ -776,8 +792,16 @@ class SpApiEmulator:
                 handler.send_header("Content-Encoding", "gzip")
             handler.send_header("x-amz-request-id", uuid.uuid4().hex[:16].upper())
             handler.end_headers()
-            for offset in range(0, min(limit, len(view)), _WRITE_CHUNK):
-                handler.wfile.write(view[offset : min(offset + _WRITE_CHUNK, limit)])
+            rate = config.download_rate
+            chunk = _WRITE_CHUNK if rate is None else max(1024, min(_WRITE_CHUNK, int(rate / 20)))
+            started = time.monotonic()
+            for offset in range(0, min(limit, len(view)), chunk):
+                handler.wfile.write(view[offset : min(offset + chunk, limit)])
+                if rate is not None:
+                    handler.wfile.flush()
+                    ahead = started + (offset + chunk) / rate - time.monotonic()
+                    if ahead > 0:
+                        time.sleep(ahead)
             handler.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass
@@ -953,6 +977,8 @@ class EmulatorControl:
         stuck_in_progress: bool = False,
         forbidden: bool = False,
         document_url: str | None = None,
+        download_rate: float | None = None,
+        operation_latency: dict[str, float] | None = None,
     ) -> None:
         self._post(
             "configure",
@@ -964,6 +990,8 @@ class EmulatorControl:
                 "stuck_in_progress": stuck_in_progress,
                 "forbidden": forbidden,
                 "document_url": document_url,
+                "download_rate": download_rate,
+                "operation_latency": operation_latency or {},
             },
         )
 
