@@ -85,7 +85,10 @@ def worker_command(burst: bool, simple: bool) -> None:
     state = get_state()
     queue = state.queue
     cls = SimpleWorker if simple else Worker
-    worker = cls([queue], connection=queue.connection, job_class=queue.job_class)
+    # A short maintenance interval lets a replacement worker take over the scheduler lock
+    # (and clean up after a killed worker) within a minute instead of RQ's ten.
+    worker = cls([queue], connection=queue.connection, job_class=queue.job_class,
+                 maintenance_interval=60)
     worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
 
 

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from redis.exceptions import RedisError
 from rq import get_current_job
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -101,6 +102,10 @@ def import_step(run_id: int) -> str:
     except (OperationalError, DBAPIError) as exc:
         session.rollback()
         _fail_safely(state, run_id, "database", str(exc.orig if hasattr(exc, "orig") else exc))
+        return "failed"
+    except RedisError as exc:  # e.g. scheduling the next poll while Redis is gone
+        session.rollback()
+        _fail_safely(state, run_id, "queue_unavailable", f"{type(exc).__name__}: {exc}")
         return "failed"
     except Exception as exc:
         log.exception("Import run %s failed unexpectedly", run_id)
