@@ -287,6 +287,11 @@ def main() -> int:
         integrations = {size: host.add_integration("US", "FBM", name=f"bench {size}")
                         for size in sizes}
         with host.app.app_context():
+            with host.db.engine.connect() as conn:
+                persistence = conn.execute(sa.text(
+                    "SELECT relpersistence FROM pg_class "
+                    "WHERE oid = 'xsale_amazon_import_row'::regclass")).scalar_one()
+            staging = {"u": "UNLOGGED", "p": "logged"}.get(persistence, persistence)
             host.db.session.remove()
             for engine in host.db.engines.values():
                 engine.dispose()
@@ -315,7 +320,8 @@ def main() -> int:
         admin_engine.dispose()
 
     print()
-    print(f"All Listings Report import benchmark: N = {n:,} rows, family {FAMILY}, PostgreSQL")
+    print(f"All Listings Report import benchmark: N = {n:,} rows, family {FAMILY}, PostgreSQL, "
+          f"{staging} staging table")
     print(f"{'run':<24}{'parse+stage s':>14}{'apply s':>9}{'total s':>9}{'rows/s':>10}"
           f"{'peak RSS MB':>13}  created/updated/unchanged/removed")
     for name, r in results.items():

@@ -5,13 +5,20 @@ progress is visible. Nothing an operator sees changes until :meth:`OfferImporter
 de-duplicates the staged rows, updates changed offers, inserts new ones and soft-removes the
 offers missing from the report, all in one transaction: a run that dies before or during
 ``apply`` leaves offers and links exactly as they were.
+
+On PostgreSQL the staging table is UNLOGGED (see ``make_models``): a server crash empties it.
+``apply`` therefore first checks that every row ``stage`` wrote is still there and raises
+:class:`StagingLost` otherwise - applying an emptied staging table would soft-remove every offer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -42,6 +49,27 @@ COMPARED = STAGED_COLUMNS[3:]
 _LIMITS = {"asin": 20, "listing_id": 40, "fulfillment_channel": 40, "status": 40,
            "product_id": 40, "product_id_type": 10}
 _PRICE_LIMIT = 10**12
+_INT_MIN, _INT_MAX = -(2**31), 2**31
+_SMALL_CACHE = 256
+_DATE_CACHE_SIZE = 20_000
+
+# COPY text format: these four characters must be backslash-escaped inside a field.
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NULL = "\\N"
+
+_FILTER_BITS = 26
+_FILTER_MASK = (1 << _FILTER_BITS) - 1
+_MAX_CANDIDATES = 50_000
+_CHUNK_ROWS = 1000
+
+
+class StagingLost(RuntimeError):
+    """The staging table no longer holds the rows :meth:`OfferImporter.stage` wrote.
+
+    A PostgreSQL crash empties UNLOGGED tables; applying what is left would soft-remove the
+    offers whose rows vanished. Raised before any offer is changed.
+    """
 
 
 @dataclass
@@ -88,9 +116,20 @@ def _too_long(row: OfferRow) -> str | None:
             return name
     if row.price is not None and abs(row.price) >= _PRICE_LIMIT:
         return "price"
-    if row.quantity is not None and not -(2**31) < row.quantity < 2**31:
+    if row.quantity is not None and not _INT_MIN < row.quantity < _INT_MAX:
         return "quantity"
     return None
+
+
+def copy_text(value: str | None) -> str:
+    """``value`` as one field of PostgreSQL's COPY text format."""
+    if value is None:
+        return _NULL
+    return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value
+
+
+def _copy_number(value: Decimal | int | None) -> str:
+    return _NULL if value is None else str(value)
 
 
 class OfferImporter:
@@ -105,13 +144,21 @@ class OfferImporter:
         self.keep = invalid_lines_kept
         self.offer = models.AmazonOffer.__table__
         self.staging = models.import_row
+        #: Rows this importer staged for its run since the last clear (checked by ``apply``).
+        self.staged_rows = 0
+        #: SKUs that may occur more than once among the staged rows; None = unknown (check all).
+        self._dup_candidates: set[str] | None = None
+        self._last_line = 0
 
     # -- staging ---------------------------------------------------------------------------
     def clear_staging(self, run_id: int | None = None) -> None:
+        run_id = run_id or self.run_id
         with self.engine.begin() as conn:
             table = self.staging
-            cond = table.c.run_id == (run_id or self.run_id)
-            conn.execute(table.delete().where(cond))
+            conn.execute(table.delete().where(table.c.run_id == run_id))
+        if run_id == self.run_id:
+            self.staged_rows = 0
+            self._dup_candidates = None
 
     def stage(
         self,
@@ -122,62 +169,111 @@ class OfferImporter:
         on_batch: Callable[[StageCounts, int], None] | None = None,
     ) -> StageCounts:
         counts = StageCounts()
-        batch: list[tuple] = []
-        last_line = 0
+        pg = self.engine.dialect.name == "postgresql"
+        # The SKU filter must see every staged row of the run: only a first stage() uses it.
+        dups = _SkuFilter() if pg and self.staged_rows == 0 else None
+        self._dup_candidates = None
+        accepted = self._accepted(rows, counts, has_channel_column)
+        if pg:
+            sink: _Batches = _CopyBatches(self.engine, self.staging.name)
+            items: Iterator[Any] = _copy_lines(accepted, self.run_id, dups)
+        else:
+            sink = _InsertBatches(self.engine, self.staging)
+            items = _insert_rows(accepted, self.run_id)
+        # Rows go out in chunks while the report is still being parsed (PostgreSQL works on a
+        # COPY as it streams in) and are committed every batch_size rows.
+        chunk_size = min(_CHUNK_ROWS, batch_size)
+        with sink:
+            chunk: list[Any] = []
+            in_batch = 0
+            for item in items:
+                chunk.append(item)
+                if len(chunk) < chunk_size:
+                    continue
+                sink.write(chunk)
+                in_batch += len(chunk)
+                chunk = []
+                if in_batch >= batch_size:
+                    sink.commit()
+                    self._batch_done(counts, in_batch)
+                    in_batch = 0
+                    if on_batch:
+                        on_batch(counts, self._last_line)
+            if chunk:
+                sink.write(chunk)
+                in_batch += len(chunk)
+            sink.commit()
+            self._batch_done(counts, in_batch)
+        if dups is not None:
+            self._dup_candidates = dups.candidates
+        if pg and counts.staged:
+            # Statistics of this run's rows for the apply's join plans (a small sample is
+            # enough), in a transaction of its own so its lock is not held through the apply.
+            with self.engine.begin() as conn:
+                conn.execute(sa.text("SET LOCAL default_statistics_target = 10"))
+                conn.execute(sa.text(f"ANALYZE {self.staging.name}"))
+        if on_batch:
+            on_batch(counts, self._last_line)
+        return counts
+
+    def _batch_done(self, counts: StageCounts, rows: int) -> None:
+        counts.staged += rows
+        self.staged_rows += rows
+
+    def _accepted(self, rows: Iterable[OfferRow | InvalidRow], counts: StageCounts,
+                  has_channel_column: bool) -> Iterator[OfferRow]:
+        """The rows to stage; counts the others (and the rows without ASIN) in ``counts``."""
+        account = self.account_type
+        want_fba = account == "FBA"
+        verdicts: dict[str, bool] = {}
+        # Low-cardinality values known to fit their column.
+        short: set[str | None] = {None}
         for row in rows:
             counts.read += 1
-            last_line = row.line
+            self._last_line = row.line
             if isinstance(row, InvalidRow):
                 self._invalid(counts, row.line, row.column, row.reason)
                 continue
-            if not channel_matches(row, self.account_type, has_channel_column):
+            channel = row.fulfillment_channel
+            if channel:
+                verdict = verdicts.get(channel)
+                if verdict is None:
+                    verdict = channel_matches(row, account, has_channel_column)
+                    if len(verdicts) < _SMALL_CACHE:
+                        verdicts[channel] = verdict
+            elif channel is None:
+                verdict = (row.quantity is None) == want_fba
+            else:
+                verdict = channel_matches(row, account, has_channel_column)
+            if not verdict:
                 counts.skipped_channel += 1
                 continue
-            too_long = _too_long(row)
-            if too_long:
-                reason = f"{too_long} value is too long or too large"
-                self._invalid(counts, row.line, too_long, reason)
-                continue
-            if not row.asin:
+            asin, listing_id, pid = row.asin, row.listing_id, row.product_id
+            price, quantity = row.price, row.quantity
+            status, pid_type = row.status, row.product_id_type
+            if (
+                (asin is not None and len(asin) > 20)
+                or (listing_id is not None and len(listing_id) > 40)
+                or (pid is not None and len(pid) > 40)
+                or channel not in short or status not in short or pid_type not in short
+                or (price is not None and abs(price) >= _PRICE_LIMIT)
+                or (quantity is not None and not _INT_MIN < quantity < _INT_MAX)
+            ):
+                too_long = _too_long(row)
+                if too_long:
+                    reason = f"{too_long} value is too long or too large"
+                    self._invalid(counts, row.line, too_long, reason)
+                    continue
+                if len(short) < _SMALL_CACHE:
+                    short.update((channel, status, pid_type))
+            if not asin:
                 counts.without_asin += 1
-            batch.append((
-                self.run_id, row.line, row.seller_sku, row.asin, row.name, row.listing_id,
-                row.price, row.quantity, row.fulfillment_channel, row.status, row.product_id,
-                row.product_id_type, row.open_date,
-                row.open_date_raw[:64] if row.open_date_raw else None,
-            ))
-            if len(batch) >= batch_size:
-                self._flush(batch)
-                counts.staged += len(batch)
-                batch = []
-                if on_batch:
-                    on_batch(counts, last_line)
-        if batch:
-            self._flush(batch)
-            counts.staged += len(batch)
-        if on_batch:
-            on_batch(counts, last_line)
-        return counts
+            yield row
 
     def _invalid(self, counts: StageCounts, line: int, column: str | None, reason: str) -> None:
         counts.invalid += 1
         if len(counts.invalid_lines) < self.keep:
             counts.invalid_lines.append({"line": line, "column": column, "reason": reason[:300]})
-
-    def _flush(self, batch: list[tuple]) -> None:
-        with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                self._copy(conn, batch)
-            else:
-                rows = [dict(zip(STAGED_COLUMNS, r, strict=True)) for r in batch]
-                conn.execute(self.staging.insert(), rows)
-
-    def _copy(self, conn: Connection, batch: list[tuple]) -> None:
-        raw = conn.connection.driver_connection
-        cols = ", ".join(STAGED_COLUMNS)
-        with raw.cursor() as cur, cur.copy(f"COPY {self.staging.name} ({cols}) FROM STDIN") as cp:
-            for r in batch:
-                cp.write_row(r)
 
     # -- apply -----------------------------------------------------------------------------
     def apply(self, conn: Connection, now: datetime | None = None) -> ApplyCounts:
@@ -187,82 +283,279 @@ class OfferImporter:
         s, o = self.staging, self.offer
         run, iid = self.run_id, self.integration_id
         pg = conn.dialect.name == "postgresql"
+        of_run = s.c.run_id == run
 
+        staged_total = conn.execute(
+            sa.select(sa.func.count()).select_from(s).where(of_run)
+        ).scalar_one()
+        if staged_total != self.staged_rows:
+            raise StagingLost(
+                f"Import run {run}: {self.staged_rows} rows were staged but {staged_total} are "
+                "in the staging table (PostgreSQL restarted?); no offer was changed."
+            )
+
+        dup_rows = self._duplicates(conn, pg)
+        if dup_rows:
+            counts.duplicate = len(dup_rows)
+            counts.duplicate_lines = [
+                {"line": line, "column": "seller_sku",
+                 "reason": f"duplicate seller-sku {sku!r} (first at line {first})"}
+                for line, sku, first in dup_rows[: self.keep]
+            ]
+            lines = [r[0] for r in dup_rows]
+            for i in range(0, len(lines), 5000):
+                conn.execute(s.delete().where(of_run, s.c.line.in_(lines[i : i + 5000])))
+            staged_total -= len(lines)
+
+        of_integration = o.c.integration_id == iid
+        first_import = conn.execute(
+            sa.select(sa.literal(1)).select_from(o).where(of_integration).limit(1)
+        ).first() is None
+
+        target = ["integration_id", "seller_sku", *COMPARED, "currency", "first_seen_at",
+                  "last_seen_at"]
+        select_new = sa.select(
+            sa.literal(iid), *[s.c[c] for c in ("seller_sku", *COMPARED)],
+            sa.literal(self.currency), sa.literal(now, o.c.first_seen_at.type),
+            sa.literal(now, o.c.last_seen_at.type),
+        ).where(of_run)
+        count_offers = sa.select(sa.func.count()).select_from(o).where(of_integration)
+
+        if first_import:
+            # No offer to update, restore or remove: a plain insert of every staged row. The
+            # unique (integration, sku) constraint still guards against a concurrent writer.
+            counts.created = self._insert(conn, o.insert().from_select(target, select_new), pg)
+        else:
+            match = sa.and_(of_run, of_integration, o.c.seller_sku == s.c.seller_sku)
+            if pg:
+                differs = [o.c[c].is_distinct_from(s.c[c]) for c in COMPARED]
+            else:
+                differs = [o.c[c].op("IS NOT")(s.c[c]) for c in COMPARED]
+            differs.append(o.c.removed_at.is_not(None))
+            differs.append(o.c.currency.op("IS DISTINCT FROM" if pg else "IS NOT")(self.currency))
+
+            counts.restored = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(o.join(s, o.c.seller_sku == s.c.seller_sku))
+                .where(match, o.c.removed_at.is_not(None))
+            ).scalar_one()
+
+            values = {c: s.c[c] for c in COMPARED}
+            upd = (
+                o.update()
+                .where(match, sa.or_(*differs))
+                .values(**values, currency=self.currency, last_seen_at=now, removed_at=None)
+            )
+            counts.updated = conn.execute(upd).rowcount
+
+            exists = sa.exists().where(of_integration, o.c.seller_sku == s.c.seller_sku)
+            ins = o.insert().from_select(target, select_new.where(~exists))
+            counts.created = self._insert(conn, ins, pg)
+
+            # Every staged SKU is a live offer now; when the live offers are exactly that
+            # many, none is missing from the report and the anti-join can be skipped.
+            live = conn.execute(count_offers.where(o.c.removed_at.is_(None))).scalar_one()
+            if live != staged_total:
+                in_report = sa.exists().where(of_run, s.c.seller_sku == o.c.seller_sku)
+                counts.removed = conn.execute(
+                    o.update()
+                    .where(of_integration, o.c.removed_at.is_(None), ~in_report)
+                    .values(removed_at=now)
+                ).rowcount
+        counts.unchanged = staged_total - counts.created - counts.updated
+        conn.execute(s.delete().where(of_run))
+        return counts
+
+    def _insert(self, conn: Connection, ins: sa.Insert, pg: bool) -> int:
+        """Run ``ins`` (INSERT ... SELECT into the offers); the number of rows it inserted."""
+        if pg:  # psycopg reports it; SQLAlchemy only passes it on when asked to
+            return conn.execute(ins.execution_options(preserve_rowcount=True)).rowcount
+        # INSERT ... SELECT rowcount is not reliable on every driver
+        count = sa.select(sa.func.count()).select_from(self.offer).where(
+            self.offer.c.integration_id == self.integration_id)
+        before = conn.execute(count).scalar_one()
+        conn.execute(ins)
+        return conn.execute(count).scalar_one() - before
+
+    def _duplicates(self, conn: Connection, pg: bool) -> list[tuple[int, str, int]]:
+        """(line, seller_sku, first line of that SKU) of every staged row to drop, by line."""
+        s = self.staging
+        of_run = s.c.run_id == self.run_id
+        candidates = self._dup_candidates
+        if pg and candidates is not None:
+            if not candidates:
+                return []
+            rows = conn.execute(
+                sa.select(s.c.line, s.c.seller_sku)
+                .where(of_run, s.c.seller_sku == sa.any_(sa.literal(sorted(candidates),
+                                                                   sa.ARRAY(sa.Text))))
+                .order_by(s.c.line)
+            ).all()
+            first: dict[str, int] = {}
+            dups = []
+            for line, sku in rows:
+                seen = first.setdefault(sku, line)
+                if seen != line:
+                    dups.append((line, sku, seen))
+            return dups
         ranked = (
             sa.select(
                 s.c.line,
                 s.c.seller_sku,
                 sa.func.min(s.c.line).over(partition_by=s.c.seller_sku).label("first_line"),
             )
-            .where(s.c.run_id == run)
+            .where(of_run)
             .subquery()
         )
-        dups = sa.select(ranked.c.line, ranked.c.seller_sku, ranked.c.first_line).where(
+        dups_q = sa.select(ranked.c.line, ranked.c.seller_sku, ranked.c.first_line).where(
             ranked.c.line != ranked.c.first_line
         )
-        dup_rows = conn.execute(dups.order_by(ranked.c.line)).all()
-        if dup_rows:
-            counts.duplicate = len(dup_rows)
-            counts.duplicate_lines = [
-                {"line": r.line, "column": "seller_sku",
-                 "reason": f"duplicate seller-sku {r.seller_sku!r} (first at line {r.first_line})"}
-                for r in dup_rows[: self.keep]
-            ]
-            lines = [r.line for r in dup_rows]
-            for i in range(0, len(lines), 5000):
-                conn.execute(
-                    s.delete().where(s.c.run_id == run, s.c.line.in_(lines[i : i + 5000]))
-                )
+        return [tuple(r) for r in conn.execute(dups_q.order_by(ranked.c.line))]
 
-        match = sa.and_(
-            s.c.run_id == run, o.c.integration_id == iid, o.c.seller_sku == s.c.seller_sku
+
+class _SkuFilter:
+    """Duplicate-SKU candidates from a fixed-size bit filter over the SKUs' hashes.
+
+    Flat memory and no sort of the whole run in SQL: a SKU whose bit was already set is a
+    *candidate* (every repeated SKU is one), and only candidates are looked up in the staging
+    table. 2**26 bits (8 MiB) give ~7,500 false candidates per million rows; past
+    _MAX_CANDIDATES ``candidates`` becomes None and the apply checks the whole run in SQL.
+    """
+
+    def __init__(self) -> None:
+        self.bits = bytearray(1 << (_FILTER_BITS - 3))
+        self.candidates: set[str] | None = set()
+
+
+def _copy_lines(rows: Iterable[OfferRow], run_id: int,
+                dups: _SkuFilter | None) -> Iterator[str]:
+    """The staged rows as lines of COPY text format (columns in STAGED_COLUMNS order)."""
+    prefix = f"{run_id}\t"
+    null = _NULL
+    texts: dict[str | None, str] = {None: null}  # channel, status, product-id type
+    dates: dict[datetime | None, str] = {}
+    bits = dups.bits if dups else None
+    candidates = dups.candidates if dups else None
+    mask = _FILTER_MASK
+    for row in rows:
+        sku, asin, name, listing_id = row.seller_sku, row.asin, row.name, row.listing_id
+        pid, price, quantity = row.product_id, row.price, row.quantity
+        channel, status, pid_type = row.fulfillment_channel, row.status, row.product_id_type
+        if candidates is not None:
+            h = hash(sku) & mask
+            bit = 1 << (h & 7)
+            h >>= 3
+            byte = bits[h]  # type: ignore[index]
+            if not byte & bit:
+                bits[h] = byte | bit  # type: ignore[index]
+            elif len(candidates) < _MAX_CANDIDATES:
+                candidates.add(sku)
+            else:
+                candidates = dups.candidates = None  # type: ignore[union-attr]
+        date_raw = row.open_date_raw
+        if date_raw is not None:
+            date_raw = date_raw[:64] or None
+        channel_text = texts.get(channel)
+        if channel_text is None:
+            channel_text = _cached_text(texts, channel)  # type: ignore[arg-type]
+        status_text = texts.get(status)
+        if status_text is None:
+            status_text = _cached_text(texts, status)  # type: ignore[arg-type]
+        pid_type_text = texts.get(pid_type)
+        if pid_type_text is None:
+            pid_type_text = _cached_text(texts, pid_type)  # type: ignore[arg-type]
+        open_date = row.open_date
+        date_text = dates.get(open_date)
+        if date_text is None:
+            date_text = null if open_date is None else open_date.isoformat()
+            if len(dates) >= _DATE_CACHE_SIZE:
+                dates.clear()
+            dates[open_date] = date_text
+        probe = f"{sku}{asin}{name}{listing_id}{pid}{date_raw}"
+        if "\\" in probe or "\t" in probe or "\n" in probe or "\r" in probe:
+            sku, asin, name, listing_id, pid, date_raw = (
+                copy_text(v) for v in (sku, asin, name, listing_id, pid, date_raw))
+        yield (
+            f"{prefix}{row.line}\t{sku}\t{null if asin is None else asin}\t"
+            f"{null if name is None else name}\t{null if listing_id is None else listing_id}\t"
+            f"{null if price is None else price!s}\t{null if quantity is None else quantity}\t"
+            f"{channel_text}\t{status_text}\t{null if pid is None else pid}\t{pid_type_text}\t"
+            f"{date_text}\t{null if date_raw is None else date_raw}\n"
         )
-        if pg:
-            differs = [o.c[c].is_distinct_from(s.c[c]) for c in COMPARED]
-        else:
-            differs = [o.c[c].op("IS NOT")(s.c[c]) for c in COMPARED]
-        differs.append(o.c.removed_at.is_not(None))
-        differs.append(o.c.currency.op("IS DISTINCT FROM" if pg else "IS NOT")(self.currency))
 
-        counts.restored = conn.execute(
-            sa.select(sa.func.count()).select_from(o.join(s, o.c.seller_sku == s.c.seller_sku))
-            .where(match, o.c.removed_at.is_not(None))
-        ).scalar_one()
 
-        values = {c: s.c[c] for c in COMPARED}
-        upd = (
-            o.update()
-            .where(match, sa.or_(*differs))
-            .values(**values, currency=self.currency, last_seen_at=now, removed_at=None)
-        )
-        counts.updated = conn.execute(upd).rowcount
+def _insert_rows(rows: Iterable[OfferRow], run_id: int) -> Iterator[dict[str, Any]]:
+    for row in rows:
+        date_raw = row.open_date_raw
+        yield dict(zip(STAGED_COLUMNS, (
+            run_id, row.line, row.seller_sku, row.asin, row.name, row.listing_id, row.price,
+            row.quantity, row.fulfillment_channel, row.status, row.product_id,
+            row.product_id_type, row.open_date, date_raw[:64] if date_raw else None,
+        ), strict=True))
 
-        exists = sa.exists().where(o.c.integration_id == iid, o.c.seller_sku == s.c.seller_sku)
-        select_new = sa.select(
-            sa.literal(iid), *[s.c[c] for c in ("seller_sku", *COMPARED)],
-            sa.literal(self.currency), sa.literal(now, o.c.first_seen_at.type),
-            sa.literal(now, o.c.last_seen_at.type),
-        ).where(s.c.run_id == run, ~exists)
-        target = ["integration_id", "seller_sku", *COMPARED, "currency", "first_seen_at",
-                  "last_seen_at"]
-        ins = o.insert().from_select(target, select_new)
-        count_offers = (
-            sa.select(sa.func.count()).select_from(o).where(o.c.integration_id == iid)
-        )
-        before = conn.execute(count_offers).scalar_one()
-        conn.execute(ins)  # INSERT ... SELECT rowcount is not reliable on every driver
-        counts.created = conn.execute(count_offers).scalar_one() - before
 
-        staged_total = conn.execute(
-            sa.select(sa.func.count()).select_from(s).where(s.c.run_id == run)
-        ).scalar_one()
-        counts.unchanged = staged_total - counts.created - counts.updated
+class _Batches:
+    """Staging batches: ``write`` chunks of rows, ``commit`` ends the batch's transaction."""
 
-        in_report = sa.exists().where(s.c.run_id == run, s.c.seller_sku == o.c.seller_sku)
-        counts.removed = conn.execute(
-            o.update()
-            .where(o.c.integration_id == iid, o.c.removed_at.is_(None), ~in_report)
-            .values(removed_at=now)
-        ).rowcount
-        conn.execute(s.delete().where(s.c.run_id == run))
-        return counts
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._open: ExitStack | None = None
+
+    def _begin(self, stack: ExitStack, conn: Connection) -> None:
+        raise NotImplementedError
+
+    def write(self, chunk: list[Any]) -> None:
+        if self._open is None:
+            with ExitStack() as stack:
+                self._begin(stack, stack.enter_context(self.engine.begin()))
+                self._open = stack.pop_all()
+        self._send(chunk)
+
+    def _send(self, chunk: list[Any]) -> None:
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        if self._open is not None:
+            stack, self._open = self._open, None
+            stack.close()
+
+    def __enter__(self) -> _Batches:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._open is not None:  # an error mid-batch: abort the COPY, roll back
+            stack, self._open = self._open, None
+            stack.__exit__(*exc)
+
+
+class _CopyBatches(_Batches):
+    def __init__(self, engine: sa.Engine, table: str) -> None:
+        super().__init__(engine)
+        self.sql = f"COPY {table} ({', '.join(STAGED_COLUMNS)}) FROM STDIN"
+
+    def _begin(self, stack: ExitStack, conn: Connection) -> None:
+        cursor = stack.enter_context(conn.connection.driver_connection.cursor())
+        self.copy = stack.enter_context(cursor.copy(self.sql))
+
+    def _send(self, chunk: list[Any]) -> None:
+        self.copy.write("".join(chunk))
+
+
+class _InsertBatches(_Batches):
+    def __init__(self, engine: sa.Engine, table: sa.Table) -> None:
+        super().__init__(engine)
+        self.table = table
+
+    def _begin(self, stack: ExitStack, conn: Connection) -> None:
+        self.conn = conn
+
+    def _send(self, chunk: list[Any]) -> None:
+        self.conn.execute(self.table.insert(), chunk)
+
+
+def _cached_text(cache: dict[str | None, str], value: str) -> str:
+    """COPY text of a low-cardinality value, cached while the cache is small."""
+    text = copy_text(value)
+    if len(cache) < _SMALL_CACHE:
+        cache[value] = text
+    return text

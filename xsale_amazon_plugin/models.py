@@ -377,8 +377,14 @@ def make_models(db: Any, product_model: type) -> Models:
         sa.Column("product_id_type", sa.String(10)),
         sa.Column("open_date", UTCDateTime),
         sa.Column("open_date_raw", sa.String(64)),
+        # Not needed by the usual hash joins, but it keeps the removal anti-join fast when
+        # the planner misjudges the staged row count (seen: a 60k-row nested loop for minutes).
         sa.Index("ix_xsale_amazon_import_row_sku", "run_id", "seller_sku"),
     )
+    # Staged rows are disposable (a run re-stages from the report), so PostgreSQL need not
+    # WAL-log them; OfferImporter.apply detects a crash-emptied table (StagingLost).
+    sa.event.listen(import_row, "after_create", sa.DDL(
+        "ALTER TABLE xsale_amazon_import_row SET UNLOGGED").execute_if(dialect="postgresql"))
     models = Models(integration, offer, link, run, import_row, product_model, pk)
     _cache[db] = models
     return models
