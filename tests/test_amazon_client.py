@@ -37,12 +37,6 @@ LISTINGS = (
 ).encode()
 
 
-@pytest.fixture(scope="module")
-def emulator():
-    with SpApiEmulator() as emu:
-        yield emu
-
-
 @pytest.fixture
 def emu(emulator):
     emulator.reset()

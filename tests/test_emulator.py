@@ -28,12 +28,6 @@ REFRESH_TOKEN = "Atzr|emulator-refresh-token-0123456789"
 LISTINGS = b"seller-sku\titem-name\tprice\nSKU-1\tKaffeebecher\t9.99\n"
 
 
-@pytest.fixture(scope="module")
-def emulator():
-    with SpApiEmulator() as emu:
-        yield emu
-
-
 @pytest.fixture
 def emu(emulator):
     emulator.reset()
