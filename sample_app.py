@@ -27,7 +27,7 @@ from flask_babel import Babel
 from flask_sqlalchemy import SQLAlchemy
 
 from xsale_amazon_plugin import XsaleAmazon
-from xsale_amazon_plugin.config import DEFAULTS, PREFIX
+from xsale_amazon_plugin.settings import DEFAULTS, PREFIX
 
 DEMO_CLIENT_ID = "amzn1.application-oa2-client.demo"
 DEMO_CLIENT_SECRET = "demo-client-secret"

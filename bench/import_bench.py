@@ -12,9 +12,9 @@ What it does (all in a fresh schema ``xa_bench_<random>``, dropped at the end un
    ``emulator.report_builder.demo_listings``): 100k rows and N rows, plus an N-row copy in which
    every 10th offer changed price, quantity and status.
 2. Imports each report in a separate subprocess (so ``ru_maxrss`` is the peak of that import
-   alone) through the job's code path: ``ReportReader`` -> ``OfferImporter.clear_staging`` ->
-   ``OfferImporter.stage`` (with the job's BATCH_SIZE and a per-batch progress commit like
-   ``_Step._progress``) -> ``OfferImporter.apply`` inside ``engine.begin()`` with the run row
+   alone) through the job's code path: ``ReportReader`` -> ``OfferWriter.clear_staging`` ->
+   ``OfferWriter.stage`` (with the job's BATCH_SIZE and a per-batch progress commit like
+   ``_Step._progress``) -> ``OfferWriter.apply`` inside ``engine.begin()`` with the run row
    locked ``FOR UPDATE`` and updated in the same transaction (like ``_Step._apply``).
    Sequence: first import (100k, own integration), first import (N), unchanged re-import (N),
    10%-changed re-import (N).
@@ -94,7 +94,7 @@ def generate(path: Path, n: int, changed: bool = False) -> float:
 
 def make_bench_host(url: str) -> Any:
     from tests.hostapp import make_host
-    from xsale_amazon_plugin.config import DEFAULTS
+    from xsale_amazon_plugin.settings import DEFAULTS
 
     # tests/hostapp.py sets a tiny test BATCH_SIZE; measure with the shipped default.
     return make_host(url, config={"XSALE_AMAZON_BATCH_SIZE": DEFAULTS["BATCH_SIZE"]})
@@ -105,8 +105,8 @@ def make_bench_host(url: str) -> Any:
 
 def worker(url: str, report: str, integration_id: int) -> dict[str, Any]:
     """One import, driven exactly like ``jobs._Step._process`` + ``_apply``. Runs in a child."""
-    from xsale_amazon_plugin.importer import OfferImporter, StageCounts
     from xsale_amazon_plugin.models import Stage, Status, utcnow
+    from xsale_amazon_plugin.offer_writer import OfferWriter, StageCounts
     from xsale_amazon_plugin.report_parser import ReportReader
 
     host = make_bench_host(url)
@@ -121,10 +121,10 @@ def worker(url: str, report: str, integration_id: int) -> dict[str, Any]:
         db.session.add(run)
         db.session.commit()
         marketplace = integ.marketplace_info
-        importer = OfferImporter(
+        importer = OfferWriter(
             m, db.engine, run_id=run.id, integration_id=integ.id,
             account_type=integ.account_type, currency=marketplace.currency,
-            invalid_lines_kept=int(state.cfg("INVALID_LINES_KEPT")),
+            invalid_lines_kept=state.settings.invalid_lines_kept,
         )
 
         def progress(counts: StageCounts, line: int) -> None:  # like _Step._progress
@@ -144,7 +144,7 @@ def worker(url: str, report: str, integration_id: int) -> dict[str, Any]:
         counts = importer.stage(
             reader.rows(),
             has_channel_column="fulfillment-channel" in reader.columns,
-            batch_size=int(state.cfg("BATCH_SIZE")),
+            batch_size=state.settings.batch_size,
             on_batch=progress,
         )
         staged = time.perf_counter()

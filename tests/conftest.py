@@ -84,8 +84,7 @@ def amazon(emulator: Any) -> Any:
 def amazon_host(host: Host, amazon: Any) -> Host:
     host.app.config["XSALE_AMAZON_SPAPI_ENDPOINT"] = amazon.url
     host.app.config["XSALE_AMAZON_LWA_ENDPOINT"] = amazon.lwa_url
-    host.state.config["SPAPI_ENDPOINT"] = amazon.url
-    host.state.config["LWA_ENDPOINT"] = amazon.lwa_url
+    host.configure(SPAPI_ENDPOINT=amazon.url, LWA_ENDPOINT=amazon.lwa_url)
     return host
 
 

@@ -34,7 +34,13 @@ class Host:
 
     @property
     def state(self) -> Any:
+        """The app's XsaleAmazon (what ``current_amazon`` is inside the app)."""
         return self.app.extensions["xsale_amazon"]
+
+    def configure(self, **settings: Any) -> None:
+        """Change settings after ``init_app`` (keys as in config, without the prefix)."""
+        ext = self.state
+        ext.settings = ext.settings.replace(**{k.lower(): v for k, v in settings.items()})
 
     def add_integration(self, marketplace: str = "DE", account_type: str = "FBM",
                         **kwargs: Any) -> int:

@@ -10,7 +10,7 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from xsale_amazon_plugin import XsaleAmazon, make_models
-from xsale_amazon_plugin.config import DEFAULTS
+from xsale_amazon_plugin.settings import DEFAULTS
 
 from .hostapp import make_host
 

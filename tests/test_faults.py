@@ -661,13 +661,13 @@ def test_overdue_poll_without_any_worker_is_not_a_ghost(amazon_host: Any, amazon
 
     from rq import SimpleWorker
 
-    from xsale_amazon_plugin.imports import recover_stale_runs, start_import
+    from xsale_amazon_plugin.lifecycle import recover_stale_runs, start_import
     from xsale_amazon_plugin.models import as_utc, utcnow
 
     from .test_import import publish, snapshot
 
     publish(amazon, "DE", list(demo_listings(10, seed=51)), polls_until_done=5)
-    amazon_host.state.config.update(POLL_INTERVAL=30.0, POLL_MAX_INTERVAL=60.0, HEARTBEAT_TIMEOUT=5)
+    amazon_host.configure(POLL_INTERVAL=30.0, POLL_MAX_INTERVAL=60.0, HEARTBEAT_TIMEOUT=5)
     integ = amazon_host.add_integration("DE", "FBM")
     before = snapshot(amazon_host)
     with amazon_host.app.app_context():
@@ -883,7 +883,7 @@ def test_amazon_faults_end_clearly_and_keep_data(amazon_host: Any, amazon: Any,
     amazon.configure(**case.get("emulator", {}))
     for operation, statuses in case.get("inject", []):
         amazon.inject(operation, *statuses, retry_after=0)
-    amazon_host.state.config.update(case.get("config", {}))
+    amazon_host.configure(**case.get("config", {}))
     started = time.monotonic()
     run = run_import(amazon_host, integ)
     elapsed = time.monotonic() - started
@@ -910,7 +910,7 @@ def test_amazon_faults_end_clearly_and_keep_data(amazon_host: Any, amazon: Any,
 
 
 def test_concurrent_clicks_create_one_run_per_integration(host: Any) -> None:
-    from xsale_amazon_plugin.imports import ImportAlreadyRunning, start_import
+    from xsale_amazon_plugin.lifecycle import ImportAlreadyRunning, start_import
 
     a, b = host.add_integration("DE", "FBM"), host.add_integration("DE", "FBA")
     barrier = threading.Barrier(12)

@@ -32,7 +32,7 @@ def publish(amazon: Any, marketplace: str, rows: list[dict], family: str = "eu_e
 
 
 def run_import(host: Any, integration_id: int) -> Any:
-    from xsale_amazon_plugin.imports import start_import
+    from xsale_amazon_plugin.lifecycle import start_import
 
     with host.app.app_context():
         run_id = start_import(integration_id, trigger="test").id
@@ -239,7 +239,7 @@ def test_expired_download_url_is_renewed(amazon_host, amazon):
 
 
 def test_fresh_report_is_reused(amazon_host, amazon):
-    amazon_host.state.config["REPORT_REUSE_WINDOW"] = 1800
+    amazon_host.configure(REPORT_REUSE_WINDOW=1800)
     rows = list(demo_listings(9, seed=10))
     publish(amazon, "DE", rows)
     mp = get_marketplace("DE").marketplace_id
@@ -253,7 +253,7 @@ def test_fresh_report_is_reused(amazon_host, amazon):
 
 
 def test_second_import_while_one_is_active_is_refused(amazon_host, amazon):
-    from xsale_amazon_plugin.imports import ImportAlreadyRunning, start_import
+    from xsale_amazon_plugin.lifecycle import ImportAlreadyRunning, start_import
 
     publish(amazon, "DE", list(demo_listings(5, seed=11)))
     integ = amazon_host.add_integration("DE", "FBM")
@@ -272,7 +272,7 @@ def test_second_import_while_one_is_active_is_refused(amazon_host, amazon):
 def test_job_arguments_are_ids_only(amazon_host, amazon, redis_conn):
     from rq.job import Job
 
-    from xsale_amazon_plugin.imports import start_import
+    from xsale_amazon_plugin.lifecycle import start_import
 
     publish(amazon, "DE", list(demo_listings(5, seed=12)))
     integ = amazon_host.add_integration("DE", "FBM")

@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xsale_amazon_plugin.importer import OfferImporter
+from xsale_amazon_plugin.offer_writer import OfferWriter
 from xsale_amazon_plugin.report_parser import (
     CANONICAL_COLUMNS,
     InvalidRow,
@@ -166,7 +166,7 @@ def _import(host: Host, path: Path, run_id: int, integration_id: int, account_ty
             rows.append(row)
             yield row
 
-    importer = OfferImporter(host.models, host.db.engine, run_id=run_id,
+    importer = OfferWriter(host.models, host.db.engine, run_id=run_id,
                              integration_id=integration_id, account_type=account_type,
                              currency="EUR", invalid_lines_kept=KEEP)
     importer.clear_staging()

@@ -204,7 +204,9 @@ EFFECTIVE = (
 def expected_refusal(host: Host, endpoint: str) -> str:
     """How a plugin-CSRF host refuses a tokenless POST to ``endpoint``."""
     view_endpoint, name = endpoint.split(".")
-    view = host.state.admin_views[view_endpoint]
+    admins = host.app.extensions["admin"]
+    views = {v.endpoint: v for admin in admins for v in admin._views}
+    view = views[view_endpoint]
     if name == "ajax_update" and not view.column_editable_list:
         return "404"
     if {"create_view": view.can_create, "edit_view": view.can_edit,
@@ -499,7 +501,7 @@ def test_amazon_supplied_text_renders_inert_everywhere(amazon_host, amazon):
 ALL_LOGGERS = ("", "sp_api", "sp_api.base.client", "sp_api.auth.access_token_client",
                "sp_api.auth.credential_provider", "httpx", "httpcore", "rq", "rq.worker",
                "rq.job", "rq.queue", "rq.scheduler", "urllib3", "xsale_amazon_plugin",
-               "xsale_amazon_plugin.jobs", "xsale_amazon_plugin.amazon_client", "werkzeug",
+               "xsale_amazon_plugin.import_job", "xsale_amazon_plugin.amazon_client", "werkzeug",
                "flask_admin", "sqlalchemy")
 
 
@@ -531,7 +533,7 @@ def _drain_debug(host: Host, run_id: int) -> Any:
 
 
 def _start(host: Host, integration_id: int) -> int:
-    from xsale_amazon_plugin.imports import start_import
+    from xsale_amazon_plugin.lifecycle import start_import
 
     with host.app.app_context():
         run_id = start_import(integration_id, trigger="ui", requested_by="tester").id

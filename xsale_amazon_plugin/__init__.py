@@ -1,9 +1,40 @@
-"""xsale_amazon_plugin: import a seller's Amazon offers into a Flask-Admin back office."""
+"""xsale_amazon_plugin: import a seller's Amazon offers into a Flask-Admin back office.
+
+The public API; hosts import from here, never from the plugin's private modules::
+
+    from xsale_amazon_plugin import XsaleAmazon, current_amazon, start_import, link_offers
+"""
 
 from __future__ import annotations
 
+from .admin import make_views
 from .extension import XsaleAmazon
-from .models import make_models
+from .lifecycle import ImportAlreadyRunning, ImportNotPossible, ImportRefused, start_import
+from .linking import AutoLinkResult, autolink, link_offers, unlink_offers
+from .models import Models, make_models
+from .proxies import current_amazon
+from .settings import Settings, SettingsError
+from .signals import import_finished, offers_linked, offers_unlinked
 
-__version__ = "0.1.0"
-__all__ = ["XsaleAmazon", "make_models", "__version__"]
+__version__ = "0.2.0.dev0"
+__all__ = [
+    "AutoLinkResult",
+    "ImportAlreadyRunning",
+    "ImportNotPossible",
+    "ImportRefused",
+    "Models",
+    "Settings",
+    "SettingsError",
+    "XsaleAmazon",
+    "__version__",
+    "autolink",
+    "current_amazon",
+    "import_finished",
+    "link_offers",
+    "make_models",
+    "make_views",
+    "offers_linked",
+    "offers_unlinked",
+    "start_import",
+    "unlink_offers",
+]

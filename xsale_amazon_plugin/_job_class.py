@@ -11,6 +11,7 @@ from rq.job import Job
 
 
 class FlaskJob(Job):
+    """An RQ job whose function runs inside an app context of the app the class is bound to."""
     _flask_app: weakref.ref[Flask]
 
     @property

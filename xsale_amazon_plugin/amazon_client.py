@@ -13,8 +13,8 @@ tokens in their records. This module never logs credentials or tokens.
 
 from __future__ import annotations
 
-import codecs
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -22,7 +22,7 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,7 +35,9 @@ from sp_api.base import exceptions as sp_exceptions
 from sp_api.base._transport_httpx import HttpxTransport
 from sp_api.base.credential_provider import FromCodeCredentialProvider
 
+from .charsets import resolve_charset
 from .marketplaces import Marketplace
+from .timeutil import as_utc, parse_amazon_time
 
 __all__ = [
     "REPORT_TYPE",
@@ -174,6 +176,7 @@ class _LwaTokenClient(AccessTokenClient):
         self.host = parts.netloc
         self.path = parts.path or "/"
         self.token_url = token_url
+        self._transport: HttpxTransport
         self._transport.close()
         # The library's transport has httpx's 5 s default; use the client's timeout instead.
         self._transport = HttpxTransport(timeout=timeout, proxies=proxies, verify=verify)
@@ -226,9 +229,9 @@ class _ReportsApi(Reports):
             # sp_api returns an empty *successful* response when an error has no "errors" body.
             error_cls = sp_exceptions.get_exception_for_code(res.status_code)
             error = [{"code": f"HTTP{res.status_code}", "message": res.reason_phrase or "Error"}]
-            exc = error_cls(error, headers=res.headers)
-            exc.status_code = res.status_code
-            raise exc
+            http_error = error_cls(error, headers=res.headers)
+            http_error.status_code = res.status_code
+            raise http_error
         return response
 
 
@@ -379,7 +382,7 @@ class AmazonReportsClient:
             return _LwaTokenClient(**kwargs, token_url=self._token_url, timeout=timeout)
 
         self._api = _ReportsApi(
-            target,  # type: ignore[arg-type]  # duck-typed Marketplaces member
+            target,  # duck-typed Marketplaces member
             refresh_token=credentials.refresh_token,
             credentials={
                 "lwa_app_id": credentials.client_id,
@@ -422,7 +425,7 @@ class AmazonReportsClient:
 
     def find_recent_report(self, created_since: datetime) -> dict | None:
         """Newest DONE report for exactly this marketplace created since ``created_since``."""
-        since = _as_utc(created_since)
+        since = as_utc(created_since)
         params: dict[str, Any] = {
             "reportTypes": [REPORT_TYPE],
             "processingStatuses": ["DONE"],
@@ -433,9 +436,10 @@ class AmazonReportsClient:
         best: dict | None = None
         best_time: datetime | None = None
         for _page in range(MAX_REPORT_PAGES):
-            response = self._call("getReports", lambda p=params: self._api.get_reports(**p))
+            response = self._call("getReports", functools.partial(self._api.get_reports,
+                                                                   **params))
             for report in response.payload.get("reports") or []:
-                created = _parse_time(report.get("createdTime"))
+                created = parse_amazon_time(report.get("createdTime"))
                 if (
                     report.get("processingStatus") == "DONE"
                     and report.get("reportType", REPORT_TYPE) == REPORT_TYPE
@@ -495,7 +499,8 @@ class AmazonReportsClient:
                     raise _Enough
 
         declared, _compressed, _size = self._download(document_id, _Collector(), 64 * 1024)
-        text = bytes(buffer[:max_bytes]).decode(_python_codec(declared), errors="replace")
+        codec = resolve_charset(declared) or "utf-8"
+        text = bytes(buffer[:max_bytes]).decode(codec, errors="replace")
         return text[:limit] if len(text) > limit else text
 
     def _download(
@@ -783,19 +788,6 @@ def _safe_port(parts: Any) -> int | None:
         return None
 
 
-def _as_utc(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return _as_utc(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
-    except ValueError:
-        return None
-
-
 def _retry_after(value: Any) -> float | None:
     try:
         seconds = float(value)
@@ -817,17 +809,6 @@ def _charset(content_type: str | None) -> str | None:
         if name.strip().lower() == "charset" and value.strip():
             return value.strip().strip('"')
     return None
-
-
-_JAVA_CHARSETS = {"windows-31j": "cp932", "ms932": "cp932", "x-sjis": "shift_jis"}
-
-
-def _python_codec(declared: str | None) -> str:
-    name = _JAVA_CHARSETS.get((declared or "").lower(), declared or "utf-8")
-    try:
-        return codecs.lookup(name).name
-    except LookupError:
-        return "utf-8"
 
 
 def _read_limited(response: httpx.Response) -> bytes:

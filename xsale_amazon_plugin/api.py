@@ -5,11 +5,32 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from flask import abort, jsonify, request
+from flask import Blueprint, abort, jsonify, request
 
-from .extension import blueprint, get_state
-from .messages import error_text, stage_label, status_label
-from .models import Status, as_utc, utcnow
+from .babel import gettext
+from .lifecycle import recover_stale_runs
+from .messages import error_text, stage_label, status_badge_class, status_label
+from .models import Status, as_utc, int_in_range, utcnow
+from .proxies import current_amazon
+
+blueprint = Blueprint(
+    "xsale_amazon",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static/xsale_amazon",
+    url_prefix="/xsale-amazon",
+)
+
+
+@blueprint.app_template_global("_xa")
+def _template_gettext(string: str, **variables: Any) -> str:
+    """The plugin's gettext in templates (its own domain, whatever the host's is)."""
+    return gettext(string, **variables)
+
+
+blueprint.add_app_template_global(status_label, "xa_status_label")
+blueprint.add_app_template_global(status_badge_class, "xa_status_class")
 
 
 def run_progress(run: Any) -> dict[str, Any]:
@@ -54,18 +75,16 @@ def run_progress(run: Any) -> dict[str, Any]:
 
 @blueprint.get("/runs/<int:run_id>.json")
 def run_status(run_id: int):
-    state = get_state()
-    state.require_access()
+    current_amazon.require_access()
     # The URL converter accepts any digits; beyond the integer column's range the database
     # raises (PostgreSQL: out of range, SQLite: OverflowError) - no such run either way.
-    run = state.db.session.get(state.models.ImportRun, run_id) if run_id < 2**31 else None
+    session = current_amazon.db.session
+    run_id_ok = int_in_range(run_id)
+    run = session.get(current_amazon.models.ImportRun, run_id_ok) if run_id_ok else None
     if run is None:
         abort(404)
-    if run.is_active:
-        from .imports import recover_stale_runs
-
-        if recover_stale_runs(run.integration_id):
-            state.db.session.refresh(run)
+    if run.is_active and recover_stale_runs(run.integration_id):
+        session.refresh(run)
     response = jsonify(run_progress(run))
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -74,35 +93,32 @@ def run_status(run_id: int):
 @blueprint.get("/products/search")
 def product_search():
     """Select2-style product search over the host's SKU, EAN and name attributes."""
-    state = get_state()
-    state.require_access()
+    current_amazon.require_access()
     # NUL: PostgreSQL text cannot hold it (the query would fail with a 500).
     term = (request.args.get("q") or "").replace("\x00", "").strip()[:100]
     try:
         limit = max(1, min(int(request.args.get("limit", 20)), 50))
     except ValueError:
         limit = 20
-    m = state.models
+    m = current_amazon.models
     pk = m.product_pk
-    columns = [c for c in (state.product_attr(k) for k in ("sku", "ean", "name")) if c is not None]
+    columns = [c for c in (current_amazon.product_attr(k) for k in ("sku", "ean", "name"))
+               if c is not None]
     query = sa.select(m.product_model)
     if term:
-        escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        like = f"%{escaped}%"
-        matches = [sa.cast(c, sa.String).ilike(like, escape="\\") for c in columns]
+        matches = [sa.cast(c, sa.String).icontains(term, autoescape=True) for c in columns]
         query = query.where(sa.or_(*matches))
     query = query.order_by(*(columns[:1] or [pk])).limit(limit)
-    products = state.db.session.execute(query).scalars().all()
+    products = current_amazon.db.session.execute(query).scalars().all()
     return jsonify({"results": [
         {"id": str(getattr(p, pk.key)), "text": product_label(p)} for p in products
     ]})
 
 
 def product_label(product: Any) -> str:
-    state = get_state()
+    settings = current_amazon.settings
     parts = []
-    for key in ("sku", "ean", "name"):
-        attr = state.cfg(f"PRODUCT_{key.upper()}_ATTR")
+    for attr in (settings.product_sku_attr, settings.product_ean_attr, settings.product_name_attr):
         value = getattr(product, attr, None) if attr else None
         if value:
             parts.append(str(value))

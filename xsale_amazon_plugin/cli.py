@@ -7,8 +7,12 @@ import time
 
 import click
 from flask.cli import AppGroup
+from rq import SimpleWorker, Worker
 
-from .extension import get_state
+from .api import run_progress
+from .lifecycle import ImportAlreadyRunning, ImportRefused, recover_stale_runs, start_import
+from .linking import autolink
+from .proxies import current_amazon
 
 cli = AppGroup("xsale-amazon", help="Amazon offers import (xsale_amazon_plugin).")
 
@@ -20,8 +24,6 @@ cli = AppGroup("xsale-amazon", help="Amazon offers import (xsale_amazon_plugin).
               help="With --wait: give up waiting after this many seconds.")
 def import_command(integration_id: int, wait: bool, timeout: float) -> None:
     """Start importing the offers of INTEGRATION_ID."""
-    from .imports import ImportAlreadyRunning, ImportRefused, start_import
-
     try:
         run = start_import(integration_id, trigger="cli", requested_by="cli")
     except ImportAlreadyRunning as exc:
@@ -34,15 +36,12 @@ def import_command(integration_id: int, wait: bool, timeout: float) -> None:
 
 
 def _wait(run_id: int, timeout: float) -> int:
-    from .api import run_progress
-
-    state = get_state()
-    session = state.db.session
+    session = current_amazon.db.session
     deadline = time.monotonic() + timeout
     last = None
     while True:
         session.expire_all()
-        run = session.get(state.models.ImportRun, run_id)
+        run = session.get(current_amazon.models.ImportRun, run_id)
         info = run_progress(run)
         line = f"[{info['status_label']}] {info['stage_label']}"
         if info["rows_total"]:
@@ -58,8 +57,6 @@ def _wait(run_id: int, timeout: float) -> int:
             click.echo("Timed out waiting; the import goes on in the background.", err=True)
             return 2
         if run.is_active:
-            from .imports import recover_stale_runs
-
             recover_stale_runs(run.integration_id)
         time.sleep(1.0)
     counts = info["counts"]
@@ -80,10 +77,7 @@ def _wait(run_id: int, timeout: float) -> int:
 @click.option("--simple", is_flag=True, help="Run jobs in this process (no fork).")
 def worker_command(burst: bool, simple: bool) -> None:
     """Run an RQ worker (with the scheduler) for the import queue, bound to this app."""
-    from rq import SimpleWorker, Worker
-
-    state = get_state()
-    queue = state.queue
+    queue = current_amazon.queue
     cls = SimpleWorker if simple else Worker
     # A short maintenance interval lets a replacement worker take over the scheduler lock
     # (and clean up after a killed worker) within a minute instead of RQ's ten.
@@ -97,8 +91,6 @@ def worker_command(burst: bool, simple: bool) -> None:
 @click.option("--by", "key", type=click.Choice(["sku", "ean", "asin"]), required=True)
 def autolink_command(integration_id: int, key: str) -> None:
     """Link the unlinked offers of INTEGRATION_ID to products with the same SKU, EAN or ASIN."""
-    from .linking import autolink
-
     try:
         result = autolink(key, integration_id=integration_id, user="cli")
     except ValueError as exc:
@@ -114,15 +106,14 @@ def autolink_command(integration_id: int, key: str) -> None:
 @cli.command("rotate-key")
 def rotate_key_command() -> None:
     """Re-encrypt stored credentials with the first XSALE_AMAZON_ENCRYPTION_KEY."""
-    state = get_state()
-    m = state.models
-    session = state.db.session
+    m = current_amazon.models
+    session = current_amazon.db.session
     count = 0
     for integ in session.query(m.AmazonIntegration).all():
         for attr in ("lwa_client_secret_ciphertext", "refresh_token_ciphertext"):
             token = getattr(integ, attr)
             if token:
-                setattr(integ, attr, state.secret_box.rotate(token))
+                setattr(integ, attr, current_amazon.secret_box.rotate(token))
                 count += 1
     session.commit()
     click.echo(f"Re-encrypted {count} secrets.")
@@ -131,6 +122,4 @@ def rotate_key_command() -> None:
 @cli.command("recover")
 def recover_command() -> None:
     """Mark imports whose worker died as failed, so they can be started again."""
-    from .imports import recover_stale_runs
-
     click.echo(f"Marked {recover_stale_runs()} stale runs as failed.")

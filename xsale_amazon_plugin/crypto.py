@@ -10,6 +10,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 
 class SecretDecryptionError(RuntimeError):
+    """A stored secret cannot be decrypted with any configured key (key lost or rotated away)."""
     pass
 
 

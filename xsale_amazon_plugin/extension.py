@@ -1,128 +1,36 @@
-"""The :class:`XsaleAmazon` Flask extension."""
+"""The :class:`XsaleAmazon` Flask extension: binds the plugin to one app."""
 
 from __future__ import annotations
 
+import copy
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Flask, abort, current_app
+from flask import Flask, abort
+from flask_babel import Babel
+from redis import Redis
+from rq import Queue
 
-from . import config as _config
-from .babel import gettext
+from ._job_class import make_job_class
+from .admin import register_views
+from .api import blueprint
+from .cli import cli
 from .crypto import SecretBox, make_secret_box
 from .models import Models, make_models
+from .proxies import EXTENSION_KEY
+from .settings import DEFAULTS, PREFIX, Settings
 
 log = logging.getLogger(__name__)
-
-EXTENSION_KEY = "xsale_amazon"
 
 
 def _deny_all() -> bool:
     return False
 
 
-class _State:
-    """Per-app state, stored in ``app.extensions["xsale_amazon"]``."""
-
-    def __init__(
-        self,
-        app: Flask,
-        extension: XsaleAmazon,
-        db: Any,
-        models: Models,
-        access_check: Callable[[], bool],
-        current_user_name: Callable[[], str | None] | None,
-        redis_connection: Any,
-    ) -> None:
-        self.extension = extension
-        self.db = db
-        self.models = models
-        self.access_check = access_check
-        self.current_user_name = current_user_name or (lambda: None)
-        self.config = app.config.get_namespace(_config.PREFIX, lowercase=False)
-        self.secret_box: SecretBox = make_secret_box(
-            self.config["ENCRYPTION_KEY"], app.config.get("SECRET_KEY")
-        )
-        self._redis = redis_connection
-        self._queue = None
-        self._app_ref = app
-        self.admin_views: dict[str, Any] = {}
-
-    def cfg(self, key: str) -> Any:
-        return self.config[key]
-
-    def is_allowed(self) -> bool:
-        try:
-            return bool(self.access_check())
-        except Exception:  # an access check that crashes must not open the door
-            log.exception("xsale_amazon access_check raised; denying access")
-            return False
-
-    def require_access(self) -> None:
-        if not self.is_allowed():
-            abort(403)
-
-    @property
-    def redis(self) -> Any:
-        if self._redis is None:
-            url = self.config["REDIS_URL"]
-            if not url:
-                raise RuntimeError(
-                    "xsale_amazon_plugin has no Redis: set XSALE_AMAZON_REDIS_URL or pass "
-                    "init_app(redis=<connection>)."
-                )
-            from redis import Redis
-
-            self._redis = Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30)
-        return self._redis
-
-    @property
-    def queue(self) -> Any:
-        if self._queue is None:
-            from rq import Queue
-
-            from ._job_class import make_job_class
-
-            self._queue = Queue(
-                self.config["QUEUE"],
-                connection=self.redis,
-                job_class=make_job_class(self._app_ref),
-                default_timeout=int(self.config["JOB_TIMEOUT"]),
-            )
-        return self._queue
-
-    def product_attr(self, which: str) -> Any:
-        """The host product's column for ``which`` in sku/ean/name/asin, or None."""
-        name = self.config[f"PRODUCT_{which.upper()}_ATTR"]
-        if not name:
-            return None
-        return getattr(self.models.product_model, name, None)
-
-
-def get_state() -> _State:
-    try:
-        return current_app.extensions[EXTENSION_KEY]
-    except KeyError:
-        raise RuntimeError(
-            "xsale_amazon_plugin is not initialised on this app: call "
-            "XsaleAmazon().init_app(app, db=db, admin=admin, product_model=Product)."
-        ) from None
-
-
-blueprint = Blueprint(
-    "xsale_amazon",
-    __name__,
-    template_folder="templates",
-    static_folder="static",
-    static_url_path="/static/xsale_amazon",
-    url_prefix="/xsale-amazon",
-)
-
-
-@blueprint.app_template_global("_xa")
-def _template_gettext(string: str, **variables: Any) -> str:
-    return gettext(string, **variables)
+def _nobody() -> str | None:
+    return None
 
 
 class XsaleAmazon:
@@ -134,13 +42,28 @@ class XsaleAmazon:
         amazon.init_app(app, db=db, admin=admin, product_model=Product,
                         access_check=lambda: current_user.is_admin)
 
-    After ``init_app`` the model classes are available as ``amazon.models.AmazonIntegration``,
+    The instance itself is stored in ``app.extensions["xsale_amazon"]`` and reachable in a
+    request, job or CLI command as :data:`xsale_amazon_plugin.current_amazon`. After
+    ``init_app`` the model classes are ``amazon.models.AmazonIntegration``,
     ``amazon.models.AmazonOffer``, ``amazon.models.OfferProductLink`` and
-    ``amazon.models.ImportRun``.
+    ``amazon.models.ImportRun``; ``amazon.settings`` holds the validated configuration.
+
+    One instance serves one app. Calling ``init_app`` of an instance that is bound already
+    with another app (an app factory called twice) binds a copy to that app: use
+    ``current_amazon`` (or ``app.extensions["xsale_amazon"]``) to reach the right one.
     """
 
+    db: Any
+    models: Models
+    settings: Settings
+    secret_box: SecretBox
+
     def __init__(self, app: Flask | None = None, **kwargs: Any) -> None:
-        self.models: Models | None = None
+        self._app: weakref.ref[Flask] | None = None
+        self._redis: Redis | None = None
+        self._queue: Queue | None = None
+        self.access_check: Callable[[], bool] = _deny_all
+        self.current_user_name: Callable[[], str | None] = _nobody
         if app is not None:
             self.init_app(app, **kwargs)
 
@@ -153,7 +76,7 @@ class XsaleAmazon:
         admin: Any = None,
         access_check: Callable[[], bool] | None = None,
         current_user_name: Callable[[], str | None] | None = None,
-        redis: Any = None,
+        redis: Redis | None = None,
     ) -> None:
         """Bind the plugin to ``app``.
 
@@ -168,49 +91,102 @@ class XsaleAmazon:
         :param current_user_name: returns the name recorded as "by whom" on links and runs.
         :param redis: a Redis connection to use instead of ``XSALE_AMAZON_REDIS_URL``.
 
-        Config keys read (all prefixed ``XSALE_AMAZON_``; defaults in
-        :mod:`xsale_amazon_plugin.config`): ``REDIS_URL``, ``QUEUE``, ``ENCRYPTION_KEY``,
-        ``SPAPI_ENDPOINT``, ``LWA_ENDPOINT``, ``POLL_INTERVAL``, ``POLL_BACKOFF``,
-        ``POLL_MAX_INTERVAL``, ``REPORT_DEADLINE``, ``REPORT_REUSE_WINDOW``, ``JOB_TIMEOUT``,
-        ``BATCH_SIZE``, ``HEARTBEAT_TIMEOUT``, ``MAX_RETRIES``, ``HTTP_TIMEOUT``,
-        ``DOWNLOAD_HOSTS``, ``INVALID_LINES_KEPT``, ``REGISTER_ADMIN``, ``ADMIN_CATEGORY``,
-        ``PRODUCT_SKU_ATTR``, ``PRODUCT_EAN_ATTR``, ``PRODUCT_NAME_ATTR``,
-        ``PRODUCT_ASIN_ATTR``, ``PRODUCT_ADMIN_ENDPOINT``, ``PAGE_SIZE``.
+        Config keys read (all prefixed ``XSALE_AMAZON_``; types, defaults and meaning in
+        :class:`xsale_amazon_plugin.settings.Settings`): ``REDIS_URL``, ``QUEUE``,
+        ``ENCRYPTION_KEY``, ``SPAPI_ENDPOINT``, ``LWA_ENDPOINT``, ``POLL_INTERVAL``,
+        ``POLL_BACKOFF``, ``POLL_MAX_INTERVAL``, ``REPORT_DEADLINE``, ``REPORT_REUSE_WINDOW``,
+        ``JOB_TIMEOUT``, ``BATCH_SIZE``, ``HEARTBEAT_TIMEOUT``, ``MAX_RETRIES``,
+        ``HTTP_TIMEOUT``, ``DOWNLOAD_HOSTS``, ``INVALID_LINES_KEPT``, ``REGISTER_ADMIN``,
+        ``ADMIN_CATEGORY``, ``PRODUCT_SKU_ATTR``, ``PRODUCT_EAN_ATTR``, ``PRODUCT_NAME_ATTR``,
+        ``PRODUCT_ASIN_ATTR``, ``PRODUCT_ADMIN_ENDPOINT``, ``PAGE_SIZE``; also ``SECRET_KEY``
+        when no encryption key is set. A bad value raises
+        :class:`~xsale_amazon_plugin.settings.SettingsError` naming the key.
         """
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError(
                 "XsaleAmazon is already initialised on this app; use the existing instance "
-                "(app.extensions['xsale_amazon'].extension) instead of calling init_app twice."
+                "(xsale_amazon_plugin.current_amazon) instead of calling init_app twice."
             )
-        _config.apply_defaults(app.config)
-        models = make_models(db, product_model)
-        self.models = models
-        state = _State(
-            app,
-            self,
-            db,
-            models,
-            access_check or _deny_all,
-            current_user_name,
-            redis,
-        )
-        app.extensions[EXTENSION_KEY] = state
+        if self._app is not None and self._app() is not app:
+            bound = copy.copy(self)
+            bound._redis = bound._queue = None
+            bound._app = None
+            bound.init_app(app, db=db, product_model=product_model, admin=admin,
+                           access_check=access_check, current_user_name=current_user_name,
+                           redis=redis)
+            return
+
+        for key, value in DEFAULTS.items():  # the effective values, visible in app.config
+            app.config.setdefault(PREFIX + key, value)
+        self.settings = Settings.from_config(app.config)
+        self.secret_box = make_secret_box(self.settings.encryption_keys or None,
+                                          app.config.get("SECRET_KEY"))
+        self.db = db
+        self.models = make_models(db, product_model)
+        self.access_check = access_check or _deny_all
+        self.current_user_name = current_user_name or _nobody
+        self._redis = redis
+        self._app = weakref.ref(app)
+        app.extensions[EXTENSION_KEY] = self
 
         if "babel" not in app.extensions:
             # Flask-Admin needs an initialised Flask-Babel once flask-babel is installed.
-            from flask_babel import Babel
-
             Babel(app)
 
-        from . import api  # noqa: F401  (registers the JSON endpoints on the blueprint)
-
         app.register_blueprint(blueprint)
-        from .cli import cli
-
         if "xsale-amazon" not in app.cli.commands:
             app.cli.add_command(cli)
 
-        if admin is not None and state.cfg("REGISTER_ADMIN"):
-            from .admin import register_views
+        if admin is not None and self.settings.register_admin:
+            register_views(admin, self)
 
-            register_views(admin, state)
+    # -- access ---------------------------------------------------------------------------
+    def is_allowed(self) -> bool:
+        """Whether the host's ``access_check`` lets the current user in (False if it raises)."""
+        try:
+            return bool(self.access_check())
+        except Exception:  # an access check that crashes must not open the door
+            log.exception("xsale_amazon access_check raised; denying access")
+            return False
+
+    def require_access(self) -> None:
+        """Abort with 403 unless :meth:`is_allowed`."""
+        if not self.is_allowed():
+            abort(403)
+
+    # -- queue ----------------------------------------------------------------------------
+    @property
+    def redis(self) -> Redis:
+        """The Redis connection of the queue (from ``init_app(redis=)`` or ``REDIS_URL``)."""
+        if self._redis is None:
+            url = self.settings.redis_url
+            if not url:
+                raise RuntimeError(
+                    "xsale_amazon_plugin has no Redis: set XSALE_AMAZON_REDIS_URL or pass "
+                    "init_app(redis=<connection>)."
+                )
+            self._redis = Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30)
+        return self._redis
+
+    @property
+    def queue(self) -> Queue:
+        """The RQ queue of import steps; its jobs run inside an app context of this app."""
+        if self._queue is None:
+            app = self._app() if self._app else None
+            if app is None:
+                raise RuntimeError("XsaleAmazon.init_app has not been called.")
+            self._queue = Queue(
+                self.settings.queue,
+                connection=self.redis,
+                job_class=make_job_class(app),
+                default_timeout=self.settings.job_timeout,
+            )
+        return self._queue
+
+    # -- host product ---------------------------------------------------------------------
+    def product_attr(self, which: str) -> Any:
+        """The host product's column for ``which`` in sku/ean/name/asin, or None."""
+        name = getattr(self.settings, f"product_{which.lower()}_attr")
+        if not name:
+            return None
+        return getattr(self.models.product_model, name, None)

@@ -1,5 +1,7 @@
 """The RQ job of an import: one call of :func:`import_step` advances one run by one step.
 
+The step machine only; who owns a run and how a run ends is :mod:`.lifecycle`'s business.
+
 Steps: request the report (or reuse a fresh one) → poll its status, re-scheduling itself
 through RQ's scheduler with a backing-off delay instead of sleeping in a worker → once Amazon
 is DONE: download, parse and stage the rows, then apply them in one transaction.
@@ -11,22 +13,29 @@ import contextlib
 import logging
 import os
 import tempfile
-import threading
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from redis.exceptions import RedisError
 from rq import get_current_job
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from .amazon_client import AmazonError, AmazonReportsClient, LwaCredentials
-from .extension import _State, get_state
-from .importer import OfferImporter, StageCounts
-from .imports import enqueue_step, finish_run, send_finished
-from .models import Stage, Status, as_utc, utcnow
+from .lifecycle import (
+    Heartbeat,
+    end_values,
+    enqueue_step,
+    finish_run,
+    owned,
+    save_if_owned,
+    send_finished,
+)
+from .models import Stage, Status, utcnow
+from .offer_writer import OfferWriter, StageCounts
+from .proxies import current_amazon
 from .report_parser import MissingAsinColumnError, ReportFormatError, ReportReader
+from .timeutil import as_utc, parse_amazon_time
 
 log = logging.getLogger(__name__)
 
@@ -48,80 +57,46 @@ class _RunEnded(Exception):
     """The run ended inside a step, or was ended elsewhere (already recorded)."""
 
 
-class _Heartbeat:
-    """Refreshes the run's ``heartbeat_at`` from a thread while a step works.
-
-    The stale-run check fails a run whose heartbeat stops, so a SIGKILLed worker is noticed
-    after ``XSALE_AMAZON_HEARTBEAT_TIMEOUT`` whatever the step was doing (even a long apply
-    transaction, which this thread does not wait for: it uses its own connection).
-    """
-
-    def __init__(self, engine: sa.Engine, table: sa.Table, run_id: int, job_id: str | None,
-                 interval: float) -> None:
-        self._stop = threading.Event()
-        self._args = (engine, table, run_id, job_id, interval)
-        self._thread = threading.Thread(target=self._loop, name=f"xsale-amazon-heartbeat-{run_id}",
-                                        daemon=True)
-
-    def _loop(self) -> None:
-        engine, table, run_id, job_id, interval = self._args
-        stmt = table.update().where(table.c.id == run_id, table.c.rq_job_id == job_id,
-                                    table.c.active_lock.is_not(None))
-        while not self._stop.wait(interval):
-            try:
-                with engine.begin() as conn:
-                    conn.execute(stmt.values(heartbeat_at=utcnow()))
-            except Exception:  # e.g. SQLite busy during the apply; the next beat retries
-                log.debug("heartbeat of run %s skipped", run_id, exc_info=True)
-
-    def __enter__(self) -> _Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
 def import_step(run_id: int) -> str:
     """RQ entry point. Returns a short word describing what the step did."""
-    state = get_state()
-    for engine in state.db.engines.values():
+    ext = current_amazon
+    for engine in ext.db.engines.values():
         engine.dispose(close=False)  # never reuse connections inherited across fork
-    session = state.db.session
-    run = session.get(state.models.ImportRun, run_id)
+    session = ext.db.session
+    run = session.get(ext.models.ImportRun, run_id)
     if run is None or run.status not in Status.ACTIVE:
         return "stale"
     job = get_current_job()
     if job is not None and run.rq_job_id and job.id != run.rq_job_id:
         return "superseded"
     try:
-        return _Step(state, run).execute()
+        return _Step(run).execute()
     except _RunEnded:
         return run.status
     except (OperationalError, DBAPIError) as exc:
         session.rollback()
-        _fail_safely(state, run_id, "database", str(exc.orig if hasattr(exc, "orig") else exc))
+        _fail_safely(run_id, "database", str(exc.orig if hasattr(exc, "orig") else exc))
         return "failed"
     except RedisError as exc:  # e.g. scheduling the next poll while Redis is gone
         session.rollback()
-        _fail_safely(state, run_id, "queue_unavailable", f"{type(exc).__name__}: {exc}")
+        _fail_safely(run_id, "queue_unavailable", f"{type(exc).__name__}: {exc}")
         return "failed"
     except Exception as exc:
         log.exception("Import run %s failed unexpectedly", run_id)
         session.rollback()
-        _fail_safely(state, run_id, "internal", f"{type(exc).__name__}: {exc}")
+        _fail_safely(run_id, "internal", f"{type(exc).__name__}: {exc}")
         return "failed"
 
 
-def _fail_safely(state: _State, run_id: int, code: str, detail: str) -> None:
+def _fail_safely(run_id: int, code: str, detail: str) -> None:
+    session = current_amazon.db.session
     try:
-        run = state.db.session.get(state.models.ImportRun, run_id)
+        run = session.get(current_amazon.models.ImportRun, run_id)
         if run is not None and run.status in Status.ACTIVE:
             finish_run(run, Status.FAILED, error_code=code, error_params={"detail": detail[:1000]})
     except Exception:  # the database itself may be down; the stale-run check will catch up
         log.exception("Could not record the failure of import run %s", run_id)
-        state.db.session.rollback()
+        session.rollback()
 
 
 def on_job_failure(job: Any, connection: Any, exc_type: Any, value: Any, tb: Any) -> None:
@@ -133,34 +108,37 @@ def on_job_failure(job: Any, connection: Any, exc_type: Any, value: Any, tb: Any
     if app is None:
         return
     run_id = job.args[0] if job.args else None
+    if run_id is None:
+        return
     with app.app_context():
-        state = get_state()
-        code = "worker_died"
-        _fail_safely(state, run_id, code, f"{getattr(exc_type, '__name__', exc_type)}: {value}")
+        _fail_safely(run_id, "worker_died", f"{getattr(exc_type, '__name__', exc_type)}: {value}")
 
 
 class _Step:
-    def __init__(self, state: _State, run: Any) -> None:
-        self.state = state
+    """One step of one run: request → poll (re-scheduled) → download, parse, stage → apply."""
+
+    def __init__(self, run: Any) -> None:
+        self.ext = current_amazon._get_current_object()  # type: ignore[attr-defined]
+        self.settings = self.ext.settings
         self.run = run
-        self.session = state.db.session
+        self.session = self.ext.db.session
         self.integration = run.integration
         self.marketplace = self.integration.marketplace_info
         self.job_id = run.rq_job_id
 
     # -- helpers ---------------------------------------------------------------------------
     def _client(self) -> AmazonReportsClient:
-        integ, cfg = self.integration, self.state.cfg
+        integ, settings = self.integration, self.settings
         creds = LwaCredentials(integ.lwa_client_id, integ.lwa_client_secret or "",
                                integ.refresh_token or "")
         return AmazonReportsClient(
             self.marketplace,
             creds,
-            spapi_endpoint=cfg("SPAPI_ENDPOINT"),
-            lwa_endpoint=cfg("LWA_ENDPOINT"),
-            timeout=float(cfg("HTTP_TIMEOUT")),
-            max_retries=int(cfg("MAX_RETRIES")),
-            allowed_download_hosts=tuple(cfg("DOWNLOAD_HOSTS")),
+            spapi_endpoint=settings.spapi_endpoint,
+            lwa_endpoint=settings.lwa_endpoint,
+            timeout=settings.http_timeout,
+            max_retries=settings.max_retries,
+            allowed_download_hosts=settings.download_hosts,
         )
 
     def _end(self, status: str, code: str | None = None, **params: Any) -> None:
@@ -170,18 +148,7 @@ class _Step:
 
     def _save(self, **fields: Any) -> None:
         """Write ``fields`` to the run if this step still owns it; else stop the step."""
-        table = self.run.__table__
-        fields["heartbeat_at"] = utcnow()
-        self.session.flush()
-        owned = self.session.execute(
-            table.update()
-            .where(table.c.id == self.run.id, table.c.rq_job_id == self.job_id,
-                   table.c.active_lock.is_not(None))
-            .values(**fields)
-        ).rowcount
-        self.session.commit()
-        self.session.expire(self.run)
-        if not owned:
+        if not save_if_owned(self.run, self.job_id, **fields):
             log.warning("Import run %s was ended elsewhere; step %s stops", self.run.id,
                         self.job_id)
             raise _RunEnded
@@ -192,7 +159,7 @@ class _Step:
         return durations
 
     def _deadline_passed(self) -> bool:
-        limit = timedelta(seconds=float(self.state.cfg("REPORT_DEADLINE")))
+        limit = timedelta(seconds=self.settings.report_deadline)
         return utcnow() - as_utc(self.run.created_at) > limit
 
     # -- the step --------------------------------------------------------------------------
@@ -200,9 +167,9 @@ class _Step:
         run = self.run
         if run.started_at is None:
             self._save(started_at=utcnow())
-        interval = max(0.5, float(self.state.cfg("HEARTBEAT_TIMEOUT")) / 5)
+        interval = max(0.5, self.settings.heartbeat_timeout / 5)
         client = self._client()
-        heartbeat = _Heartbeat(self.state.db.engine, run.__table__, run.id, self.job_id, interval)
+        heartbeat = Heartbeat(self.ext.db.engine, run.__table__, run.id, self.job_id, interval)
         try:
             with heartbeat:
                 return self._advance(client)
@@ -240,19 +207,19 @@ class _Step:
         return "failed"
 
     def _poll_delay(self, n: int) -> float:
-        cfg = self.state.cfg
-        delay = float(cfg("POLL_INTERVAL")) * float(cfg("POLL_BACKOFF")) ** max(n - 1, 0)
-        return min(delay, float(cfg("POLL_MAX_INTERVAL")))
+        settings = self.settings
+        delay = settings.poll_interval * settings.poll_backoff ** max(n - 1, 0)
+        return min(delay, settings.poll_max_interval)
 
     def _request_report(self, client: AmazonReportsClient) -> None:
         started = time.monotonic()
-        window = float(self.state.cfg("REPORT_REUSE_WINDOW"))
+        window = self.settings.report_reuse_window
         report = None
         if window > 0:
             report = client.find_recent_report(utcnow() - timedelta(seconds=window))
         if report:
             fields = {"report_id": report["reportId"], "report_reused": True,
-                      "report_created_at": _parse_ts(report.get("createdTime"))}
+                      "report_created_at": parse_amazon_time(report.get("createdTime"))}
         else:
             fields = {"report_id": client.create_report(custom=True, locale="en_US"),
                       "report_created_at": utcnow()}
@@ -280,23 +247,23 @@ class _Step:
                     detail = exc.message
             self._end(Status.FAILED, "report_fatal", detail=detail[:2000])
         if self._deadline_passed():
-            hours = round(float(self.state.cfg("REPORT_DEADLINE")) / 3600, 1)
+            hours = round(self.settings.report_deadline / 3600, 1)
             self._end(Status.FAILED, "report_timeout", hours=hours)
         enqueue_step(run, self._poll_delay(run.poll_count))
         return False
 
     def _process(self, client: AmazonReportsClient) -> None:
-        run, state = self.run, self.state
+        run, ext = self.run, self.ext
         fd, path = tempfile.mkstemp(prefix=f"xsale-amazon-{run.id}-", suffix=".tsv")
         os.close(fd)
-        importer = OfferImporter(
-            state.models,
-            state.db.engine,
+        writer = OfferWriter(
+            ext.models,
+            ext.db.engine,
             run_id=run.id,
             integration_id=self.integration.id,
             account_type=self.integration.account_type,
             currency=self.marketplace.currency,
-            invalid_lines_kept=int(state.cfg("INVALID_LINES_KEPT")),
+            invalid_lines_kept=self.settings.invalid_lines_kept,
         )
         try:
             started = time.monotonic()
@@ -315,16 +282,16 @@ class _Step:
                 self._end(Status.FAILED, exc.code, detail=exc.message[:1500])
             self._save(encoding=reader.encoding, header_family=reader.header_family,
                        rows_total=reader.total_lines)
-            importer.clear_staging()
-            counts = importer.stage(
+            writer.clear_staging()
+            counts = writer.stage(
                 reader.rows(),
                 has_channel_column="fulfillment-channel" in reader.columns,
-                batch_size=int(state.cfg("BATCH_SIZE")),
+                batch_size=self.settings.batch_size,
                 on_batch=self._progress,
             )
             self._save(stage=Stage.SAVING, durations=self._time("parse", started),
                        **self._stage_fields(counts))
-            self._apply(importer, counts)
+            self._apply(writer, counts)
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(path)
@@ -342,19 +309,18 @@ class _Step:
             "invalid_lines": list(counts.invalid_lines),
         }
 
-    def _apply(self, importer: OfferImporter, stage_counts: StageCounts) -> None:
-        run, state = self.run, self.state
+    def _apply(self, writer: OfferWriter, stage_counts: StageCounts) -> None:
+        run = self.run
         started = time.monotonic()
-        run_table = state.models.ImportRun.__table__
-        keep = int(state.cfg("INVALID_LINES_KEPT"))
-        with state.db.engine.begin() as conn:
-            counts = importer.apply(conn)
+        run_table = self.ext.models.ImportRun.__table__
+        keep = self.settings.invalid_lines_kept
+        with self.ext.db.engine.begin() as conn:
+            counts = writer.apply(conn)
             # Ending the run in the apply transaction: applied <=> succeeded. If the run was
             # ended meanwhile (e.g. declared dead), nothing of this transaction is kept.
-            owned = conn.execute(
+            ended = conn.execute(
                 run_table.update()
-                .where(run_table.c.id == run.id, run_table.c.rq_job_id == self.job_id,
-                       run_table.c.active_lock.is_not(None))
+                .where(owned(run_table, run.id, self.job_id))
                 .values(
                     count_created=counts.created,
                     count_updated=counts.updated,
@@ -366,23 +332,11 @@ class _Step:
                                    + counts.duplicate_lines)[:keep],
                     rows_done=stage_counts.read,
                     rows_total=stage_counts.read,
-                    status=Status.SUCCEEDED,
-                    stage=Stage.DONE,
-                    active_lock=None,
-                    finished_at=utcnow(),
                     durations=self._time("apply", started),
+                    **end_values(Status.SUCCEEDED),
                 )
             ).rowcount
-            if not owned:
+            if not ended:
                 raise _RunEnded  # leaving the block rolls the transaction back
         self.session.expire(run)
         send_finished(run)
-
-
-def _parse_ts(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None

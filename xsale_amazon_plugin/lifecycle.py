@@ -1,27 +1,49 @@
-"""Starting imports, scheduling their steps on RQ, and ending them (also when a worker died).
+"""The life of an import run: start, ownership, heartbeat, finish, recovery.
 
-Job arguments are run ids only. The database, not Redis, is the source of truth: one active
-run per integration is enforced by a unique column, and every step re-reads the run.
+This module is the only one that decides who owns a run and how a run ends. The database, not
+Redis, is the source of truth:
+
+* one active run per integration: ``active_lock`` equals the integration id while the run is
+  active and is unique, so a second start fails in the database itself;
+* a step owns the run while the run is active and its ``rq_job_id`` is the step's job id
+  (:func:`owned`); every write of a step goes through :func:`save_if_owned`, and ending a run
+  (:func:`finish_run`, :func:`end_values`) is guarded the same way, so a worker and the
+  stale-run check can never both end the same run;
+* a running step proves itself alive through :class:`Heartbeat`; :func:`recover_stale_runs`
+  fails the runs whose worker is gone.
+
+Job arguments are run ids only (no credentials in Redis).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from flask import current_app
+from flask_babel import force_locale
+from rq import Callback
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
 from sqlalchemy.exc import IntegrityError
 
-from .extension import get_state
 from .messages import error_text
-from .models import Stage, Status, as_utc, utcnow
+from .models import Stage, Status, utcnow
+from .proxies import current_amazon
 from .signals import import_finished
+from .timeutil import as_utc
 
 log = logging.getLogger(__name__)
 
-JOB_FUNC = "xsale_amazon_plugin.jobs.import_step"
+#: Dotted path of the RQ job function (see :mod:`xsale_amazon_plugin.import_job`).
+JOB_FUNC = "xsale_amazon_plugin.import_job.import_step"
+FAILURE_CALLBACK = "xsale_amazon_plugin.import_job.on_job_failure"
 
 
 class ImportRefused(Exception):
@@ -29,25 +51,33 @@ class ImportRefused(Exception):
 
 
 class ImportAlreadyRunning(ImportRefused):
+    """The integration has an active run (``run``); the database refused a second one."""
+
     def __init__(self, run: Any) -> None:
         self.run = run
         super().__init__(f"An import of this integration is already running (run #{run.id}).")
 
 
 class ImportNotPossible(ImportRefused):
+    """The integration cannot import now; ``code`` is a :mod:`messages` error code."""
+
     def __init__(self, code: str, detail: str = "") -> None:
         self.code = code
         super().__init__(error_text(code, {"detail": detail}))
 
 
-def start_import(integration_id: int, *, trigger: str = "api", requested_by: str | None = None):
-    """Create an import run for the integration and enqueue its first step.
+# -- start -------------------------------------------------------------------------------------
+def start_import(integration_id: int, *, trigger: str = "api",
+                 requested_by: str | None = None) -> Any:
+    """Create an import run for the integration, commit it and enqueue its first step.
 
-    Raises :class:`ImportAlreadyRunning` when one is queued, running or waiting, and
-    :class:`ImportNotPossible` when the integration cannot import or the queue is down.
+    The run is committed (not only flushed) before its job is enqueued because a worker in
+    another process must find it; so unlike the linking services this one always commits the
+    session. Raises :class:`ImportAlreadyRunning` when a run is queued, running or waiting,
+    :class:`ImportNotPossible` when the integration cannot import or the queue is down, and
+    LookupError when the integration does not exist.
     """
-    state = get_state()
-    m, session = state.models, state.db.session
+    m, session = current_amazon.models, current_amazon.db.session
     recover_stale_runs(integration_id)
     integration = session.get(m.AmazonIntegration, integration_id)
     if integration is None:
@@ -83,53 +113,103 @@ def start_import(integration_id: int, *, trigger: str = "api", requested_by: str
     return run
 
 
-def active_run(integration_id: int):
-    m = get_state().models
-    return get_state().db.session.execute(
+def active_run(integration_id: int) -> Any:
+    """The integration's queued, running or waiting run, or None."""
+    m = current_amazon.models
+    return current_amazon.db.session.execute(
         sa.select(m.ImportRun).where(m.ImportRun.active_lock == integration_id)
     ).scalar_one_or_none()
 
 
 def enqueue_step(run: Any, delay: float | None = None) -> None:
-    """Enqueue (now or after ``delay`` seconds) the next step of ``run`` and record its job id."""
-    state = get_state()
+    """Enqueue (now or after ``delay`` seconds) the next step of ``run`` and record its job id.
+
+    The job id is recorded (and committed) first: from then on only that job owns the run.
+    """
+    ext = current_amazon
     # The queue name keeps ids apart when several apps (or test runs) share one Redis.
-    queue_tag = re.sub(r"[^A-Za-z0-9_-]", "-", str(state.cfg("QUEUE")))[:40]
+    queue_tag = re.sub(r"[^A-Za-z0-9_-]", "-", ext.settings.queue)[:40]
     job_id = f"xsale-amazon-{queue_tag}-{run.id}-{run.poll_count}-{run.retries}"
-    kwargs = dict(
+    run.rq_job_id = job_id
+    run.next_poll_at = utcnow() + timedelta(seconds=delay or 0)
+    ext.db.session.commit()
+    options: dict[str, Any] = dict(
         job_id=job_id,
-        job_timeout=int(state.cfg("JOB_TIMEOUT")),
+        job_timeout=ext.settings.job_timeout,
         result_ttl=3600,
         failure_ttl=7 * 24 * 3600,
         description=f"xsale-amazon import run {run.id}",
-        on_failure=_failure_callback(),
+        on_failure=Callback(FAILURE_CALLBACK, timeout=30),
     )
-    run.rq_job_id = job_id
-    run.next_poll_at = utcnow() + timedelta(seconds=delay or 0)
-    state.db.session.commit()
-    queue = state.queue
     if delay:
-        queue.enqueue_in(timedelta(seconds=delay), JOB_FUNC, run.id, **kwargs)
+        ext.queue.enqueue_in(timedelta(seconds=delay), JOB_FUNC, run.id, **options)
     else:
-        queue.enqueue(JOB_FUNC, run.id, **kwargs)
+        ext.queue.enqueue(JOB_FUNC, run.id, **options)
 
 
-def _failure_callback():
-    from rq import Callback
+# -- ownership ---------------------------------------------------------------------------------
+def owned(table: sa.Table, run_id: int, job_id: str | None) -> sa.ColumnElement[bool]:
+    """SQL condition: the run is active and the step of ``job_id`` owns it."""
+    return sa.and_(table.c.id == run_id, table.c.rq_job_id == job_id,
+                   table.c.active_lock.is_not(None))
 
-    return Callback("xsale_amazon_plugin.jobs.on_job_failure", timeout=30)
 
-
-def finish_run(run: Any, status: str, *, error_code: str | None = None,
-               error_params: dict | None = None, expect: dict[str, Any] | None = None) -> bool:
-    """End ``run`` unless it already ended (or changed owner): commit, then send
-    :data:`import_finished`. ``expect`` lists column values the run must still have, so a
-    worker and the stale-run check can never both end the same run. Returns True if it
-    ended the run here.
+def save_if_owned(run: Any, job_id: str | None, **fields: Any) -> bool:
+    """Write ``fields`` (and a fresh heartbeat) to ``run`` if the step of ``job_id`` still owns
+    it; commit. Returns False (nothing written) when the run was ended or taken over elsewhere.
     """
-    state = get_state()
-    session = state.db.session
+    session = current_amazon.db.session
     table = run.__table__
+    fields["heartbeat_at"] = utcnow()
+    session.flush()
+    written = session.execute(
+        table.update().where(owned(table, run.id, job_id)).values(**fields)
+    ).rowcount
+    session.commit()
+    session.expire(run)
+    return written == 1
+
+
+class Heartbeat:
+    """Refreshes the run's ``heartbeat_at`` from a thread while a step works.
+
+    :func:`recover_stale_runs` fails a running run whose heartbeat stops, so a SIGKILLed
+    worker is noticed after ``XSALE_AMAZON_HEARTBEAT_TIMEOUT`` whatever the step was doing
+    (even a long apply transaction, which this thread does not wait for: it uses its own
+    connection). Beats only while the step owns the run.
+    """
+
+    def __init__(self, engine: sa.Engine, table: sa.Table, run_id: int, job_id: str | None,
+                 interval: float) -> None:
+        self._stop = threading.Event()
+        self._engine = engine
+        self._statement = table.update().where(owned(table, run_id, job_id))
+        self._interval = interval
+        self._run_id = run_id
+        self._thread = threading.Thread(target=self._loop, daemon=True,
+                                        name=f"xsale-amazon-heartbeat-{run_id}")
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                with self._engine.begin() as conn:
+                    conn.execute(self._statement.values(heartbeat_at=utcnow()))
+            except Exception:  # e.g. SQLite busy during the apply; the next beat retries
+                log.debug("heartbeat of run %s skipped", self._run_id, exc_info=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+# -- finish ------------------------------------------------------------------------------------
+def end_values(status: str, *, error_code: str | None = None,
+               error_params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The column values that end a run with ``status`` (and release the integration)."""
     values: dict[str, Any] = {"status": status, "active_lock": None, "finished_at": utcnow()}
     if status == Status.SUCCEEDED:
         values["stage"] = Stage.DONE
@@ -138,13 +218,27 @@ def finish_run(run: Any, status: str, *, error_code: str | None = None,
         values["error_params"] = error_params or {}
         with _english():
             values["error_message"] = error_text(error_code, error_params)[:4000]
+    return values
+
+
+def finish_run(run: Any, status: str, *, error_code: str | None = None,
+               error_params: dict[str, Any] | None = None,
+               expect: dict[str, Any] | None = None) -> bool:
+    """End ``run`` unless it already ended (or changed owner): commit, then send
+    :data:`~xsale_amazon_plugin.signals.import_finished`. ``expect`` lists column values the
+    run must still have (e.g. ``{"rq_job_id": job_id}``). Returns True if it ended the run.
+    """
+    ext = current_amazon
+    session = ext.db.session
+    table = run.__table__
     conditions = [table.c.id == run.id, table.c.active_lock.is_not(None)]
     for column, value in (expect or {}).items():
         conditions.append(table.c[column].is_(None) if value is None else table.c[column] == value)
+    values = end_values(status, error_code=error_code, error_params=error_params)
     session.flush()
     ended = session.execute(table.update().where(*conditions).values(**values)).rowcount == 1
     if ended:  # rows a dead or failed step staged are of no use any more
-        staging = state.models.import_row
+        staging = ext.models.import_row
         session.execute(staging.delete().where(staging.c.run_id == run.id))
     session.commit()
     session.expire(run)
@@ -154,30 +248,27 @@ def finish_run(run: Any, status: str, *, error_code: str | None = None,
 
 
 def send_finished(run: Any) -> None:
-    from flask import current_app
-
-    import_finished.send(
-        current_app._get_current_object(), run=run, integration=run.integration, counts=run.counts
-    )
+    """Send :data:`~xsale_amazon_plugin.signals.import_finished` for an ended run."""
+    import_finished.send(current_app._get_current_object(),  # type: ignore[attr-defined]
+                         run=run, integration=run.integration, counts=run.counts)
 
 
-class _english:
+@contextmanager
+def _english() -> Iterator[None]:
     """Force English while producing the message stored for logs and the CLI."""
-
-    def __enter__(self) -> None:
-        from flask_babel import force_locale
-
-        self._ctx = force_locale("en")
-        try:
-            self._ctx.__enter__()
-        except Exception:
-            self._ctx = None
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._ctx is not None:
-            self._ctx.__exit__(*exc)
+    try:
+        context = force_locale("en")
+        context.__enter__()
+    except Exception:  # no request/app locale machinery: the default is English anyway
+        yield
+        return
+    try:
+        yield
+    finally:
+        context.__exit__(None, None, None)
 
 
+# -- recovery ----------------------------------------------------------------------------------
 def recover_stale_runs(integration_id: int | None = None, now: datetime | None = None) -> int:
     """Fail active runs whose worker is gone; returns how many were failed.
 
@@ -185,10 +276,10 @@ def recover_stale_runs(integration_id: int | None = None, now: datetime | None =
     ``XSALE_AMAZON_HEARTBEAT_TIMEOUT``, or when its next step is overdue by that much and
     the RQ job for it is not waiting in Redis any more.
     """
-    state = get_state()
-    m, session = state.models, state.db.session
+    ext = current_amazon
+    m, session = ext.models, ext.db.session
     now = now or utcnow()
-    timeout = timedelta(seconds=float(state.cfg("HEARTBEAT_TIMEOUT")))
+    timeout = timedelta(seconds=ext.settings.heartbeat_timeout)
     query = sa.select(m.ImportRun).where(m.ImportRun.active_lock.is_not(None))
     if integration_id is not None:
         query = query.where(m.ImportRun.integration_id == integration_id)
@@ -234,12 +325,10 @@ def _stale_reason(run: Any, now: datetime, timeout: timedelta) -> str | None:
 def _job_state(job_id: str | None) -> str:
     if not job_id:
         return "missing"
-    from rq.exceptions import NoSuchJobError
-    from rq.job import Job
-
     try:
-        job = Job.fetch(job_id, connection=get_state().redis)
-        return str(job.get_status(refresh=True).value if job.get_status() else "missing")
+        job = Job.fetch(job_id, connection=current_amazon.redis)
+        status = job.get_status(refresh=True)
+        return str(status.value) if status else "missing"
     except NoSuchJobError:
         return "missing"
     except Exception:  # Redis unreachable: we cannot tell, so do not fail the run

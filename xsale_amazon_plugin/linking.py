@@ -1,16 +1,24 @@
-"""Linking offers to host products: manual, bulk, unlink and set-based auto-link."""
+"""Linking offers to host products: manual, bulk, unlink and set-based auto-link.
+
+The services write through the host's session. With ``commit=True`` (the default) they commit
+it; with ``commit=False`` they only flush, the caller owns the transaction, and the
+``offers_linked`` / ``offers_unlinked`` signals are sent once the caller commits (never if it
+rolls back).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from flask import current_app
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from .extension import get_state
-from .models import LinkMethod, utcnow
+from .models import LinkMethod, int_in_range, utcnow
+from .proxies import current_amazon
 from .signals import offers_linked, offers_unlinked
 
 AUTOLINK_KEYS = ("sku", "ean", "asin")
@@ -20,6 +28,9 @@ GTIN_TYPES = ("EAN", "UPC", "JAN", "GTIN", "ISBN")
 
 @dataclass
 class AutoLinkResult:
+    """What :func:`autolink` did: offers linked, left ambiguous, without a match, linked
+    before; ``ambiguous_examples`` lists a few SKUs of ambiguous offers."""
+
     linked: int
     ambiguous: int
     no_match: int
@@ -27,27 +38,43 @@ class AutoLinkResult:
     ambiguous_examples: list[str]
 
 
-def _insert(conn: sa.Connection, table: sa.Table):
+def _finish(session: Any, commit: bool, notify: Callable[[], object]) -> None:
+    """Commit and notify, or (``commit=False``) notify when the caller's transaction commits."""
+    if commit:
+        session.commit()
+        notify()
+        return
+    session.flush()
+    target = session() if callable(session) else session  # scoped_session -> Session
+    state = {"open": True}
+
+    def committed(_session: Any) -> None:
+        if state["open"]:
+            state["open"] = False
+            notify()
+
+    def rolled_back(_session: Any) -> None:
+        state["open"] = False
+
+    sa.event.listen(target, "after_commit", committed, once=True)
+    sa.event.listen(target, "after_rollback", rolled_back, once=True)
+
+
+def _insert(conn: sa.Connection, table: sa.Table) -> Any:
+    """An INSERT of the connection's dialect (with ON CONFLICT support where it has one)."""
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif conn.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - other backends get a plain insert
-        return table.insert()
-    return insert(table)
-
-
-_BIGINT = (-(2**63), 2**63)
+        return postgresql_insert(table)
+    if conn.dialect.name == "sqlite":
+        return sqlite_insert(table)
+    return table.insert()
 
 
 def _ids(values: Sequence[Any]) -> list[int]:
+    id_column = current_amazon.models.AmazonOffer.__table__.c.id
     out = []
     for v in values:
-        try:
-            n = int(v)
-        except (TypeError, ValueError):
-            n = None
-        if n is None or not _BIGINT[0] <= n < _BIGINT[1]:
+        n = int_in_range(v, id_column)
+        if n is None:
             raise ValueError(f"Invalid offer id {str(v)[:40]!r}.")
         out.append(n)
     return out
@@ -57,11 +84,8 @@ def _product_key(pk: sa.Column, value: Any) -> Any:
     """The form value as the product primary key's Python type; LookupError if it can't be."""
     missing = LookupError("The selected product does not exist.")
     if isinstance(pk.type, sa.Integer):
-        try:
-            value = int(value)
-        except (TypeError, ValueError):
-            raise missing from None
-        if not _BIGINT[0] <= value < _BIGINT[1]:
+        value = int_in_range(value, pk)
+        if value is None:
             raise missing
     elif isinstance(pk.type, sa.Uuid):
         import uuid
@@ -75,18 +99,22 @@ def _product_key(pk: sa.Column, value: Any) -> Any:
     return value
 
 
-def link_offers(offer_ids: Sequence[Any], product_id: Any, *, by: str | None = None) -> int:
-    """Link the offers to one product (re-linking offers that were linked elsewhere)."""
-    state = get_state()
-    m = state.models
+def link_offers(offer_ids: Sequence[Any], product_id: Any, *, by: str | None = None,
+                commit: bool = True) -> int:
+    """Link the offers to one product (re-linking offers that were linked elsewhere).
+
+    Returns how many offers were linked; LookupError when the product does not exist,
+    ValueError for an id that cannot be an offer id.
+    """
+    m = current_amazon.models
+    session = current_amazon.db.session
     ids = _ids(offer_ids)
-    product = state.db.session.get(m.product_model, _product_key(m.product_pk, product_id))
+    product = session.get(m.product_model, _product_key(m.product_pk, product_id))
     if product is None:
         raise LookupError("The selected product does not exist.")
     pk_value = getattr(product, m.product_pk.key)
     link = m.OfferProductLink.__table__
     offer = m.AmazonOffer.__table__
-    session = state.db.session
     conn = session.connection()
     existing = set(conn.execute(sa.select(offer.c.id).where(offer.c.id.in_(ids))).scalars())
     if not existing:
@@ -97,28 +125,32 @@ def link_offers(offer_ids: Sequence[Any], product_id: Any, *, by: str | None = N
          "created_by": by, "created_at": utcnow()}
         for oid in sorted(existing)
     ])
-    session.commit()
-    offers_linked.send(current_app._get_current_object(), offer_ids=sorted(existing),
-                       product_id=pk_value, method=LinkMethod.MANUAL)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    _finish(session, commit, lambda: offers_linked.send(
+        app, offer_ids=sorted(existing), product_id=pk_value, method=LinkMethod.MANUAL))
     return len(existing)
 
 
-def unlink_offers(offer_ids: Sequence[Any]) -> int:
-    state = get_state()
-    link = state.models.OfferProductLink.__table__
+def unlink_offers(offer_ids: Sequence[Any], *, commit: bool = True) -> int:
+    """Remove the links of the offers; returns how many offers were linked before."""
+    link = current_amazon.models.OfferProductLink.__table__
     ids = _ids(offer_ids)
-    session = state.db.session
+    session = current_amazon.db.session
     removed = list(session.connection().execute(
         link.delete().where(link.c.offer_id.in_(ids)).returning(link.c.offer_id)
     ).scalars())
-    session.commit()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
     if removed:
-        offers_unlinked.send(current_app._get_current_object(), offer_ids=sorted(removed))
+        _finish(session, commit,
+                lambda: offers_unlinked.send(app, offer_ids=sorted(removed)))
+    elif commit:
+        session.commit()
     return len(removed)
 
 
 def autolink(by: str, *, integration_id: int | None = None,
-             offer_ids: Sequence[Any] | None = None, user: str | None = None) -> AutoLinkResult:
+             offer_ids: Sequence[Any] | None = None, user: str | None = None,
+             commit: bool = True) -> AutoLinkResult:
     """Link unlinked, not removed offers to the one product whose key equals the offer's.
 
     Exact, case-sensitive comparison; offers whose key matches several products are left
@@ -126,9 +158,8 @@ def autolink(by: str, *, integration_id: int | None = None,
     """
     if by not in AUTOLINK_KEYS:
         raise ValueError(f"Auto-link key must be one of {', '.join(AUTOLINK_KEYS)}.")
-    state = get_state()
-    m = state.models
-    product_key = state.product_attr(by)
+    m = current_amazon.models
+    product_key = current_amazon.product_attr(by)
     if product_key is None:
         raise ValueError(
             f"The host product has no attribute for {by.upper()} "
@@ -167,7 +198,7 @@ def autolink(by: str, *, integration_id: int | None = None,
         .where(*scope, ~has_link, product_key.is_not(None), product_key != "")
         .subquery()
     )
-    session = state.db.session
+    session = current_amazon.db.session
     conn = session.connection()
 
     in_scope = sa.select(sa.func.count()).select_from(offer).where(*scope)
@@ -197,10 +228,12 @@ def autolink(by: str, *, integration_id: int | None = None,
         stmt = stmt.on_conflict_do_nothing(index_elements=["offer_id"])
     linked_ids = list(conn.execute(stmt.returning(link.c.offer_id)).scalars())
     total = conn.execute(in_scope).scalar_one()
-    session.commit()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
     if linked_ids:
-        offers_linked.send(current_app._get_current_object(), offer_ids=linked_ids,
-                           product_id=None, method=by)
+        _finish(session, commit, lambda: offers_linked.send(
+            app, offer_ids=linked_ids, product_id=None, method=by))
+    elif commit:
+        session.commit()
     return AutoLinkResult(
         linked=len(linked_ids),
         ambiguous=ambiguous,

@@ -11,6 +11,8 @@ FE_ENDPOINT = "https://sellingpartnerapi-fe.amazon.com"
 
 @dataclass(frozen=True)
 class Marketplace:
+    """One Amazon marketplace: ids, domain, currency, report encoding, ASIN-column needs."""
+
     code: str
     marketplace_id: str
     name: str
@@ -71,6 +73,7 @@ BY_MARKETPLACE_ID: dict[str, Marketplace] = {m.marketplace_id: m for m in MARKET
 
 def get_marketplace(code: str) -> Marketplace:
     """Return the marketplace for an ISO-like code (``"DE"``); ``"UK"`` is accepted for ``"GB"``."""
+
     code = code.upper()
     if code == "UK":
         code = "GB"

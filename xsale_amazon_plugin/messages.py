@@ -114,7 +114,13 @@ def error_text(code: str | None, params: dict[str, Any] | None = None) -> str:
     return texts.get(code or "", detail or (code or ""))
 
 
+def status_badge_class(status: str) -> str:
+    """The Bootstrap badge colour of a run status."""
+    return {"succeeded": "success", "failed": "danger", "no_data": "secondary"}.get(status, "info")
+
+
 def status_label(status: str) -> str:
+    """The operator-facing name of a run status, in the current locale."""
     return {
         "queued": _("Queued"),
         "requesting": _("Requesting report"),
@@ -127,6 +133,7 @@ def status_label(status: str) -> str:
 
 
 def stage_label(stage: str) -> str:
+    """The operator-facing name of a run stage, in the current locale."""
     return {
         "queued": _("Queued"),
         "requesting_report": _("Requesting report"),

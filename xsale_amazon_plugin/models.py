@@ -10,17 +10,26 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from flask import current_app
-from sqlalchemy.orm import declared_attr, relationship
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
+
+from .marketplaces import Marketplace, get_marketplace
+from .proxies import current_amazon
+from .report_parser import MAX_SKU_LENGTH
+from .timeutil import as_utc, utcnow
+
+__all__ = ["as_utc", "utcnow"]  # re-exported: most modules take both from here
 
 ACCOUNT_TYPES = ("FBA", "FBM")
 
 
 class Status:
+    """Run statuses; ``ACTIVE`` ones hold the integration's ``active_lock``."""
+
     QUEUED = "queued"
     REQUESTING = "requesting"
     WAITING = "waiting"
@@ -34,6 +43,8 @@ class Status:
 
 
 class Stage:
+    """Where an active run is, for the progress page."""
+
     QUEUED = "queued"
     REQUESTING = "requesting_report"
     WAITING = "waiting_for_amazon"
@@ -44,6 +55,8 @@ class Stage:
 
 
 class LinkMethod:
+    """How a link was made: by hand or by auto-link on SKU, EAN or ASIN."""
+
     MANUAL = "manual"
     SKU = "sku"
     EAN = "ean"
@@ -52,15 +65,20 @@ class LinkMethod:
     ALL = (MANUAL, SKU, EAN, ASIN)
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+def int_in_range(value: Any, column: Any = None) -> int | None:
+    """``value`` as an int when it fits the integer ``column`` (default: 32-bit), else None.
 
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """``value`` as an aware UTC datetime (SQLite hands timestamps back naive)."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=timezone.utc)
+    Ids from URLs, forms and the CLI are user input: ``abc``, ``1;DROP`` or
+    ``999999999999999999999`` must read as "no such record" instead of a database error
+    (PostgreSQL rejects values out of the column's range, SQLite out of 64 bits).
+    """
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    col_type = getattr(column, "type", None)
+    bits = 63 if isinstance(col_type, sa.BigInteger) else 31
+    return number if -(2**bits) <= number < 2**bits else None
 
 
 # A plain type (not a TypeDecorator) so Alembic autogenerate renders it without imports.
@@ -69,8 +87,25 @@ UTCDateTime = sa.DateTime(timezone=True)
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
-def _secret_box():
-    return current_app.extensions["xsale_amazon"].secret_box
+def _secret_box() -> Any:
+    return current_amazon.secret_box
+
+
+#: Widths of the offer columns a report fills; the staging table copies the offer table's
+#: column types and the writer rejects longer values, so this is the one place they are set.
+ASIN_LENGTH = 20
+LISTING_ID_LENGTH = 40
+CHANNEL_LENGTH = 40
+OFFER_STATUS_LENGTH = 40
+PRODUCT_ID_LENGTH = 40
+PRODUCT_ID_TYPE_LENGTH = 10
+OPEN_DATE_RAW_LENGTH = 64
+PRICE_PRECISION, PRICE_SCALE = 14, 2
+
+
+#: Offer columns a report row fills besides ``seller_sku`` (staged, compared, updated).
+REPORT_COLUMNS = ("asin", "name", "listing_id", "price", "quantity", "fulfillment_channel",
+                  "status", "product_id", "product_id_type", "open_date", "open_date_raw")
 
 
 class AmazonIntegrationMixin:
@@ -78,17 +113,19 @@ class AmazonIntegrationMixin:
 
     __tablename__ = "xsale_amazon_integration"
 
-    id = sa.Column(sa.Integer, primary_key=True)
-    name = sa.Column(sa.String(120), nullable=False)
-    marketplace = sa.Column(sa.String(2), nullable=False, index=True)
-    account_type = sa.Column(sa.String(3), nullable=False)
-    seller_id = sa.Column(sa.String(40), nullable=False, default="")
-    lwa_client_id = sa.Column(sa.String(255), nullable=False, default="")
-    lwa_client_secret_ciphertext = sa.Column("lwa_client_secret", sa.Text)
-    refresh_token_ciphertext = sa.Column("refresh_token", sa.Text)
-    active = sa.Column(sa.Boolean, nullable=False, default=True)
-    created_at = sa.Column(UTCDateTime, nullable=False, default=utcnow)
-    updated_at = sa.Column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(120), nullable=False)
+    marketplace: Mapped[str] = mapped_column(sa.String(2), nullable=False, index=True)
+    account_type: Mapped[str] = mapped_column(sa.String(3), nullable=False)
+    seller_id: Mapped[str] = mapped_column(sa.String(40), nullable=False, default="")
+    lwa_client_id: Mapped[str] = mapped_column(sa.String(255), nullable=False, default="")
+    lwa_client_secret_ciphertext: Mapped[str | None] = mapped_column("lwa_client_secret",
+                                                                     sa.Text)
+    refresh_token_ciphertext: Mapped[str | None] = mapped_column("refresh_token", sa.Text)
+    active: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow,
+                                                 onupdate=utcnow)
 
     @property
     def lwa_client_secret(self) -> str | None:
@@ -114,9 +151,7 @@ class AmazonIntegrationMixin:
         return bool(self.lwa_client_id and all(secrets))
 
     @property
-    def marketplace_info(self):
-        from .marketplaces import get_marketplace
-
+    def marketplace_info(self) -> Marketplace:
         return get_marketplace(self.marketplace)
 
     def __str__(self) -> str:
@@ -128,27 +163,28 @@ class AmazonOfferMixin:
 
     __tablename__ = "xsale_amazon_offer"
 
-    id = sa.Column(BigId, primary_key=True)
-    seller_sku = sa.Column(sa.String(200), nullable=False)
-    asin = sa.Column(sa.String(20))  # indexed in __table_args__
-    name = sa.Column(sa.Text)
-    listing_id = sa.Column(sa.String(40))
-    price = sa.Column(sa.Numeric(14, 2))
-    currency = sa.Column(sa.String(3))
-    quantity = sa.Column(sa.Integer)
-    fulfillment_channel = sa.Column(sa.String(40))
-    status = sa.Column(sa.String(40))
-    product_id = sa.Column(sa.String(40))  # indexed in __table_args__
-    product_id_type = sa.Column(sa.String(10))
-    open_date = sa.Column(UTCDateTime)
-    open_date_raw = sa.Column(sa.String(64))
-    first_seen_at = sa.Column(UTCDateTime, nullable=False, default=utcnow)
-    last_seen_at = sa.Column(UTCDateTime, nullable=False, default=utcnow)
-    removed_at = sa.Column(UTCDateTime)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    seller_sku: Mapped[str] = mapped_column(sa.String(MAX_SKU_LENGTH), nullable=False)
+    asin: Mapped[str | None] = mapped_column(sa.String(ASIN_LENGTH))  # indexed in __table_args__
+    name: Mapped[str | None] = mapped_column(sa.Text)
+    listing_id: Mapped[str | None] = mapped_column(sa.String(LISTING_ID_LENGTH))
+    price: Mapped[Decimal | None] = mapped_column(sa.Numeric(PRICE_PRECISION, PRICE_SCALE))
+    currency: Mapped[str | None] = mapped_column(sa.String(3))
+    quantity: Mapped[int | None] = mapped_column(sa.Integer)
+    fulfillment_channel: Mapped[str | None] = mapped_column(sa.String(CHANNEL_LENGTH))
+    status: Mapped[str | None] = mapped_column(sa.String(OFFER_STATUS_LENGTH))
+    # indexed in __table_args__
+    product_id: Mapped[str | None] = mapped_column(sa.String(PRODUCT_ID_LENGTH))
+    product_id_type: Mapped[str | None] = mapped_column(sa.String(PRODUCT_ID_TYPE_LENGTH))
+    open_date: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    open_date_raw: Mapped[str | None] = mapped_column(sa.String(OPEN_DATE_RAW_LENGTH))
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @declared_attr
-    def integration_id(cls):
-        return sa.Column(
+    def integration_id(cls) -> Mapped[int]:
+        return mapped_column(
             sa.ForeignKey("xsale_amazon_integration.id", ondelete="CASCADE"), nullable=False
         )
 
@@ -181,14 +217,14 @@ class OfferProductLinkMixin:
 
     __tablename__ = "xsale_amazon_offer_product_link"
 
-    id = sa.Column(BigId, primary_key=True)
-    method = sa.Column(sa.String(10), nullable=False, default=LinkMethod.MANUAL)
-    created_by = sa.Column(sa.String(200))
-    created_at = sa.Column(UTCDateTime, nullable=False, default=utcnow)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    method: Mapped[str] = mapped_column(sa.String(10), nullable=False, default=LinkMethod.MANUAL)
+    created_by: Mapped[str | None] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
 
     @declared_attr
-    def offer_id(cls):
-        return sa.Column(
+    def offer_id(cls) -> Mapped[int]:
+        return mapped_column(
             BigId,
             sa.ForeignKey("xsale_amazon_offer.id", ondelete="CASCADE"),
             nullable=False,
@@ -201,52 +237,54 @@ class ImportRunMixin:
 
     __tablename__ = "xsale_amazon_import_run"
 
-    id = sa.Column(sa.Integer, primary_key=True)
-    status = sa.Column(sa.String(20), nullable=False, default=Status.QUEUED, index=True)
-    stage = sa.Column(sa.String(30), nullable=False, default=Stage.QUEUED)
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(sa.String(20), nullable=False, default=Status.QUEUED,
+                                        index=True)
+    stage: Mapped[str] = mapped_column(sa.String(30), nullable=False, default=Stage.QUEUED)
     #: Equals integration_id while the run is active, NULL once it ended; unique, so the
     #: database itself guarantees one active import per integration.
-    active_lock = sa.Column(sa.Integer, unique=True)
-    trigger = sa.Column(sa.String(20), nullable=False, default="api")
-    requested_by = sa.Column(sa.String(200))
-    rq_job_id = sa.Column(sa.String(100))
-    report_id = sa.Column(sa.String(100))
-    report_document_id = sa.Column(sa.String(300))
-    report_reused = sa.Column(sa.Boolean, nullable=False, default=False)
-    report_created_at = sa.Column(UTCDateTime)
-    poll_count = sa.Column(sa.Integer, nullable=False, default=0)
-    next_poll_at = sa.Column(UTCDateTime)
-    encoding = sa.Column(sa.String(20))
-    header_family = sa.Column(sa.String(20))
-    download_bytes = sa.Column(sa.BigInteger)
-    rows_total = sa.Column(sa.Integer)
-    rows_done = sa.Column(sa.Integer, nullable=False, default=0)
-    count_read = sa.Column(sa.Integer, nullable=False, default=0)
-    count_created = sa.Column(sa.Integer, nullable=False, default=0)
-    count_updated = sa.Column(sa.Integer, nullable=False, default=0)
-    count_unchanged = sa.Column(sa.Integer, nullable=False, default=0)
-    count_removed = sa.Column(sa.Integer, nullable=False, default=0)
-    count_restored = sa.Column(sa.Integer, nullable=False, default=0)
-    count_skipped_channel = sa.Column(sa.Integer, nullable=False, default=0)
-    count_invalid = sa.Column(sa.Integer, nullable=False, default=0)
-    count_duplicate = sa.Column(sa.Integer, nullable=False, default=0)
-    count_without_asin = sa.Column(sa.Integer, nullable=False, default=0)
-    invalid_lines = sa.Column(sa.JSON)
-    durations = sa.Column(sa.JSON)
-    error_code = sa.Column(sa.String(40))
-    error_message = sa.Column(sa.Text)
+    active_lock: Mapped[int | None] = mapped_column(sa.Integer, unique=True)
+    trigger: Mapped[str] = mapped_column(sa.String(20), nullable=False, default="api")
+    requested_by: Mapped[str | None] = mapped_column(sa.String(200))
+    rq_job_id: Mapped[str | None] = mapped_column(sa.String(100))
+    report_id: Mapped[str | None] = mapped_column(sa.String(100))
+    report_document_id: Mapped[str | None] = mapped_column(sa.String(300))
+    report_reused: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
+    report_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    poll_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    next_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    encoding: Mapped[str | None] = mapped_column(sa.String(20))
+    header_family: Mapped[str | None] = mapped_column(sa.String(20))
+    download_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+    rows_total: Mapped[int | None] = mapped_column(sa.Integer)
+    rows_done: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    count_read: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    count_created: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    count_updated: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    count_unchanged: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    count_removed: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    count_restored: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    count_skipped_channel: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    count_invalid: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    count_duplicate: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    count_without_asin: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    invalid_lines: Mapped[Any | None] = mapped_column(sa.JSON)
+    durations: Mapped[Any | None] = mapped_column(sa.JSON)
+    error_code: Mapped[str | None] = mapped_column(sa.String(40))
+    error_message: Mapped[str | None] = mapped_column(sa.Text)
     #: Parameters of the translated error message (see :mod:`xsale_amazon_plugin.messages`).
-    error_params = sa.Column(sa.JSON)
+    error_params: Mapped[Any | None] = mapped_column(sa.JSON)
     #: Step-level retries after transient Amazon errors.
-    retries = sa.Column(sa.Integer, nullable=False, default=0)
-    created_at = sa.Column(UTCDateTime, nullable=False, default=utcnow, index=True)
-    started_at = sa.Column(UTCDateTime)
-    finished_at = sa.Column(UTCDateTime)
-    heartbeat_at = sa.Column(UTCDateTime)
+    retries: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow,
+                                                 index=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @declared_attr
-    def integration_id(cls):
-        return sa.Column(
+    def integration_id(cls) -> Mapped[int]:
+        return mapped_column(
             sa.ForeignKey("xsale_amazon_integration.id", ondelete="CASCADE"),
             nullable=False,
             index=True,
@@ -277,21 +315,26 @@ class ImportRunMixin:
 
 @dataclass(frozen=True)
 class Models:
-    AmazonIntegration: type
-    AmazonOffer: type
-    OfferProductLink: type
-    ImportRun: type
+    """The plugin's model classes bound to one host ``db`` (built by :func:`make_models`).
+
+    Typed ``Any`` because they are created at run time on the host's declarative base.
+    """
+
+    AmazonIntegration: Any
+    AmazonOffer: Any
+    OfferProductLink: Any
+    ImportRun: Any
     #: Core table the importer stages report rows in before applying them in one transaction.
     import_row: sa.Table
-    product_model: type
-    product_pk: sa.Column
+    product_model: Any
+    product_pk: sa.Column[Any]
 
 
 _cache: weakref.WeakKeyDictionary[Any, Models] = weakref.WeakKeyDictionary()
 
 
-def product_primary_key(product_model: type) -> sa.Column:
-    pks = sa.inspect(product_model).primary_key
+def product_primary_key(product_model: type) -> sa.Column[Any]:
+    pks: tuple[sa.Column[Any], ...] = tuple(sa.inspect(product_model).primary_key)
     if len(pks) != 1:
         raise TypeError(
             f"{product_model.__name__} has a composite primary key; xsale_amazon_plugin links "
@@ -302,6 +345,7 @@ def product_primary_key(product_model: type) -> sa.Column:
 
 def make_models(db: Any, product_model: type) -> Models:
     """Create (once per ``db``) the plugin's model classes in the host's metadata."""
+
     cached = _cache.get(db)
     if cached is not None:
         if cached.product_model is not product_model:
@@ -357,7 +401,8 @@ def make_models(db: Any, product_model: type) -> Models:
         (ImportRunMixin, db.Model),
         {**extra, "integration": relationship(integration, back_populates="runs")},
     )
-    metadata = integration.__table__.metadata
+    metadata = integration.__table__.metadata  # type: ignore[attr-defined]
+    offer_columns = offer.__table__.c  # type: ignore[attr-defined]
     import_row = sa.Table(
         "xsale_amazon_import_row",
         metadata,
@@ -365,24 +410,14 @@ def make_models(db: Any, product_model: type) -> Models:
                   sa.ForeignKey("xsale_amazon_import_run.id", ondelete="CASCADE"),
                   primary_key=True),
         sa.Column("line", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("seller_sku", sa.String(200), nullable=False),
-        sa.Column("asin", sa.String(20)),
-        sa.Column("name", sa.Text),
-        sa.Column("listing_id", sa.String(40)),
-        sa.Column("price", sa.Numeric(14, 2)),
-        sa.Column("quantity", sa.Integer),
-        sa.Column("fulfillment_channel", sa.String(40)),
-        sa.Column("status", sa.String(40)),
-        sa.Column("product_id", sa.String(40)),
-        sa.Column("product_id_type", sa.String(10)),
-        sa.Column("open_date", UTCDateTime),
-        sa.Column("open_date_raw", sa.String(64)),
+        sa.Column("seller_sku", offer_columns.seller_sku.type, nullable=False),
+        *(sa.Column(name, offer_columns[name].type) for name in REPORT_COLUMNS),
         # Not needed by the usual hash joins, but it keeps the removal anti-join fast when
         # the planner misjudges the staged row count (seen: a 60k-row nested loop for minutes).
         sa.Index("ix_xsale_amazon_import_row_sku", "run_id", "seller_sku"),
     )
     # Staged rows are disposable (a run re-stages from the report), so PostgreSQL need not
-    # WAL-log them; OfferImporter.apply detects a crash-emptied table (StagingLost).
+    # WAL-log them; OfferWriter.apply detects a crash-emptied table (StagingLost).
     sa.event.listen(import_row, "after_create", sa.DDL(
         "ALTER TABLE xsale_amazon_import_row SET UNLOGGED").execute_if(dialect="postgresql"))
     models = Models(integration, offer, link, run, import_row, product_model, pk)

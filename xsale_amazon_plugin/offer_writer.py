@@ -1,7 +1,7 @@
-"""Stage parsed report rows in the database and apply them to the offers in one transaction.
+"""Writes parsed report rows into the offers: staging, then one-transaction apply.
 
 Staging is batched (PostgreSQL ``COPY``; ``executemany`` elsewhere) and committed per batch so
-progress is visible. Nothing an operator sees changes until :meth:`OfferImporter.apply`, which
+progress is visible. Nothing an operator sees changes until :meth:`OfferWriter.apply`, which
 de-duplicates the staged rows, updates changed offers, inserts new ones and soft-removes the
 offers missing from the report, all in one transaction: a run that dies before or during
 ``apply`` leaves offers and links exactly as they were.
@@ -24,31 +24,30 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .models import Models, utcnow
+from .models import (
+    ASIN_LENGTH,
+    CHANNEL_LENGTH,
+    LISTING_ID_LENGTH,
+    OFFER_STATUS_LENGTH,
+    OPEN_DATE_RAW_LENGTH,
+    PRICE_PRECISION,
+    PRICE_SCALE,
+    PRODUCT_ID_LENGTH,
+    PRODUCT_ID_TYPE_LENGTH,
+    REPORT_COLUMNS,
+    Models,
+    utcnow,
+)
 from .report_parser import InvalidRow, OfferRow
 
-STAGED_COLUMNS = (
-    "run_id",
-    "line",
-    "seller_sku",
-    "asin",
-    "name",
-    "listing_id",
-    "price",
-    "quantity",
-    "fulfillment_channel",
-    "status",
-    "product_id",
-    "product_id_type",
-    "open_date",
-    "open_date_raw",
-)
+STAGED_COLUMNS = ("run_id", "line", "seller_sku", *REPORT_COLUMNS)
 #: Offer columns compared to decide whether a re-imported row changed.
-COMPARED = STAGED_COLUMNS[3:]
+COMPARED = REPORT_COLUMNS
 
-_LIMITS = {"asin": 20, "listing_id": 40, "fulfillment_channel": 40, "status": 40,
-           "product_id": 40, "product_id_type": 10}
-_PRICE_LIMIT = 10**12
+_LIMITS = {"asin": ASIN_LENGTH, "listing_id": LISTING_ID_LENGTH,
+           "fulfillment_channel": CHANNEL_LENGTH, "status": OFFER_STATUS_LENGTH,
+           "product_id": PRODUCT_ID_LENGTH, "product_id_type": PRODUCT_ID_TYPE_LENGTH}
+_PRICE_LIMIT = 10 ** (PRICE_PRECISION - PRICE_SCALE)
 _INT_MIN, _INT_MAX = -(2**31), 2**31
 _SMALL_CACHE = 256
 _DATE_CACHE_SIZE = 20_000
@@ -65,7 +64,7 @@ _CHUNK_ROWS = 1000
 
 
 class StagingLost(RuntimeError):
-    """The staging table no longer holds the rows :meth:`OfferImporter.stage` wrote.
+    """The staging table no longer holds the rows :meth:`OfferWriter.stage` wrote.
 
     A PostgreSQL crash empties UNLOGGED tables; applying what is left would soft-remove the
     offers whose rows vanished. Raised before any offer is changed.
@@ -74,6 +73,8 @@ class StagingLost(RuntimeError):
 
 @dataclass
 class StageCounts:
+    """What staging saw: rows read, staged, skipped (other channel), invalid, without ASIN."""
+
     read: int = 0
     staged: int = 0
     skipped_channel: int = 0
@@ -84,6 +85,8 @@ class StageCounts:
 
 @dataclass
 class ApplyCounts:
+    """What the apply did: offers created, updated, unchanged, removed, restored; duplicates."""
+
     created: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -123,6 +126,7 @@ def _too_long(row: OfferRow) -> str | None:
 
 def copy_text(value: str | None) -> str:
     """``value`` as one field of PostgreSQL's COPY text format."""
+
     if value is None:
         return _NULL
     return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value
@@ -132,7 +136,13 @@ def _copy_number(value: Decimal | int | None) -> str:
     return _NULL if value is None else str(value)
 
 
-class OfferImporter:
+class OfferWriter:
+    """Stages one run's report rows and applies them to the integration's offers.
+
+    ``stage`` may be called in several passes; ``apply`` runs inside the caller's transaction so
+    the caller can end the run in the same transaction (applied <=> succeeded).
+    """
+
     def __init__(self, models: Models, engine: sa.Engine, *, run_id: int, integration_id: int,
                  account_type: str, currency: str, invalid_lines_kept: int = 50) -> None:
         self.models = models
@@ -252,9 +262,9 @@ class OfferImporter:
             price, quantity = row.price, row.quantity
             status, pid_type = row.status, row.product_id_type
             if (
-                (asin is not None and len(asin) > 20)
-                or (listing_id is not None and len(listing_id) > 40)
-                or (pid is not None and len(pid) > 40)
+                (asin is not None and len(asin) > ASIN_LENGTH)
+                or (listing_id is not None and len(listing_id) > LISTING_ID_LENGTH)
+                or (pid is not None and len(pid) > PRODUCT_ID_LENGTH)
                 or channel not in short or status not in short or pid_type not in short
                 or (price is not None and abs(price) >= _PRICE_LIMIT)
                 or (quantity is not None and not _INT_MIN < quantity < _INT_MAX)
@@ -430,6 +440,7 @@ class _SkuFilter:
 def _copy_lines(rows: Iterable[OfferRow], run_id: int,
                 dups: _SkuFilter | None) -> Iterator[str]:
     """The staged rows as lines of COPY text format (columns in STAGED_COLUMNS order)."""
+
     prefix = f"{run_id}\t"
     null = _NULL
     texts: dict[str | None, str] = {None: null}  # channel, status, product-id type
@@ -454,7 +465,7 @@ def _copy_lines(rows: Iterable[OfferRow], run_id: int,
                 candidates = dups.candidates = None  # type: ignore[union-attr]
         date_raw = row.open_date_raw
         if date_raw is not None:
-            date_raw = date_raw[:64] or None
+            date_raw = date_raw[:OPEN_DATE_RAW_LENGTH] or None
         channel_text = texts.get(channel)
         if channel_text is None:
             channel_text = _cached_text(texts, channel)  # type: ignore[arg-type]
@@ -486,11 +497,11 @@ def _copy_lines(rows: Iterable[OfferRow], run_id: int,
 
 def _insert_rows(rows: Iterable[OfferRow], run_id: int) -> Iterator[dict[str, Any]]:
     for row in rows:
-        date_raw = row.open_date_raw
+        date_raw = row.open_date_raw[:OPEN_DATE_RAW_LENGTH] if row.open_date_raw else None
         yield dict(zip(STAGED_COLUMNS, (
             run_id, row.line, row.seller_sku, row.asin, row.name, row.listing_id, row.price,
             row.quantity, row.fulfillment_channel, row.status, row.product_id,
-            row.product_id_type, row.open_date, date_raw[:64] if date_raw else None,
+            row.product_id_type, row.open_date, date_raw,
         ), strict=True))
 
 
@@ -529,12 +540,15 @@ class _Batches:
 
 
 class _CopyBatches(_Batches):
+    """PostgreSQL: rows streamed through ``COPY ... FROM STDIN``."""
+
     def __init__(self, engine: sa.Engine, table: str) -> None:
         super().__init__(engine)
         self.sql = f"COPY {table} ({', '.join(STAGED_COLUMNS)}) FROM STDIN"
 
     def _begin(self, stack: ExitStack, conn: Connection) -> None:
-        cursor = stack.enter_context(conn.connection.driver_connection.cursor())
+        driver_connection: Any = conn.connection.driver_connection
+        cursor = stack.enter_context(driver_connection.cursor())
         self.copy = stack.enter_context(cursor.copy(self.sql))
 
     def _send(self, chunk: list[Any]) -> None:
@@ -542,6 +556,8 @@ class _CopyBatches(_Batches):
 
 
 class _InsertBatches(_Batches):
+    """Other databases: ``executemany`` INSERTs."""
+
     def __init__(self, engine: sa.Engine, table: sa.Table) -> None:
         super().__init__(engine)
         self.table = table
@@ -555,6 +571,7 @@ class _InsertBatches(_Batches):
 
 def _cached_text(cache: dict[str | None, str], value: str) -> str:
     """COPY text of a low-cardinality value, cached while the cache is small."""
+
     text = copy_text(value)
     if len(cache) < _SMALL_CACHE:
         cache[value] = text

@@ -45,6 +45,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from operator import itemgetter
 
+from .charsets import resolve_charset
+
 __all__ = [
     "ASIN",
     "CANONICAL_COLUMNS",
@@ -155,57 +157,6 @@ class InvalidRow:
     line: int
     column: str | None
     reason: str
-
-
-# --------------------------------------------------------------------------- charsets
-
-_CHARSET_ALIASES = {
-    "windows-31j": "cp932",
-    "shift-jis": "cp932",
-    "shiftjis": "cp932",
-    "sjis": "cp932",
-    "x-sjis": "cp932",
-    "ms932": "cp932",
-    "ms-kanji": "cp932",
-    "csshiftjis": "cp932",
-    "cp932": "cp932",
-    "windows-932": "cp932",
-    "cp1252": "cp1252",
-    "windows-1252": "cp1252",
-    "x-cp1252": "cp1252",
-    "utf8": "utf-8",
-    "utf-8": "utf-8",
-    "utf-8-sig": "utf-8",
-    "iso-8859-1": "latin-1",
-    "iso8859-1": "latin-1",
-    "latin1": "latin-1",
-    "latin-1": "latin-1",
-    "l1": "latin-1",
-}
-# Stateful codecs can hide "\t"/"\n" bytes inside escape sequences; line splitting on bytes
-# would corrupt them.
-_STATEFUL_CODECS = ("utf-7", "utf_7", "iso2022", "hz")
-
-
-def resolve_charset(declared: str | None) -> str | None:
-    """Map a Java/Amazon charset name to a Python codec; ``None`` when unknown or unusable."""
-    if not declared:
-        return None
-    name = declared.strip().strip("\"'").strip().lower().replace("_", "-")
-    if not name:
-        return None
-    if name in _CHARSET_ALIASES:
-        return _CHARSET_ALIASES[name]
-    try:
-        codec = codecs.lookup(name).name
-        sample = "a\tb\r\n"
-        if sample.encode(codec) != sample.encode("ascii") or b"a\tb\r\n".decode(codec) != sample:
-            return None
-    except (LookupError, UnicodeError, TypeError, AttributeError):
-        return None
-    if codec.startswith(_STATEFUL_CODECS):
-        return None
-    return codec
 
 
 # --------------------------------------------------------------------------- header mapping
@@ -482,9 +433,10 @@ def parse_price(raw: str) -> Decimal | None:
             raise ValueError(f"price {raw!r} is not a number")
     else:
         int_part, frac = num, ""
-    digits = _split_groups(int_part, _GROUP_SEPARATORS)
-    if digits is None:
+    grouped = _split_groups(int_part, _GROUP_SEPARATORS)
+    if grouped is None:
         raise ValueError(f"price {raw!r} is not a number")
+    digits = grouped
     try:
         return Decimal(f"{digits}.{frac}" if frac else digits)
     except InvalidOperation:  # pragma: no cover - digits are validated above
@@ -870,13 +822,13 @@ class ReportReader:
                 lineno += 1
                 if not line:
                     continue
-                if line.__class__ is not str:
+                if line.__class__ is not str:  # an InvalidRow of the line splitter
                     yield line  # type: ignore[misc]
                     continue
                 # Columns after the last mapped one stay unsplit in the final element.
-                fields = line.split("\t", needed)  # type: ignore[union-attr]
+                fields = line.split("\t", needed)
                 if len(fields) < needed:
-                    if line.isspace():  # type: ignore[union-attr]
+                    if line.isspace():
                         continue
                     yield InvalidRow(
                         lineno, None, f"row has {len(fields)} fields, header has {header_width}"
@@ -901,7 +853,7 @@ class ReportReader:
 
                 sku = sku.strip()
                 if not sku:
-                    if not line.isspace():  # type: ignore[union-attr]
+                    if not line.isspace():
                         yield InvalidRow(lineno, SELLER_SKU, "empty seller-sku")
                     continue
                 if len(sku) > MAX_SKU_LENGTH:

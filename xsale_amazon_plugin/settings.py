@@ -1,65 +1,202 @@
-"""Configuration defaults. Every key is read from ``app.config`` as ``XSALE_AMAZON_<KEY>``."""
+"""The plugin's configuration: ``XSALE_AMAZON_*`` keys, read and validated once in ``init_app``.
+
+Every key is read from ``app.config`` as ``XSALE_AMAZON_<KEY>``; the field of :class:`Settings`
+is the key in lower case (``XSALE_AMAZON_POLL_INTERVAL`` → ``settings.poll_interval``). A value
+of the wrong type or out of range stops the app at start with a message naming the key, instead
+of failing hours later inside a worker.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, NoReturn
 
 PREFIX = "XSALE_AMAZON_"
 
-DEFAULTS: dict[str, Any] = {
+
+class SettingsError(ValueError):
+    """A configuration value the plugin cannot use; the message names the key and the fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed, validated ``XSALE_AMAZON_*`` configuration of one app.
+
+    Build it with :meth:`from_config`; derive a changed copy with :meth:`replace` (both validate).
+    """
+
     #: Redis URL of the RQ queue. ``None`` means "no Redis": the host must then pass a
     #: connection to ``init_app(redis=...)`` (the sample app passes fakeredis).
-    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    redis_url: str | None = "redis://127.0.0.1:6379/0"
     #: Name of the RQ queue import jobs go to.
-    "QUEUE": "xsale_amazon",
-    #: Fernet key(s) encrypting LWA secrets at rest. A string or a list; the first key
-    #: encrypts, every key decrypts (key rotation). ``None`` derives a key from ``SECRET_KEY``.
-    "ENCRYPTION_KEY": None,
+    queue: str = "xsale_amazon"
+    #: Fernet key(s) encrypting LWA secrets at rest: a string (comma-separated for several) or
+    #: a list. The first key encrypts, every key decrypts (rotation). ``None`` derives a key
+    #: from ``SECRET_KEY``.
+    encryption_key: str | tuple[str, ...] | None = None
     #: Override of Amazon's regional SP-API base URL (sandbox or a local emulator).
-    "SPAPI_ENDPOINT": None,
+    spapi_endpoint: str | None = None
     #: Override of Amazon's LWA token URL (``https://api.amazon.com/auth/o2/token``).
-    "LWA_ENDPOINT": None,
+    lwa_endpoint: str | None = None
     #: Seconds before the first report-status poll; later polls back off.
-    "POLL_INTERVAL": 30.0,
-    #: Multiplier applied to the poll delay after every unfinished poll.
-    "POLL_BACKOFF": 1.5,
+    poll_interval: float = 30.0
+    #: Multiplier applied to the poll delay after every unfinished poll (≥ 1).
+    poll_backoff: float = 1.5
     #: Upper bound of the delay between two polls, in seconds.
-    "POLL_MAX_INTERVAL": 900.0,
+    poll_max_interval: float = 900.0
     #: Give up waiting for Amazon after this many seconds.
-    "REPORT_DEADLINE": 24 * 3600,
-    #: Reuse a DONE All Listings Report Amazon already holds if it is younger than this
-    #: many seconds (0 disables reuse).
-    "REPORT_REUSE_WINDOW": 1800,
-    #: RQ job timeout of the download + parse + save step, in seconds.
-    "JOB_TIMEOUT": 6 * 3600,
+    report_deadline: float = 24 * 3600.0
+    #: Reuse a DONE All Listings Report Amazon already holds if it is younger than this many
+    #: seconds (0 disables reuse).
+    report_reuse_window: float = 1800.0
+    #: RQ job timeout of one step (the download + parse + save step is the long one), seconds.
+    job_timeout: int = 6 * 3600
     #: Rows sent to the database per staging batch.
-    "BATCH_SIZE": 20000,
+    batch_size: int = 20000
     #: A running import whose heartbeat is older than this many seconds is considered dead.
-    "HEARTBEAT_TIMEOUT": 300,
+    heartbeat_timeout: float = 300.0
     #: Retries of throttled (429) or failing (5xx) SP-API calls inside one step.
-    "MAX_RETRIES": 6,
+    max_retries: int = 6
     #: HTTP timeout of SP-API calls and of the report download, in seconds.
-    "HTTP_TIMEOUT": 120.0,
+    http_timeout: float = 120.0
     #: Hosts (and their subdomains) the report document may be downloaded from.
-    "DOWNLOAD_HOSTS": ("amazonaws.com", "amazon.com"),
+    download_hosts: tuple[str, ...] = ("amazonaws.com", "amazon.com")
     #: How many invalid report lines are kept (with line number and reason) on the run.
-    "INVALID_LINES_KEPT": 50,
+    invalid_lines_kept: int = 50
     #: Register the admin views in the host's Flask-Admin (turn off to place them yourself).
-    "REGISTER_ADMIN": True,
+    register_admin: bool = True
     #: Flask-Admin menu category of the plugin's views.
-    "ADMIN_CATEGORY": "Amazon",
-    #: Host product attributes holding the SKU/code, EAN, name and (optionally) ASIN.
-    "PRODUCT_SKU_ATTR": "sku",
-    "PRODUCT_EAN_ATTR": "ean",
-    "PRODUCT_NAME_ATTR": "name",
-    "PRODUCT_ASIN_ATTR": None,
+    admin_category: str = "Amazon"
+    #: Host product attribute holding the SKU / code.
+    product_sku_attr: str | None = "sku"
+    #: Host product attribute holding the EAN.
+    product_ean_attr: str | None = "ean"
+    #: Host product attribute holding the name.
+    product_name_attr: str | None = "name"
+    #: Host product attribute holding an ASIN, if the host keeps one.
+    product_asin_attr: str | None = None
     #: Flask-Admin endpoint of the host's product view, used to link to linked products.
-    "PRODUCT_ADMIN_ENDPOINT": None,
+    product_admin_endpoint: str | None = None
     #: Page size of the offers list.
-    "PAGE_SIZE": 50,
-}
+    page_size: int = 50
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Settings:
+        """Read every ``XSALE_AMAZON_*`` key of ``config`` (defaults for missing ones)."""
+        values = {f.name: config[PREFIX + f.name.upper()] for f in _public_fields()
+                  if PREFIX + f.name.upper() in config}
+        return cls._validated(values)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied, validated like :meth:`from_config`."""
+        current = {f.name: getattr(self, f.name) for f in _public_fields()}
+        return self._validated({**current, **changes})
+
+    @classmethod
+    def _validated(cls, values: dict[str, Any]) -> Settings:
+        known = {f.name for f in _public_fields()}
+        unknown = set(values) - known
+        if unknown:
+            raise SettingsError(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
+        converted = {}
+        for f in _public_fields():
+            if f.name in values:
+                optional = "None" in str(f.type)
+                converted[f.name] = _convert(f.name, values[f.name], f.default, optional)
+        settings = cls(**converted)
+        settings._check_ranges()
+        return settings
+
+    def _check_ranges(self) -> None:
+        positive = ("poll_interval", "poll_max_interval", "report_deadline", "job_timeout",
+                    "batch_size", "heartbeat_timeout", "http_timeout", "page_size")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                _fail(name, getattr(self, name), "a number greater than 0")
+        for name in ("report_reuse_window", "max_retries", "invalid_lines_kept"):
+            if getattr(self, name) < 0:
+                _fail(name, getattr(self, name), "a number of 0 or more")
+        if self.poll_backoff < 1:
+            _fail("poll_backoff", self.poll_backoff, "a multiplier of 1 or more")
+        if not self.queue.strip():
+            _fail("queue", self.queue, "a non-empty queue name")
+        if not self.download_hosts:
+            _fail("download_hosts", self.download_hosts, "at least one host name")
+
+    @property
+    def encryption_keys(self) -> list[str]:
+        """The configured Fernet keys, first (the encrypting one) first; empty when derived."""
+        key = self.encryption_key
+        if not key:
+            return []
+        if isinstance(key, str):
+            return [k.strip() for k in key.split(",") if k.strip()]
+        return list(key)
 
 
-def apply_defaults(config: dict[str, Any]) -> None:
-    for key, value in DEFAULTS.items():
-        config.setdefault(PREFIX + key, value)
+def _public_fields() -> list[dataclasses.Field[Any]]:
+    return [f for f in fields(Settings) if f.init]
+
+
+def _fail(name: str, value: Any, expected: str) -> NoReturn:
+    raise SettingsError(
+        f"{PREFIX}{name.upper()} must be {expected}; it is {value!r}. Fix it in the app's "
+        "configuration (see the configuration table of the README)."
+    )
+
+
+def _convert(name: str, value: Any, default: Any, optional: bool) -> Any:
+    """``value`` converted to the type of ``default`` (the field's type), or SettingsError."""
+    kind = type(default)
+    if name == "encryption_key":
+        if value is None or isinstance(value, str):
+            return value or None
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        _fail(name, value, "a Fernet key, a comma-separated string of keys or a list of keys")
+    if optional:
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            _fail(name, value, "a string or None")
+        return value
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on",
+                                                                 "0", "false", "no", "off"):
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        _fail(name, value, "True or False")
+    if kind in (int, float):
+        if isinstance(value, bool):
+            _fail(name, value, "a number")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            _fail(name, value, "a number")
+        if not math.isfinite(number):
+            _fail(name, value, "a finite number")
+        if kind is int:
+            if number != int(number):
+                _fail(name, value, "a whole number")
+            return int(number)
+        return number
+    if kind is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple, set, frozenset)) or not all(
+                isinstance(v, str) for v in value):
+            _fail(name, value, "a list of strings")
+        return tuple(value)
+    if kind is str:
+        if not isinstance(value, str):
+            _fail(name, value, "a string")
+        return value
+    raise AssertionError(f"unhandled setting type of {name}")  # pragma: no cover
+
+
+#: The documented defaults, by config key (``XSALE_AMAZON_`` + upper-case field name).
+DEFAULTS: dict[str, Any] = {f.name.upper(): f.default for f in _public_fields()}

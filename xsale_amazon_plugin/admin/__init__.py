@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..babel import lazy_gettext as _l
 from .integrations import IntegrationView
 from .offers import OfferView
 from .runs import ImportRunView
 
+if TYPE_CHECKING:
+    from ..extension import XsaleAmazon
+
 __all__ = ["IntegrationView", "OfferView", "ImportRunView", "register_views", "make_views"]
 
 
-def make_views(state: Any, category: str | None = None) -> list[Any]:
-    """The plugin's view instances, for a host that adds them to its admin itself."""
-    from ..babel import lazy_gettext as _l
+def make_views(extension: XsaleAmazon, category: str | None = None) -> list[Any]:
+    """The plugin's view instances, for a host that adds them to its admin itself.
 
-    m, db = state.models, state.db
-    category = category if category is not None else state.cfg("ADMIN_CATEGORY")
+    ``extension`` is the initialised :class:`~xsale_amazon_plugin.XsaleAmazon` (e.g.
+    ``app.extensions["xsale_amazon"]``); ``category`` overrides ``XSALE_AMAZON_ADMIN_CATEGORY``.
+    """
+    m, db, settings = extension.models, extension.db, extension.settings
+    category = category if category is not None else settings.admin_category
     offers = OfferView(m.AmazonOffer, db, name=_l("Offers"), category=category,
                        endpoint="xsale_amazon_offer", url="xsale-amazon/offers")
-    page_size = int(state.cfg("PAGE_SIZE"))
-    offers.page_size = page_size
-    offers.page_size_options = tuple(sorted({20, 50, 100, 500, page_size}))
+    offers.page_size = settings.page_size
+    offers.page_size_options = tuple(sorted({20, 50, 100, 500, settings.page_size}))  # type: ignore[assignment]
     return [
         IntegrationView(m.AmazonIntegration, db, name=_l("Integrations"), category=category,
                         endpoint="xsale_amazon_integration", url="xsale-amazon/integrations"),
@@ -31,14 +36,11 @@ def make_views(state: Any, category: str | None = None) -> list[Any]:
     ]
 
 
-def register_views(admin: Any, state: Any) -> None:
+def register_views(admin: Any, extension: XsaleAmazon) -> None:
     """Add the views to ``admin`` once (a second app sharing the Admin gets no duplicates)."""
-    registered = getattr(admin, "_xsale_amazon_views", None)
-    if registered is not None:
-        state.admin_views = registered
+    if getattr(admin, "_xsale_amazon_views", None) is not None:
         return
-    views = make_views(state)
+    views = make_views(extension)
     for view in views:
         admin.add_view(view)
-    admin._xsale_amazon_views = {v.endpoint: v for v in views}
-    state.admin_views = admin._xsale_amazon_views
+    admin._xsale_amazon_views = views

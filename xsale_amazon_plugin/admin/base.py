@@ -1,4 +1,4 @@
-"""Shared base of the plugin's Flask-Admin views: host access check and CSRF handling."""
+"""Base of the plugin's Flask-Admin views: host access check, CSRF, hostile query strings."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from flask_admin.form import BaseForm, SecureForm
 from flask_admin.model.filters import BaseIntFilter, BaseIntListFilter
 
 from ..babel import gettext as _
-from ..extension import get_state
+from ..models import int_in_range
+from ..proxies import current_amazon
 
 #: Query-string limits of the list views. Every search term adds one level to the SQL
 #: expression tree (SQLite refuses trees deeper than 1000), a page number beyond what an
@@ -25,20 +26,8 @@ MAX_SEARCH_TERMS = 20
 MAX_PAGE = 1_000_000
 
 
-def int_in_range(value: Any, column: Any = None) -> int | None:
-    """``value`` as an int when it fits the integer ``column`` (default: 32-bit), else None.
-
-    Ids from URLs and forms are user input: ``abc``, ``1;DROP`` or ``999999999999999999999``
-    must read as "no such record" instead of a database error (PostgreSQL rejects values out
-    of the column's range, SQLite out of 64 bits).
-    """
-    try:
-        number = int(str(value).strip())
-    except (TypeError, ValueError):
-        return None
-    col_type = getattr(column, "type", None)
-    bits = 63 if isinstance(col_type, sa.BigInteger) else 31
-    return number if -(2**bits) <= number < 2**bits else None
+def flash_form_expired() -> None:
+    flash(_("The form expired; reload the page and try again."), "error")
 
 
 class PluginForm(BaseForm):
@@ -49,15 +38,16 @@ class PluginForm(BaseForm):
 
     class Meta(SecureForm.Meta):
         @property
-        def csrf(self) -> bool:  # type: ignore[override]
+        def csrf(self) -> bool:
             return "csrf" not in current_app.extensions
 
 
 class PluginModelView(ModelView):
+    """Base of the plugin's views: host access check, plugin CSRF, hostile ids and query strings."""
     form_base_class = PluginForm
 
     def is_accessible(self) -> bool:
-        return get_state().is_allowed()
+        return current_amazon.is_allowed()
 
     def inaccessible_callback(self, name: str, **kwargs: Any) -> Any:
         abort(403)
@@ -72,12 +62,19 @@ class PluginModelView(ModelView):
         """An empty form for custom POST views; validate() checks its CSRF token."""
         return PluginForm(request.form if request.method == "POST" else None)
 
+    def csrf_valid(self) -> bool:
+        """Whether the POSTed form's CSRF token is valid; flashes "form expired" if not."""
+        if self.csrf_form().validate():
+            return True
+        flash_form_expired()
+        return False
+
     def validate_form(self, form: Any) -> bool:
         valid = super().validate_form(form)
         if not valid and "csrf_token" in getattr(form, "errors", {}):
             # Flask-Admin renders only "Failed to create record." for an error of the hidden
             # token field; say what happened, like the plugin's own forms do.
-            flash(_("The form expired; reload the page and try again."), "error")
+            flash_form_expired()
         return valid
 
     @action("delete", admin_lazy_gettext("Delete"),

@@ -8,17 +8,19 @@ import sqlalchemy as sa
 from flask import flash, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from wtforms import PasswordField
 from wtforms.validators import Length, Optional
 
 from ..babel import gettext as _
 from ..babel import lazy_gettext as _l
 from ..babel import ngettext
-from ..extension import get_state
+from ..lifecycle import active_run
 from ..marketplaces import MARKETPLACES
-from ..messages import asin_instruction, status_label
-from .base import PluginModelView, int_in_range
+from ..messages import asin_instruction
+from ..proxies import current_amazon
+from .base import PluginModelView
+from .shared import start_import_from_view, status_badge
 
 
 def _last_run_formatter(view: Any, context: Any, model: Any, name: str) -> Markup:
@@ -27,13 +29,9 @@ def _last_run_formatter(view: Any, context: Any, model: Any, name: str) -> Marku
         return Markup('<span class="text-muted">{}</span>').format(_("never"))
     url = url_for("xsale_amazon_run.details_view", id=run.id)
     when = run.finished_at or run.created_at
-    return Markup('<a href="{}" class="badge badge-{}">{}</a> <small>{}</small>').format(
-        url, _badge(run.status), status_label(run.status), when.strftime("%Y-%m-%d %H:%M")
+    return Markup("{} <small>{}</small>").format(
+        status_badge(run.status, url), when.strftime("%Y-%m-%d %H:%M")
     )
-
-
-def _badge(status: str) -> str:
-    return {"succeeded": "success", "failed": "danger", "no_data": "secondary"}.get(status, "info")
 
 
 def _offer_count_formatter(view: Any, context: Any, model: Any, name: str) -> Markup:
@@ -45,6 +43,7 @@ def _offer_count_formatter(view: Any, context: Any, model: Any, name: str) -> Ma
 
 
 class IntegrationView(PluginModelView):
+    """Integrations with write-only credentials and the *Import offers* service action."""
     edit_template = "xsale_amazon/admin/integration_edit.html"
     create_template = "xsale_amazon/admin/integration_create.html"
     column_list = ("name", "marketplace", "account_type", "seller_id", "active", "last_import",
@@ -94,18 +93,16 @@ class IntegrationView(PluginModelView):
     can_view_details = False
 
     def last_runs(self) -> dict[int, Any]:
-        state = get_state()
-        run = state.models.ImportRun
+        run = current_amazon.models.ImportRun
         latest = (
             sa.select(sa.func.max(run.id)).group_by(run.integration_id).scalar_subquery()
         )
-        rows = state.db.session.execute(sa.select(run).where(run.id.in_(latest))).scalars()
+        rows = current_amazon.db.session.execute(sa.select(run).where(run.id.in_(latest))).scalars()
         return {r.integration_id: r for r in rows}
 
     def offer_counts(self) -> dict[int, int]:
-        state = get_state()
-        offer = state.models.AmazonOffer
-        rows = state.db.session.execute(
+        offer = current_amazon.models.AmazonOffer
+        rows = current_amazon.db.session.execute(
             sa.select(offer.integration_id, sa.func.count())
             .where(offer.removed_at.is_(None))
             .group_by(offer.integration_id)
@@ -132,14 +129,11 @@ class IntegrationView(PluginModelView):
         model = kwargs.get("model")
         if template == self.edit_template and model is not None:
             self.populate_secret_placeholders(kwargs["form"], model)
-            state = get_state()
-            run_model = state.models.ImportRun
-            kwargs["recent_runs"] = state.db.session.execute(
+            run_model = current_amazon.models.ImportRun
+            kwargs["recent_runs"] = current_amazon.db.session.execute(
                 sa.select(run_model).where(run_model.integration_id == model.id)
                 .order_by(run_model.id.desc()).limit(10)
             ).scalars().all()
-            from ..imports import active_run
-
             kwargs["active_run"] = active_run(model.id)
             kwargs["import_form"] = self.csrf_form()
             kwargs["asin_setup_needed"] = model.marketplace_info.asin_column_needs_setup
@@ -148,39 +142,15 @@ class IntegrationView(PluginModelView):
 
     @expose("/import/<int:integration_id>/", methods=("POST",))
     def import_view(self, integration_id: int) -> Any:
-        form = self.csrf_form()
-        if not form.validate():
-            flash(_("The form expired; reload the page and try again."), "error")
+        if not self.csrf_valid():
             return redirect(self.get_url(".edit_view", id=integration_id))
-        run, error = self._start(integration_id, trigger="ui")
+        run, error = start_import_from_view(integration_id)
         if run is not None:
             flash(_("Import queued. It can take from a dozen minutes to a dozen hours."), "success")
             return redirect(url_for("xsale_amazon_run.details_view", id=run.id))
         if error is not None and getattr(error, "run", None) is not None:
             return redirect(url_for("xsale_amazon_run.details_view", id=error.run.id))
         return redirect(self.get_url(".edit_view", id=integration_id))
-
-    def _start(self, integration_id: int, trigger: str) -> tuple[Any, Any]:
-        from ..imports import ImportAlreadyRunning, ImportRefused, start_import
-
-        state = get_state()
-        if int_in_range(integration_id) is None:  # beyond the id column: the database raises
-            exc = LookupError(f"Amazon integration {integration_id} does not exist.")
-            flash(escape(str(exc)), "error")
-            return None, exc
-        try:
-            return start_import(integration_id, trigger=trigger,
-                                requested_by=state.current_user_name()), None
-        except ImportAlreadyRunning as exc:
-            flash(Markup('{} <a href="{}">{}</a>').format(
-                _("An import of this integration is already running."),
-                url_for("xsale_amazon_run.details_view", id=exc.run.id),
-                _("Show it"),
-            ), "warning")
-            return None, exc
-        except (ImportRefused, LookupError) as exc:
-            flash(escape(str(exc)), "error")
-            return None, exc
 
     @action("import_offers", _l("Import offers"),
             _l("Import offers of the selected integrations? An import can take from a dozen "
@@ -192,7 +162,7 @@ class IntegrationView(PluginModelView):
                 integration_id = int(raw)
             except ValueError:
                 continue
-            run, _error = self._start(integration_id, trigger="ui")
+            run, _error = start_import_from_view(integration_id)
             started += run is not None
         if started:
             flash(ngettext("%(num)s import queued.", "%(num)s imports queued.", started), "success")

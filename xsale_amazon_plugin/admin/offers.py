@@ -5,19 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from flask import flash, has_app_context, redirect, request, url_for
+from flask import flash, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import FilterEmpty, FilterEqual, IntEqualFilter
 from markupsafe import Markup
 from sqlalchemy import orm
 
+from ..api import product_label
 from ..babel import gettext as _
 from ..babel import lazy_gettext as _l
 from ..babel import ngettext
-from ..extension import get_state
+from ..linking import autolink, link_offers, unlink_offers
 from ..marketplaces import MARKETPLACES, get_marketplace
+from ..proxies import current_amazon
 from .base import PluginModelView
+from .shared import integration_options
 
 VIEWS = ("unlinked", "linked", "all")
 #: The list counts at most this many offers; above, the count reads "10,000+" (see CappedCount).
@@ -90,10 +93,8 @@ def _product(view: Any, context: Any, model: Any, name: str) -> Markup:
     link = model.link
     if link is None:
         return Markup('<span class="badge badge-warning">{}</span>').format(_("not linked"))
-    from ..api import product_label
-
     label = product_label(link.product) if link.product is not None else str(link.product_id)
-    endpoint = get_state().cfg("PRODUCT_ADMIN_ENDPOINT")
+    endpoint = current_amazon.settings.product_admin_endpoint
     if endpoint:
         try:
             url = url_for(f"{endpoint}.edit_view", id=link.product_id)
@@ -111,20 +112,10 @@ def _removed(view: Any, context: Any, model: Any, name: str) -> Markup:
     )
 
 
-def _like_escape(term: str) -> str:
-    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _integration_options() -> list[tuple[str, str]]:
-    if not has_app_context():  # Flask-Admin builds filters at start-up; refreshed per request
-        return []
-    state = get_state()
-    integ = state.models.AmazonIntegration
-    rows = state.db.session.execute(sa.select(integ).order_by(integ.name)).scalars()
-    return [(str(i.id), str(i)) for i in rows]
 
 
 class OfferView(PluginModelView):
+    """The offers workspace: unlinked / linked / all offers, search, filters, linking actions."""
     list_template = "xsale_amazon/admin/offer_list.html"
     can_create = False
     can_edit = False
@@ -174,7 +165,7 @@ class OfferView(PluginModelView):
     def __init__(self, model: Any, db: Any, **kwargs: Any) -> None:
         integ = model.integration.property.mapper.class_
         self.column_filters = [
-            IntEqualFilter(model.integration_id, _l("Integration"), options=_integration_options),
+            IntEqualFilter(model.integration_id, _l("Integration"), options=integration_options),
             FilterEqual(integ.marketplace, _l("Marketplace"),
                         options=[(c, c) for c in MARKETPLACES]),
             FilterEqual(integ.account_type, _l("Account type"),
@@ -192,7 +183,7 @@ class OfferView(PluginModelView):
         return value if value in VIEWS else "unlinked"
 
     def _scoped(self, query: Any) -> Any:
-        m = get_state().models
+        m = current_amazon.models
         link = m.OfferProductLink
         has_link = sa.exists().where(link.offer_id == m.AmazonOffer.id)
         view = self.current_mapping_view()
@@ -203,7 +194,7 @@ class OfferView(PluginModelView):
         return query
 
     def get_query(self) -> Any:
-        link = get_state().models.OfferProductLink
+        link = current_amazon.models.OfferProductLink
         # The list shows each row's link and linked product: load them with the page instead
         # of two lazy loads per row (Flask-Admin already joinedloads the integration column).
         return (
@@ -230,7 +221,7 @@ class OfferView(PluginModelView):
         """
         m = self.model
         if term.startswith("name:"):
-            return m.name.ilike(f"%{_like_escape(term[5:])}%", escape="\\")
+            return m.name.icontains(term[5:], autoescape=True)
         exact = term.startswith("=")
         if exact or term.startswith("^"):
             term = term[1:]
@@ -245,7 +236,7 @@ class OfferView(PluginModelView):
                 m.product_id.startswith(term, autoescape=True),
             ]
             if len(term) >= 3 and not any(ch.isdigit() for ch in term):
-                clauses.append(m.name.ilike(f"%{_like_escape(term)}%", escape="\\"))
+                clauses.append(m.name.icontains(term, autoescape=True))
         return sa.or_(*clauses)
 
     def _apply_search(self, query: Any, count_query: Any, joins: Any, count_joins: Any,
@@ -271,11 +262,9 @@ class OfferView(PluginModelView):
     # -- per-row link / unlink -----------------------------------------------------------------
     @expose("/link/", methods=("POST",))
     def link_view(self) -> Any:
-        from ..linking import link_offers
 
         back = request.form.get("url") or self.get_url(".index_view")
-        if not self.csrf_form().validate():
-            flash(_("The form expired; reload the page and try again."), "error")
+        if not self.csrf_valid():
             return redirect(back)
         product_id = request.form.get("product_id", "").strip()
         offer_ids = request.form.getlist("offer_id")
@@ -283,7 +272,7 @@ class OfferView(PluginModelView):
             flash(_("Choose a product to link the offer to."), "error")
             return redirect(back)
         try:
-            count = link_offers(offer_ids, product_id, by=get_state().current_user_name())
+            count = link_offers(offer_ids, product_id, by=current_amazon.current_user_name())
         except (LookupError, ValueError) as exc:
             flash(str(exc), "error")
             return redirect(back)
@@ -292,11 +281,9 @@ class OfferView(PluginModelView):
 
     @expose("/unlink/", methods=("POST",))
     def unlink_view(self) -> Any:
-        from ..linking import unlink_offers
 
         back = request.form.get("url") or self.get_url(".index_view")
-        if not self.csrf_form().validate():
-            flash(_("The form expired; reload the page and try again."), "error")
+        if not self.csrf_valid():
             return redirect(back)
         try:
             count = unlink_offers(request.form.getlist("offer_id"))
@@ -309,14 +296,13 @@ class OfferView(PluginModelView):
     # -- bulk actions ---------------------------------------------------------------------------
     @action("link", _l("Link to the chosen product"))
     def action_link(self, ids: list[str]) -> Any:
-        from ..linking import link_offers
 
         product_id = (request.form.get("product_id") or "").strip()
         if not product_id:
             flash(_("Choose a product in the 'Link selected to' box first."), "error")
             return None
         try:
-            count = link_offers(ids, product_id, by=get_state().current_user_name())
+            count = link_offers(ids, product_id, by=current_amazon.current_user_name())
         except (LookupError, ValueError) as exc:
             flash(str(exc), "error")
             return None
@@ -325,7 +311,6 @@ class OfferView(PluginModelView):
 
     @action("unlink", _l("Unlink"), _l("Remove the product links of the selected offers?"))
     def action_unlink(self, ids: list[str]) -> Any:
-        from ..linking import unlink_offers
 
         try:
             count = unlink_offers(ids)
@@ -336,10 +321,9 @@ class OfferView(PluginModelView):
         return None
 
     def _autolink(self, ids: list[str], by: str) -> None:
-        from ..linking import autolink
 
         try:
-            result = autolink(by, offer_ids=ids, user=get_state().current_user_name())
+            result = autolink(by, offer_ids=ids, user=current_amazon.current_user_name())
         except ValueError as exc:
             flash(str(exc), "error")
             return None
@@ -367,6 +351,6 @@ class OfferView(PluginModelView):
         return self._autolink(ids, "asin")
 
     def is_action_allowed(self, name: str) -> bool:
-        if name == "autolink_asin" and get_state().product_attr("asin") is None:
+        if name == "autolink_asin" and current_amazon.product_attr("asin") is None:
             return False
         return super().is_action_allowed(name)

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, flash, redirect, url_for
+from flask import abort, redirect, url_for
 from flask_admin import expose
 from flask_admin.contrib.sqla.filters import DateBetweenFilter, FilterEqual, IntEqualFilter
 from markupsafe import Markup
 
+from ..api import run_progress
 from ..babel import gettext as _
 from ..babel import lazy_gettext as _l
-from ..extension import get_state
-from ..messages import asin_instruction, error_text, stage_label, status_label
-from .base import PluginModelView, int_in_range
-from .integrations import _badge
+from ..messages import asin_instruction, error_text, stage_label
+from ..models import int_in_range
+from ..proxies import current_amazon
+from .base import PluginModelView
+from .shared import integration_options, start_import_from_view, status_badge
 
 
 def _status(view: Any, context: Any, model: Any, name: str) -> Markup:
-    return Markup('<span class="badge badge-{}">{}</span>').format(
-        _badge(model.status), status_label(model.status)
-    )
+    return status_badge(model.status)
 
 
 def _counts(view: Any, context: Any, model: Any, name: str) -> str:
@@ -28,13 +28,8 @@ def _counts(view: Any, context: Any, model: Any, name: str) -> str:
     return _("+%(created)s ~%(updated)s =%(unchanged)s -%(removed)s", **c)
 
 
-def _integration_options() -> list[tuple[str, str]]:
-    from .offers import _integration_options as options
-
-    return options()
-
-
 class ImportRunView(PluginModelView):
+    """Import history with filters, the live progress page of a run, and *Run again*."""
     details_template = "xsale_amazon/admin/run_details.html"
     can_create = False
     can_edit = False
@@ -63,7 +58,7 @@ class ImportRunView(PluginModelView):
 
     def __init__(self, model: Any, db: Any, **kwargs: Any) -> None:
         self.column_filters = [
-            IntEqualFilter(model.integration_id, _l("Integration"), options=_integration_options),
+            IntEqualFilter(model.integration_id, _l("Integration"), options=integration_options),
             FilterEqual(model.status, _l("Status"), options=[
                 (s, s) for s in ("queued", "requesting", "waiting", "processing", "succeeded",
                                  "no_data", "failed")
@@ -76,15 +71,12 @@ class ImportRunView(PluginModelView):
     def details_view(self) -> Any:
         from flask import request
 
-        state = get_state()
         run_id = int_in_range(request.args.get("id", ""))
         if run_id is None:  # "abc", "1;DROP", 999999999999999999999: no such run
             abort(404)
-        run = state.db.session.get(self.model, run_id)
+        run = current_amazon.db.session.get(self.model, run_id)
         if run is None:
             abort(404)
-        from ..api import run_progress
-
         return self.render(
             self.details_template,
             run=run,
@@ -99,14 +91,12 @@ class ImportRunView(PluginModelView):
 
     @expose("/rerun/<int:run_id>/", methods=("POST",))
     def rerun_view(self, run_id: int) -> Any:
-        state = get_state()
-        run = state.db.session.get(self.model, run_id) if int_in_range(run_id) is not None else None
+        session = current_amazon.db.session
+        run = session.get(self.model, run_id) if int_in_range(run_id) is not None else None
         if run is None:
             abort(404)
-        if not self.csrf_form().validate():
-            flash(_("The form expired; reload the page and try again."), "error")
+        if not self.csrf_valid():
             return redirect(self.get_url(".details_view", id=run_id))
-        view = state.admin_views.get("xsale_amazon_integration")
-        new_run, error = view._start(run.integration_id, trigger="ui")
+        new_run, error = start_import_from_view(run.integration_id)
         target = new_run or getattr(error, "run", None) or run
         return redirect(self.get_url(".details_view", id=target.id))

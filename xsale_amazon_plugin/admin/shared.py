@@ -1,0 +1,60 @@
+"""Pieces the plugin's admin views share: filter options, column formatters, starting an import.
+
+Views use these (and the services in :mod:`..lifecycle` and :mod:`..linking`), never each
+other's methods.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from flask import flash, has_app_context, url_for
+from markupsafe import Markup, escape
+
+from ..babel import gettext as _
+from ..lifecycle import ImportAlreadyRunning, ImportRefused, start_import
+from ..messages import status_badge_class, status_label
+from ..models import int_in_range
+from ..proxies import current_amazon
+
+
+def integration_options() -> list[tuple[str, str]]:
+    """(id, label) of every integration, for filters; empty outside an app context because
+    Flask-Admin builds filters at start-up (the views refresh them per request)."""
+    if not has_app_context():
+        return []
+    integ = current_amazon.models.AmazonIntegration
+    rows = current_amazon.db.session.execute(sa.select(integ).order_by(integ.name)).scalars()
+    return [(str(i.id), str(i)) for i in rows]
+
+
+def status_badge(status: str, href: str | None = None) -> Markup:
+    """A run status as a coloured badge (a link when ``href`` is given)."""
+    if href:
+        return Markup('<a href="{}" class="badge badge-{}">{}</a>').format(
+            href, status_badge_class(status), status_label(status))
+    return Markup('<span class="badge badge-{}">{}</span>').format(
+        status_badge_class(status), status_label(status))
+
+
+def start_import_from_view(integration_id: int, trigger: str = "ui") -> tuple[Any, Any]:
+    """Start an import for an admin action; flash why not. Returns ``(run, error)``."""
+    if int_in_range(integration_id) is None:  # beyond the id column: the database raises
+        exc = LookupError(f"Amazon integration {integration_id} does not exist.")
+        flash(escape(str(exc)), "error")
+        return None, exc
+    try:
+        run = start_import(integration_id, trigger=trigger,
+                           requested_by=current_amazon.current_user_name())
+        return run, None
+    except ImportAlreadyRunning as exc:
+        flash(Markup('{} <a href="{}">{}</a>').format(
+            _("An import of this integration is already running."),
+            url_for("xsale_amazon_run.details_view", id=exc.run.id),
+            _("Show it"),
+        ), "warning")
+        return None, exc
+    except (ImportRefused, LookupError) as exc:
+        flash(escape(str(exc)), "error")
+        return None, exc
