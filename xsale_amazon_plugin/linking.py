@@ -8,6 +8,7 @@ rolls back).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -88,8 +89,6 @@ def _product_key(pk: sa.Column, value: Any) -> Any:
         if value is None:
             raise missing
     elif isinstance(pk.type, sa.Uuid):
-        import uuid
-
         try:
             value = value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
         except ValueError:
