@@ -141,16 +141,18 @@ def test_admin_link_unlink_and_bulk_actions(host, catalogue):
     client.post("/admin/xsale-amazon/offers/unlink/", data={
         "csrf_token": token, "offer_id": str(offers[4])})
     assert offers[4] not in links(host)
-    # Bulk: link the selected to one product, then auto-link by SKU.
-    client.post("/admin/xsale-amazon/offers/action/", data={
-        "csrf_token": token, "action": "link", "rowid": [str(offers[1]), str(offers[4])],
+    # Bulk: link the selected to one product, then auto-link the selected by SKU.
+    client.post("/admin/xsale-amazon/offers/link/", data={
+        "csrf_token": token, "offer_id": [str(offers[1]), str(offers[4])],
         "product_id": str(products[1]), "url": "/admin/xsale-amazon/offers/"})
     assert links(host)[offers[1]][0] == products[1] and links(host)[offers[4]][0] == products[1]
-    response = client.post("/admin/xsale-amazon/offers/action/", data={
-        "csrf_token": token, "action": "autolink_sku", "rowid": [str(o) for o in offers],
-        "url": "/admin/xsale-amazon/offers/"}, follow_redirects=True)
+    response = client.post("/admin/xsale-amazon/offers/autolink/", data={
+        "csrf_token": token, "by": "sku", "target": "selected",
+        "offer_id": [str(o) for o in offers], "url": "/admin/xsale-amazon/offers/"},
+        follow_redirects=True)
     text = response.get_data(as_text=True)
-    assert "linked 2, ambiguous 1, no match 0, already linked 2" in text
+    assert ("checked 5 offers: 2 linked, 1 ambiguous, 0 without a matching product, "
+            "0 without SKU to compare, 2 already linked") in text
     linked_page = client.get("/admin/xsale-amazon/offers/?view=linked").get_data(as_text=True)
     assert "Mug lower" in linked_page
     unlinked = client.get("/admin/xsale-amazon/offers/").get_data(as_text=True)

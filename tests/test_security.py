@@ -163,10 +163,12 @@ POST_PAYLOADS: dict[str, Callable[[dict[str, Any]], list[dict[str, Any]]]] = {
     "xsale_amazon_offer.delete_view": lambda ids: [
         {"id": str(ids["offers"][0]), "url": _admin_url("offer")}],
     "xsale_amazon_offer.action_view": lambda ids: [
-        {"action": "link", "rowid": [str(ids["offers"][1])], "product_id": str(ids["products"][1]),
+        {"action": "unlink", "rowid": [str(ids["offers"][2])], "url": _admin_url("offer")},
+        {"action": "unlink", "rowid": [str(ids["offers"][0])], "url": _admin_url("offer")}],
+    "xsale_amazon_offer.autolink_view": lambda ids: [
+        {"by": "asin", "target": "selected", "offer_id": [str(o) for o in ids["offers"]],
          "url": _admin_url("offer")},
-        {"action": "unlink", "rowid": [str(ids["offers"][0])], "url": _admin_url("offer")},
-        {"action": "autolink_asin", "rowid": [str(o) for o in ids["offers"]],
+        {"by": "sku", "target": "integration", "integration_id": str(ids["a"]),
          "url": _admin_url("offer")}],
     "xsale_amazon_offer.ajax_update": lambda ids: [
         {"list_form_pk": str(ids["offers"][0]), "name": "Forged"}],
@@ -192,6 +194,7 @@ EFFECTIVE = (
     "xsale_amazon_offer.link_view",
     "xsale_amazon_offer.unlink_view",
     "xsale_amazon_offer.action_view",
+    "xsale_amazon_offer.autolink_view",
     "xsale_amazon_integration.edit_view",
     "xsale_amazon_integration.create_view",
     "xsale_amazon_integration.delete_view",

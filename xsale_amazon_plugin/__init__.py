@@ -8,21 +8,26 @@ The public API; hosts import from here, never from the plugin's private modules:
 from __future__ import annotations
 
 from .admin import make_views
+from .autolink_runs import AutoLinkRequest, AutoLinkUnavailable, start_autolink
 from .extension import XsaleAmazon
 from .lifecycle import ImportAlreadyRunning, ImportNotPossible, ImportRefused, start_import
 from .linking import AutoLinkResult, autolink, link_offers, unlink_offers
 from .models import Models, make_models
+from .offer_scope import OfferScope
 from .proxies import current_amazon
 from .settings import Settings, SettingsError
 from .signals import import_finished, offers_linked, offers_unlinked
 
 __version__ = "0.2.0.dev0"
 __all__ = [
+    "AutoLinkRequest",
     "AutoLinkResult",
+    "AutoLinkUnavailable",
     "ImportAlreadyRunning",
     "ImportNotPossible",
     "ImportRefused",
     "Models",
+    "OfferScope",
     "Settings",
     "SettingsError",
     "XsaleAmazon",
@@ -35,6 +40,7 @@ __all__ = [
     "make_views",
     "offers_linked",
     "offers_unlinked",
+    "start_autolink",
     "start_import",
     "unlink_offers",
 ]

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, jsonify, request
 
 from .babel import gettext
+from .formatting import format_count
 from .lifecycle import recover_stale_runs
 from .messages import error_text, stage_label, status_badge_class, status_label
 from .models import Status, as_utc, int_in_range, utcnow
@@ -90,29 +91,83 @@ def run_status(run_id: int):
     return response
 
 
+#: The picker counts at most this many matches ("1,000+" above).
+PRODUCT_COUNT_CAP = 1000
+
+
 @blueprint.get("/products/search")
 def product_search():
-    """Select2-style product search over the host's SKU, EAN and name attributes."""
+    """Select2 product search over the host's SKU, EAN and name attributes, paged.
+
+    ``page`` (1-based) and ``limit`` page through the matches; ``more`` says another page
+    exists and ``total`` how many match (capped). With ``offer_id`` the products whose SKU
+    equals the offer's SKU, or whose EAN equals the offer's EAN, come first, marked
+    ``match: "sku"`` / ``"ean"``.
+    """
     current_amazon.require_access()
     # NUL: PostgreSQL text cannot hold it (the query would fail with a 500).
     term = (request.args.get("q") or "").replace("\x00", "").strip()[:100]
-    try:
-        limit = max(1, min(int(request.args.get("limit", 20)), 50))
-    except ValueError:
-        limit = 20
+    limit = _int_arg("limit", 20, 1, 50)
+    page = _int_arg("page", 1, 1, 10_000)
     m = current_amazon.models
     pk = m.product_pk
-    columns = [c for c in (current_amazon.product_attr(k) for k in ("sku", "ean", "name"))
+    sku_col, ean_col = current_amazon.product_attr("sku"), current_amazon.product_attr("ean")
+    columns = [c for c in (sku_col, ean_col, current_amazon.product_attr("name"))
                if c is not None]
-    query = sa.select(m.product_model)
+    conditions = []
     if term:
-        matches = [sa.cast(c, sa.String).icontains(term, autoescape=True) for c in columns]
-        query = query.where(sa.or_(*matches))
-    query = query.order_by(*(columns[:1] or [pk])).limit(limit)
-    products = current_amazon.db.session.execute(query).scalars().all()
-    return jsonify({"results": [
-        {"id": str(getattr(p, pk.key)), "text": product_label(p)} for p in products
-    ]})
+        conditions.append(sa.or_(*(
+            sa.cast(c, sa.String).icontains(term, autoescape=True) for c in columns
+        )))
+    match_rank = _same_key_rank(request.args.get("offer_id"), sku_col, ean_col)
+    if match_rank is not None:
+        query = sa.select(m.product_model, match_rank.label("match_rank"))
+        order = [match_rank, *(columns[:1] or [pk]), pk]
+    else:
+        query = sa.select(m.product_model, sa.cast(sa.null(), sa.Integer).label("match_rank"))
+        order = [*(columns[:1] or [pk]), pk]
+    rows = current_amazon.db.session.execute(
+        query.where(*conditions).order_by(*order).offset((page - 1) * limit).limit(limit + 1)
+    ).all()
+    more = len(rows) > limit
+    counted = current_amazon.db.session.execute(sa.select(sa.func.count()).select_from(
+        sa.select(pk).where(*conditions).limit(PRODUCT_COUNT_CAP + 1).subquery()
+    )).scalar_one()
+    total_label = (f"{PRODUCT_COUNT_CAP:,}+" if counted > PRODUCT_COUNT_CAP else str(counted))
+    return jsonify({
+        "results": [
+            {"id": str(getattr(p, pk.key)), "text": product_label(p),
+             "match": {0: "sku", 1: "ean"}.get(rank)}
+            for p, rank in rows[:limit]
+        ],
+        "more": more,
+        "total": counted,
+        "total_label": total_label,
+    })
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    try:
+        return max(low, min(int(request.args.get(name, default)), high))
+    except (TypeError, ValueError):
+        return default
+
+
+def _same_key_rank(offer_id: Any, sku_col: Any, ean_col: Any) -> Any:
+    """0: the product has the offer's SKU, 1: its EAN, else 2; None without an offer."""
+    offer = None
+    try:
+        number = int(offer_id) if offer_id else None
+    except (TypeError, ValueError):
+        number = None
+    if number is not None and 0 < number < 2**63:
+        offer = current_amazon.db.session.get(current_amazon.models.AmazonOffer, number)
+    whens = []
+    if offer is not None and sku_col is not None and offer.seller_sku:
+        whens.append((sku_col == offer.seller_sku, 0))
+    if offer is not None and ean_col is not None and offer.product_id:
+        whens.append((ean_col == offer.product_id, 1))
+    return sa.case(*whens, else_=2) if whens else None
 
 
 def product_label(product: Any) -> str:
@@ -125,3 +180,23 @@ def product_label(product: Any) -> str:
     return " · ".join(parts) or str(product)
 
 
+@blueprint.get("/autolink/<int:run_id>.json")
+def autolink_status(run_id: int):
+    """Progress of a background auto-link run (see autolink_runs)."""
+    current_amazon.require_access()
+    run = (current_amazon.db.session.get(current_amazon.models.AutoLinkRun, run_id)
+           if int_in_range(run_id) is not None else None)
+    if run is None:
+        abort(404)
+    percent = round(100 * run.offers_done / run.offers_total) if run.offers_total else (
+        0 if run.is_active else 100)
+    response = jsonify({
+        "id": run.id, "status": run.status, "active": run.is_active,
+        "done": run.offers_done, "total": run.offers_total, "percent": min(percent, 100),
+        "done_label": format_count(run.offers_done), "total_label": format_count(run.offers_total),
+        "linked": run.count_linked, "ambiguous": run.count_ambiguous,
+        "no_match": run.count_no_match, "no_key": run.count_no_key,
+        "already_linked": run.count_already_linked,
+    })
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -19,12 +19,9 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .models import LinkMethod, int_in_range, utcnow
+from .offer_scope import AUTOLINK_KEYS, key_present
 from .proxies import current_amazon
 from .signals import offers_linked, offers_unlinked
-
-AUTOLINK_KEYS = ("sku", "ean", "asin")
-#: Offer product-id types that hold a GTIN comparable with the host's EAN.
-GTIN_TYPES = ("EAN", "UPC", "JAN", "GTIN", "ISBN")
 
 
 @dataclass
@@ -37,6 +34,22 @@ class AutoLinkResult:
     no_match: int
     already_linked: int
     ambiguous_examples: list[str]
+    #: Offers with nothing to compare (no EAN/GTIN, no ASIN).
+    no_key: int = 0
+    #: Not removed offers in scope: linked + ambiguous + no_match + no_key + already_linked.
+    total: int = 0
+
+    def add(self, other: AutoLinkResult) -> AutoLinkResult:
+        """The counts of two disjoint scopes together."""
+        return AutoLinkResult(
+            linked=self.linked + other.linked,
+            ambiguous=self.ambiguous + other.ambiguous,
+            no_match=self.no_match + other.no_match,
+            already_linked=self.already_linked + other.already_linked,
+            ambiguous_examples=(self.ambiguous_examples + other.ambiguous_examples)[:10],
+            no_key=self.no_key + other.no_key,
+            total=self.total + other.total,
+        )
 
 
 def _finish(session: Any, commit: bool, notify: Callable[[], object]) -> None:
@@ -148,12 +161,16 @@ def unlink_offers(offer_ids: Sequence[Any], *, commit: bool = True) -> int:
 
 
 def autolink(by: str, *, integration_id: int | None = None,
-             offer_ids: Sequence[Any] | None = None, user: str | None = None,
-             commit: bool = True) -> AutoLinkResult:
+             offer_ids: Sequence[Any] | None = None, criteria: Sequence[Any] = (),
+             user: str | None = None, commit: bool = True) -> AutoLinkResult:
     """Link unlinked, not removed offers to the one product whose key equals the offer's.
 
     Exact, case-sensitive comparison; offers whose key matches several products are left
-    alone and reported as ambiguous. All in a few set-based statements.
+    alone and reported as ambiguous. All in a few set-based statements. ``criteria`` are
+    extra conditions on the offer table (an :class:`~xsale_amazon_plugin.offer_scope.OfferScope`
+    or an id window of a background run). The counts add up: every not removed offer in scope
+    is exactly one of linked, ambiguous, no match, no key (nothing to compare) or already
+    linked.
     """
     if by not in AUTOLINK_KEYS:
         raise ValueError(f"Auto-link key must be one of {', '.join(AUTOLINK_KEYS)}.")
@@ -170,13 +187,12 @@ def autolink(by: str, *, integration_id: int | None = None,
     pk = m.product_pk
 
     offer_key = {"sku": offer.c.seller_sku, "ean": offer.c.product_id, "asin": offer.c.asin}[by]
-    scope = [offer.c.removed_at.is_(None)]
+    scope = [offer.c.removed_at.is_(None), *criteria]
     if integration_id is not None:
         scope.append(offer.c.integration_id == integration_id)
     if offer_ids is not None:
         scope.append(offer.c.id.in_(_ids(offer_ids)))
-    if by == "ean":
-        scope.append(offer.c.product_id_type.in_(GTIN_TYPES))
+    has_key = key_present(by)
     has_link = sa.exists().where(link.c.offer_id == offer.c.id)
     product_table = pk.table
 
@@ -194,14 +210,17 @@ def autolink(by: str, *, integration_id: int | None = None,
             sa.func.row_number().over(partition_by=offer.c.id, order_by=pk).label("rn"),
         )
         .select_from(offer.join(product_table, product_key == offer_key))
-        .where(*scope, ~has_link, product_key.is_not(None), product_key != "")
+        .where(*scope, has_key, ~has_link, product_key.is_not(None), product_key != "")
         .subquery()
     )
     session = current_amazon.db.session
     conn = session.connection()
 
+    # Counted before linking: the scope may say "unlinked", which linking changes.
     in_scope = sa.select(sa.func.count()).select_from(offer).where(*scope)
+    total = conn.execute(in_scope).scalar_one()
     already = conn.execute(in_scope.where(has_link)).scalar_one()
+    no_key = conn.execute(in_scope.where(~has_link, ~has_key)).scalar_one()
     ambiguous_q = sa.select(matches.c.seller_sku).where(matches.c.n > 1, matches.c.rn == 1)
     ambiguous = conn.execute(
         sa.select(sa.func.count()).select_from(ambiguous_q.subquery())
@@ -226,7 +245,6 @@ def autolink(by: str, *, integration_id: int | None = None,
     if hasattr(stmt, "on_conflict_do_nothing"):
         stmt = stmt.on_conflict_do_nothing(index_elements=["offer_id"])
     linked_ids = list(conn.execute(stmt.returning(link.c.offer_id)).scalars())
-    total = conn.execute(in_scope).scalar_one()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if linked_ids:
         _finish(session, commit, lambda: offers_linked.send(
@@ -236,7 +254,9 @@ def autolink(by: str, *, integration_id: int | None = None,
     return AutoLinkResult(
         linked=len(linked_ids),
         ambiguous=ambiguous,
-        no_match=max(total - already - ambiguous - len(linked_ids), 0),
+        no_match=max(total - already - no_key - ambiguous - len(linked_ids), 0),
         already_linked=already,
         ambiguous_examples=examples,
+        no_key=no_key,
+        total=total,
     )

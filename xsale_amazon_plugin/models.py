@@ -313,6 +313,39 @@ class ImportRunMixin:
         return f"#{self.id}"
 
 
+class AutoLinkRunMixin:
+    """One background auto-link over many offers: its request, progress and summary."""
+
+    __tablename__ = "xsale_amazon_autolink_run"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    #: queued, running, succeeded or failed.
+    status: Mapped[str] = mapped_column(sa.String(20), nullable=False, default="queued")
+    #: What is compared: sku, ean or asin.
+    key: Mapped[str] = mapped_column(sa.String(10), nullable=False)
+    #: The offers: ``{"scope": OfferScope JSON}`` or ``{"offer_ids": [...]}``.
+    request: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
+    requested_by: Mapped[str | None] = mapped_column(sa.String(200))
+    rq_job_id: Mapped[str | None] = mapped_column(sa.String(100))
+    #: Not removed offers in scope when the run started, and how many were looked at so far.
+    offers_total: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    offers_done: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    count_linked: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    count_ambiguous: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    count_no_match: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    count_no_key: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    count_already_linked: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ("queued", "running")
+
+
 @dataclass(frozen=True)
 class Models:
     """The plugin's model classes bound to one host ``db`` (built by :func:`make_models`).
@@ -328,6 +361,8 @@ class Models:
     import_row: sa.Table
     product_model: Any
     product_pk: sa.Column[Any]
+    #: Background auto-link runs (see :mod:`xsale_amazon_plugin.autolink_runs`).
+    AutoLinkRun: Any = None
 
 
 _cache: weakref.WeakKeyDictionary[Any, Models] = weakref.WeakKeyDictionary()
@@ -420,6 +455,7 @@ def make_models(db: Any, product_model: type) -> Models:
     # WAL-log them; OfferWriter.apply detects a crash-emptied table (StagingLost).
     sa.event.listen(import_row, "after_create", sa.DDL(
         "ALTER TABLE xsale_amazon_import_row SET UNLOGGED").execute_if(dialect="postgresql"))
-    models = Models(integration, offer, link, run, import_row, product_model, pk)
+    autolink_run = type("AutoLinkRun", (AutoLinkRunMixin, db.Model), {**extra})
+    models = Models(integration, offer, link, run, import_row, product_model, pk, autolink_run)
     _cache[db] = models
     return models

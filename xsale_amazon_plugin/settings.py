@@ -82,6 +82,10 @@ class Settings:
     product_admin_endpoint: str | None = None
     #: Page size of the offers list.
     page_size: int = 50
+    #: Auto-link over more offers than this runs as a background job with progress.
+    autolink_inline_limit: int = 5000
+    #: Offers per transaction (and progress step) of a background auto-link.
+    autolink_batch: int = 10000
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -112,11 +116,13 @@ class Settings:
 
     def _check_ranges(self) -> None:
         positive = ("poll_interval", "poll_max_interval", "report_deadline", "job_timeout",
-                    "batch_size", "heartbeat_timeout", "http_timeout", "page_size")
+                    "batch_size", "heartbeat_timeout", "http_timeout", "page_size",
+                    "autolink_batch")
         for name in positive:
             if getattr(self, name) <= 0:
                 _fail(name, getattr(self, name), "a number greater than 0")
-        for name in ("report_reuse_window", "max_retries", "invalid_lines_kept"):
+        for name in ("report_reuse_window", "max_retries", "invalid_lines_kept",
+                     "autolink_inline_limit"):
             if getattr(self, name) < 0:
                 _fail(name, getattr(self, name), "a number of 0 or more")
         if self.poll_backoff < 1:

@@ -2,24 +2,50 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import sqlalchemy as sa
-from flask import flash, redirect, request, url_for
+from flask import abort, flash, jsonify, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
-from flask_admin.contrib.sqla.filters import FilterEmpty, FilterEqual, IntEqualFilter
+from flask_admin.helpers import is_safe_url
 from markupsafe import Markup
 from sqlalchemy import orm
 
 from ..api import product_label
+from ..autolink_runs import (
+    AutoLinkRequest,
+    AutoLinkUnavailable,
+    run_is_stalled,
+    run_result,
+    start_autolink,
+)
+from ..autolink_runs import inline_limit as autolink_inline_limit
 from ..babel import gettext as _
 from ..babel import lazy_gettext as _l
 from ..babel import ngettext
-from ..linking import autolink, link_offers, unlink_offers
-from ..marketplaces import MARKETPLACES, get_marketplace
+from ..formatting import (
+    format_count,
+    format_date,
+    format_money,
+    format_number,
+    format_timestamp,
+    offer_status_label,
+)
+from ..linking import AutoLinkResult, link_offers, unlink_offers
+from ..marketplaces import get_marketplace
+from ..models import int_in_range
+from ..offer_scope import (
+    AUTOLINK_KEYS,
+    OfferScope,
+    count_offers,
+    search_criteria,
+    view_criterion,
+)
 from ..proxies import current_amazon
 from .base import PluginModelView
+from .offer_filters import ScopeFilter, offer_filters
 from .shared import integration_options
 
 VIEWS = ("unlinked", "linked", "all")
@@ -61,6 +87,11 @@ class CappedCountQuery(orm.Query):
         return CappedCount(count) if count > COUNT_CAP else count
 
 
+def safe_back_url(url: str | None, default: str) -> str:
+    """Where to go after a POST: the form's return URL when it stays on this site."""
+    return url if url and is_safe_url(url) else default
+
+
 def _asin(view: Any, context: Any, model: Any, name: str) -> Markup:
     if not model.asin:
         return Markup('<span class="text-muted">—</span>')
@@ -74,7 +105,19 @@ def _asin(view: Any, context: Any, model: Any, name: str) -> Markup:
 
 
 def _price(view: Any, context: Any, model: Any, name: str) -> str:
-    return f"{model.price} {model.currency or ''}".strip() if model.price is not None else "—"
+    return format_money(model.price, model.currency)
+
+
+def _quantity(view: Any, context: Any, model: Any, name: str) -> str:
+    return format_number(model.quantity)
+
+
+def _status(view: Any, context: Any, model: Any, name: str) -> str:
+    return offer_status_label(model.status)
+
+
+def _timestamp(view: Any, context: Any, model: Any, name: str) -> str:
+    return format_timestamp(getattr(model, name))
 
 
 def _channel(view: Any, context: Any, model: Any, name: str) -> Markup:
@@ -108,14 +151,11 @@ def _removed(view: Any, context: Any, model: Any, name: str) -> Markup:
     if model.removed_at is None:
         return Markup("")
     return Markup('<span class="badge badge-secondary">{} {}</span>').format(
-        _("removed"), model.removed_at.strftime("%Y-%m-%d")
+        _("removed"), format_date(model.removed_at)
     )
 
 
-
-
 class OfferView(PluginModelView):
-    """The offers workspace: unlinked / linked / all offers, search, filters, linking actions."""
     list_template = "xsale_amazon/admin/offer_list.html"
     can_create = False
     can_edit = False
@@ -151,30 +191,27 @@ class OfferView(PluginModelView):
     column_formatters = {
         "asin": _asin,
         "price": _price,
+        "quantity": _quantity,
+        "status": _status,
         "fulfillment_channel": _channel,
         "integration": _integration,
         "product": _product,
         "removed_at": _removed,
     }
-    column_formatters_detail = column_formatters
+    column_formatters_detail = {
+        **column_formatters,
+        "open_date": _timestamp,
+        "first_seen_at": _timestamp,
+        "last_seen_at": _timestamp,
+        "removed_at": _timestamp,
+    }
     column_sortable_list = ("seller_sku", "asin", "name", "price", "quantity", "status",
                             "removed_at")
     column_searchable_list = ("seller_sku", "asin", "product_id", "name")
     column_default_sort = ("id", True)
 
     def __init__(self, model: Any, db: Any, **kwargs: Any) -> None:
-        integ = model.integration.property.mapper.class_
-        self.column_filters = [
-            IntEqualFilter(model.integration_id, _l("Integration"), options=integration_options),
-            FilterEqual(integ.marketplace, _l("Marketplace"),
-                        options=[(c, c) for c in MARKETPLACES]),
-            FilterEqual(integ.account_type, _l("Account type"),
-                        options=[("FBA", "FBA"), ("FBM", "FBM")]),
-            FilterEqual(model.status, _l("Status"),
-                        options=[("Active", "Active"), ("Inactive", "Inactive"),
-                                 ("Incomplete", "Incomplete")]),
-            FilterEmpty(model.removed_at, _l("Removed")),
-        ]
+        self.column_filters = offer_filters(model)
         super().__init__(model, db, **kwargs)
 
     # -- the three views: unlinked (default), linked, all ------------------------------------
@@ -183,70 +220,95 @@ class OfferView(PluginModelView):
         return value if value in VIEWS else "unlinked"
 
     def _scoped(self, query: Any) -> Any:
-        m = current_amazon.models
-        link = m.OfferProductLink
-        has_link = sa.exists().where(link.offer_id == m.AmazonOffer.id)
-        view = self.current_mapping_view()
-        if view == "unlinked":
-            return query.filter(~has_link)
-        if view == "linked":
-            return query.filter(has_link)
-        return query
+        criterion = view_criterion(self.current_mapping_view())
+        return query if criterion is None else query.filter(criterion)
 
     def get_query(self) -> Any:
         link = current_amazon.models.OfferProductLink
         # The list shows each row's link and linked product: load them with the page instead
         # of two lazy loads per row (Flask-Admin already joinedloads the integration column).
-        return (
-            self._scoped(super().get_query())
-            .join(self.model.integration)
-            .options(orm.selectinload(self.model.link).joinedload(link.product))
+        # No join here: the filters are conditions on the offer table (see offer_filters).
+        return self._scoped(super().get_query()).options(
+            orm.selectinload(self.model.link).joinedload(link.product)
         )
 
     def get_count_query(self) -> Any:
         session = super().get_count_query().session  # the request's Session, however passed
         query = CappedCountQuery([sa.func.count("*")], session=session).select_from(self.model)
         query.capped_order = self.model.id.desc()
-        return self._scoped(query).join(self.model.integration)
+        return self._scoped(query)
 
     # -- search ---------------------------------------------------------------------------------
-    def _search_clause(self, term: str) -> Any:
-        """Criteria of one search term (terms are ANDed, like Flask-Admin's own search).
-
-        SKU, ASIN and product ID match by prefix (``=term``: exactly), served by btree
-        ``text_pattern_ops`` indexes on PostgreSQL; SKU and product ID are case-sensitive, the
-        ASIN is compared upper-cased. The name matches as a case-insensitive substring - a
-        sequential scan on PostgreSQL, so only for terms of 3+ characters that do not look like
-        an identifier (no digit); ``"name:term"`` forces a name search.
-        """
-        m = self.model
-        if term.startswith("name:"):
-            return m.name.icontains(term[5:], autoescape=True)
-        exact = term.startswith("=")
-        if exact or term.startswith("^"):
-            term = term[1:]
-        if not term:
-            return sa.true()
-        if exact:
-            clauses = [m.seller_sku == term, m.asin == term.upper(), m.product_id == term]
-        else:
-            clauses = [
-                m.seller_sku.startswith(term, autoescape=True),
-                m.asin.startswith(term.upper(), autoescape=True),
-                m.product_id.startswith(term, autoescape=True),
-            ]
-            if len(term) >= 3 and not any(ch.isdigit() for ch in term):
-                clauses.append(m.name.icontains(term, autoescape=True))
-        return sa.or_(*clauses)
-
     def _apply_search(self, query: Any, count_query: Any, joins: Any, count_joins: Any,
                       search: str) -> Any:
-        for term in search.split():
-            clause = self._search_clause(term)
+        for clause in search_criteria(search):
             query = query.filter(clause)
             if count_query is not None:
                 count_query = count_query.filter(clause)
         return query, count_query, joins, count_joins
+
+    def search_placeholder(self) -> str:
+        return _("SKU, ASIN, EAN or name")
+
+    # -- the scope the operator is looking at --------------------------------------------------
+    def _active_filters(self) -> list[tuple[str, str]]:
+        """(field, value) of the filters in the query string, as the list applies them."""
+        out = []
+        for idx, _name, value in self._get_list_filter_args() or ():
+            flt = self._filters[idx] if self._filters else None
+            if isinstance(flt, ScopeFilter):
+                out.append((flt.field, str(value)))
+        return out
+
+    def current_scope(self) -> OfferScope:
+        search = self._get_list_extra_args().search or ""
+        return OfferScope(view=self.current_mapping_view(), filters=tuple(self._active_filters()),
+                          search=search)
+
+    def _elsewhere(self, scope: OfferScope) -> list[dict[str, str]]:
+        """Links to the other mapping views when a search found nothing in this one."""
+        out = []
+        for view in ("linked", "unlinked", "all"):
+            if view == scope.view:
+                continue
+            other = OfferScope(view=view, filters=scope.filters, search=scope.search)
+            found = count_offers(other.criteria(), cap=COUNT_CAP)
+            if not found:
+                continue
+            num = CappedCount(found) if found > COUNT_CAP else found
+            texts = {
+                "linked": ngettext("%(shown)s match among linked offers",
+                                   "%(shown)s matches among linked offers", found,
+                                   shown=format_count(num)),
+                "unlinked": ngettext("%(shown)s match among offers without a linked product",
+                                     "%(shown)s matches among offers without a linked product",
+                                     found, shown=format_count(num)),
+                "all": ngettext("%(shown)s match among all offers",
+                                "%(shown)s matches among all offers", found,
+                                shown=format_count(num)),
+            }
+            args = {k: v for k, v in request.args.items() if k not in ("view", "page")}
+            out.append({"view": view, "text": texts[view],
+                        "url": self.get_url(".index_view", **args, view=view)})
+        return out
+
+    def _autolink_context(self, scope: OfferScope) -> dict[str, Any]:
+        state = current_amazon
+        keys = [(k, k.upper()) for k in AUTOLINK_KEYS if state.product_attr(k) is not None]
+        count = count_offers(scope.criteria(), cap=COUNT_CAP)
+        labels = {str(flt.field): str(flt.name) for flt in self._filters or ()
+                  if isinstance(flt, ScopeFilter)}
+        described = [f"{labels.get(f, f)}: {v}" for f, v in scope.filters]
+        if scope.search:
+            described.append(_("search “%(search)s”", search=scope.search))
+        return {
+            "key_choices": keys,
+            "scope_json": json.dumps(scope.to_json()),
+            "filter_count": CappedCount(count) if count > COUNT_CAP else count,
+            "filter_description": "; ".join(described),
+            "integrations": integration_options(),
+            "background_from": autolink_inline_limit(),
+        }
 
     def render(self, template: str, **kwargs: Any) -> str:
         if template == self.list_template:
@@ -257,100 +319,167 @@ class OfferView(PluginModelView):
             }
             kwargs["link_form"] = self.csrf_form()
             kwargs["product_search_url"] = url_for("xsale_amazon.product_search")
+            kwargs["format_count"] = format_count
+            scope = self.current_scope()
+            kwargs["autolink"] = self._autolink_context(scope)
+            data = kwargs.get("data")
+            if scope.search and data is not None and not len(data) and not kwargs.get("page"):
+                kwargs["elsewhere"] = self._elsewhere(scope)
         return super().render(template, **kwargs)
 
-    # -- per-row link / unlink -----------------------------------------------------------------
+    def get_empty_list_message(self) -> str:
+        if self.current_mapping_view() == "unlinked" and not request.args.get("search"):
+            return _("Every offer here is linked to a product.")
+        return _("No offers match.")
+
+    # -- link / unlink (one offer from its row, or the selected ones) ------------------------
+    def _wants_json(self) -> bool:
+        return request.accept_mimetypes.best == "application/json"
+
+    def _link_failed(self, message: str, back: str) -> Any:
+        if self._wants_json():
+            return jsonify({"error": message}), 400
+        flash(message, "error")
+        return redirect(back)
+
     @expose("/link/", methods=("POST",))
     def link_view(self) -> Any:
-
-        back = request.form.get("url") or self.get_url(".index_view")
-        if not self.csrf_valid():
-            return redirect(back)
+        back = safe_back_url(request.form.get("url"), self.get_url(".index_view"))
+        if not self.csrf_form().validate():
+            return self._link_failed(_("The form expired; reload the page and try again."), back)
         product_id = request.form.get("product_id", "").strip()
         offer_ids = request.form.getlist("offer_id")
-        if not product_id or not offer_ids:
-            flash(_("Choose a product to link the offer to."), "error")
-            return redirect(back)
+        if not offer_ids:
+            return self._link_failed(_("Tick at least one offer in the list first."), back)
+        if not product_id:
+            return self._link_failed(_("Choose a product first: search by SKU, EAN or name and "
+                                       "pick one from the list."), back)
         try:
             count = link_offers(offer_ids, product_id, by=current_amazon.current_user_name())
-        except (LookupError, ValueError) as exc:
-            flash(str(exc), "error")
-            return redirect(back)
+        except LookupError:
+            return self._link_failed(_("The chosen product does not exist (any more); choose "
+                                       "another one."), back)
+        except ValueError:
+            return self._link_failed(_("The selected offers are not valid; reload the page and "
+                                       "select them again."), back)
         flash(ngettext("Linked %(num)s offer.", "Linked %(num)s offers.", count), "success")
+        if self._wants_json():
+            return jsonify({"linked": count})
         return redirect(back)
 
     @expose("/unlink/", methods=("POST",))
     def unlink_view(self) -> Any:
-
-        back = request.form.get("url") or self.get_url(".index_view")
+        back = safe_back_url(request.form.get("url"), self.get_url(".index_view"))
         if not self.csrf_valid():
             return redirect(back)
         try:
             count = unlink_offers(request.form.getlist("offer_id"))
-        except ValueError as exc:
-            flash(str(exc), "error")
+        except ValueError:
+            flash(_("The selected offers are not valid; reload the page and select them "
+                    "again."), "error")
             return redirect(back)
         flash(ngettext("Unlinked %(num)s offer.", "Unlinked %(num)s offers.", count), "success")
         return redirect(back)
 
-    # -- bulk actions ---------------------------------------------------------------------------
-    @action("link", _l("Link to the chosen product"))
-    def action_link(self, ids: list[str]) -> Any:
-
-        product_id = (request.form.get("product_id") or "").strip()
-        if not product_id:
-            flash(_("Choose a product in the 'Link selected to' box first."), "error")
-            return None
-        try:
-            count = link_offers(ids, product_id, by=current_amazon.current_user_name())
-        except (LookupError, ValueError) as exc:
-            flash(str(exc), "error")
-            return None
-        flash(ngettext("Linked %(num)s offer.", "Linked %(num)s offers.", count), "success")
-        return None
-
-    @action("unlink", _l("Unlink"), _l("Remove the product links of the selected offers?"))
+    # -- "With selected" (confirmation: the page's styled dialog, see offers.js) -------------
+    @action("unlink", _l("Unlink"))
     def action_unlink(self, ids: list[str]) -> Any:
-
         try:
             count = unlink_offers(ids)
-        except ValueError as exc:
-            flash(str(exc), "error")
+        except ValueError:
+            flash(_("The selected offers are not valid; reload the page and select them "
+                    "again."), "error")
             return None
         flash(ngettext("Unlinked %(num)s offer.", "Unlinked %(num)s offers.", count), "success")
         return None
 
-    def _autolink(self, ids: list[str], by: str) -> None:
-
+    # -- auto-link -----------------------------------------------------------------------------
+    @expose("/autolink/", methods=("POST",))
+    def autolink_view(self) -> Any:
+        back = safe_back_url(request.form.get("url"), self.get_url(".index_view"))
+        if not self.csrf_valid():
+            return redirect(back)
+        by = request.form.get("by", "sku")
+        if by not in AUTOLINK_KEYS or current_amazon.product_attr(by) is None:
+            flash(_("Choose what to compare: SKU, EAN or ASIN."), "error")
+            return redirect(back)
+        target = request.form.get("target", "filter")
+        if target == "selected":
+            ids = request.form.getlist("offer_id")
+            if not ids:
+                flash(_("Tick at least one offer in the list first."), "error")
+                return redirect(back)
+            request_scope = AutoLinkRequest.for_offers(ids)
+        elif target == "integration":
+            integration_id = int_in_range(request.form.get("integration_id"))
+            if integration_id is None:
+                flash(_("Choose an integration."), "error")
+                return redirect(back)
+            request_scope = AutoLinkRequest.for_scope(
+                OfferScope(filters=(("integration", str(integration_id)),)))
+        else:
+            try:
+                data = json.loads(request.form.get("scope") or "{}")
+            except ValueError:
+                data = {}
+            request_scope = AutoLinkRequest.for_scope(
+                OfferScope.from_json(data if isinstance(data, dict) else {}))
         try:
-            result = autolink(by, offer_ids=ids, user=current_amazon.current_user_name())
-        except ValueError as exc:
-            flash(str(exc), "error")
-            return None
-        message = _(
-            "Auto-link by %(key)s: linked %(linked)s, ambiguous %(ambiguous)s, no match "
-            "%(no_match)s, already linked %(already)s.",
-            key=by.upper(), linked=result.linked, ambiguous=result.ambiguous,
-            no_match=result.no_match, already=result.already_linked,
+            outcome = start_autolink(by, request_scope, user=current_amazon.current_user_name())
+        except AutoLinkUnavailable as exc:
+            flash(exc.message(), "error")
+            return redirect(back)
+        if outcome.run_id is not None:
+            flash(_("Auto-link runs in the background; this page shows its progress."), "info")
+            return redirect(self.get_url(".autolink_run_view", run_id=outcome.run_id))
+        summary = autolink_summary(by, outcome.result, self.review_url(by, request_scope))
+        flash(summary, "success" if outcome.result.linked else "info")
+        return redirect(back)
+
+    def review_url(self, by: str, request_scope: AutoLinkRequest) -> str:
+        """The unlinked offers of the request's scope whose key matches several products."""
+        filters = list(request_scope.scope.filters) if request_scope.scope else []
+        filters = [f for f in filters if f[0] != "ambiguous"] + [("ambiguous", by)]
+        args: dict[str, Any] = {"view": "unlinked"}
+        positions = {str(flt.field): idx for idx, flt in enumerate(self._filters or ())
+                     if isinstance(flt, ScopeFilter)}
+        for n, (name, value) in enumerate(filters):
+            idx = positions[name]
+            args[f"flt{n}_{self.get_filter_arg(idx, self._filters[idx])}"] = value
+        if request_scope.scope and request_scope.scope.search:
+            args["search"] = request_scope.scope.search
+        return self.get_url(".index_view", **args)
+
+    @expose("/autolink/<int:run_id>/")
+    def autolink_run_view(self, run_id: int) -> Any:
+        m = current_amazon.models
+        run = current_amazon.db.session.get(m.AutoLinkRun, run_id) if run_id < 2**31 else None
+        if run is None:
+            abort(404)
+        request_scope = AutoLinkRequest.from_json(run.request)
+        result = run_result(run)
+        return self.render(
+            "xsale_amazon/admin/autolink_run.html", run=run,
+            summary=autolink_summary(run.key, result, self.review_url(run.key, request_scope))
+            if not run.is_active else None,
+            stalled=run_is_stalled(run),
+            progress_url=url_for("xsale_amazon.autolink_status", run_id=run.id),
+            offers_url=self.get_url(".index_view"),
+            format_count=format_count,
         )
-        if result.ambiguous_examples:
-            message += " " + _("Ambiguous: %(skus)s", skus=", ".join(result.ambiguous_examples))
-        flash(message, "success" if result.linked else "info")
-        return None
 
-    @action("autolink_sku", _l("Auto-link by SKU"))
-    def action_autolink_sku(self, ids: list[str]) -> Any:
-        return self._autolink(ids, "sku")
 
-    @action("autolink_ean", _l("Auto-link by EAN"))
-    def action_autolink_ean(self, ids: list[str]) -> Any:
-        return self._autolink(ids, "ean")
-
-    @action("autolink_asin", _l("Auto-link by ASIN"))
-    def action_autolink_asin(self, ids: list[str]) -> Any:
-        return self._autolink(ids, "asin")
-
-    def is_action_allowed(self, name: str) -> bool:
-        if name == "autolink_asin" and current_amazon.product_attr("asin") is None:
-            return False
-        return super().is_action_allowed(name)
+def autolink_summary(by: str, result: AutoLinkResult, review: str) -> Markup:
+    """The auto-link result in one sentence whose numbers add up, with the review link."""
+    text = Markup("{}").format(_(
+        "Auto-link by %(key)s checked %(total)s offers: %(linked)s linked, %(ambiguous)s "
+        "ambiguous, %(no_match)s without a matching product, %(no_key)s without %(key)s to "
+        "compare, %(already)s already linked.",
+        key=by.upper(), total=format_count(result.total), linked=format_count(result.linked),
+        ambiguous=format_count(result.ambiguous), no_match=format_count(result.no_match),
+        no_key=format_count(result.no_key), already=format_count(result.already_linked),
+    ))
+    if result.ambiguous:
+        text += Markup(' <a class="alert-link xa-review-ambiguous" href="{}">{}</a>').format(
+            review, _("Review the %(num)s ambiguous offers", num=format_count(result.ambiguous)))
+    return text

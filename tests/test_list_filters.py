@@ -1,0 +1,146 @@
+"""Every registered filter of every plugin list view answers (and filters), on every database.
+
+The offers view is tried in each of its three mapping views (unlinked / linked / all), with and
+without a search; the integration-attribute filters (marketplace, account type) are checked to
+return exactly the offers of the chosen value.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from flask_admin.contrib.sqla import filters as sqla_filters
+from flask_admin.model import filters as base_filters
+
+from .test_linking import add_offers
+
+LISTS = {
+    "xsale_amazon_integration": "/admin/xsale-amazon/integrations/",
+    "xsale_amazon_offer": "/admin/xsale-amazon/offers/",
+    "xsale_amazon_run": "/admin/xsale-amazon/runs/",
+}
+OFFER_VIEWS = ("unlinked", "linked", "all")
+
+
+@pytest.fixture
+def workspace(host: Any) -> dict[str, Any]:
+    de = host.add_integration("DE", "FBM", name="Shop DE")
+    fr = host.add_integration("FR", "FBA", name="Shop FR")
+    products = host.add_products([{"sku": "DE-1", "ean": "4006381333931", "name": "Mug"}])
+    de_offers = add_offers(host, de, [
+        {"seller_sku": "DE-1", "asin": "B000000001", "status": "Active", "price": 370.72,
+         "currency": "EUR", "quantity": 3, "fulfillment_channel": "DEFAULT"},
+        {"seller_sku": "DE-2", "asin": "B000000002", "status": "Inactive",
+         "fulfillment_channel": "DEFAULT"},
+    ])
+    fr_offers = add_offers(host, fr, [
+        {"seller_sku": "FR-1", "asin": "B000000003", "status": "Active",
+         "fulfillment_channel": "AMAZON_EU"},
+        {"seller_sku": "FR-2", "asin": "B000000004", "status": "Incomplete",
+         "fulfillment_channel": "AMAZON_EU"},
+    ])
+    m = host.models
+    with host.app.app_context():
+        from xsale_amazon_plugin.linking import link_offers
+
+        link_offers([de_offers[0], fr_offers[0]], products[0], by="tester")
+        host.db.session.add(m.ImportRun(integration_id=de, status="succeeded", stage="done"))
+        host.db.session.commit()
+    return {"de": de, "fr": fr, "de_offers": de_offers, "fr_offers": fr_offers}
+
+
+def _views(host: Any) -> dict[str, Any]:
+    admin = host.app.extensions["admin"][0]
+    return {v.endpoint: v for v in admin._views if v.endpoint in LISTS}
+
+
+def _value_for(flt: Any, options: list[tuple[Any, Any]] | None, workspace: dict[str, Any]) -> str:
+    """A value the filter accepts (the first option, or one of the right type)."""
+    if options:
+        return str(options[0][0])
+    if isinstance(flt, (base_filters.BaseBooleanFilter, sqla_filters.FilterEmpty)):
+        return "1"
+    if isinstance(flt, base_filters.BaseDateTimeBetweenFilter):
+        return "2000-01-01 00:00:00 to 2100-01-01 00:00:00"
+    if isinstance(flt, base_filters.BaseDateBetweenFilter):
+        return "2000-01-01 to 2100-01-01"
+    if isinstance(flt, base_filters.BaseDateTimeFilter):
+        return "2000-01-01 00:00:00"
+    if isinstance(flt, base_filters.BaseDateFilter):
+        return "2000-01-01"
+    if isinstance(flt, base_filters.BaseIntListFilter):
+        return f"{workspace['de']},{workspace['fr']}"
+    if isinstance(flt, (base_filters.BaseIntFilter, base_filters.BaseFloatFilter)):
+        return str(workspace["de"])
+    return "DE"
+
+
+def _rows(page: str) -> list[str]:
+    return re.findall(r'<td class="col-seller_sku">\s*([^<\s]+)\s*</td>', page)
+
+
+def test_every_filter_of_every_list_view_answers(host: Any, workspace: dict[str, Any]) -> None:
+    client = host.app.test_client()
+    views = _views(host)
+    assert set(views) == set(LISTS)
+    tried = 0
+    for endpoint, url in LISTS.items():
+        view = views[endpoint]
+        assert client.get(url).status_code == 200
+        # Filters build their option lists per request (integrations change).
+        with host.app.test_request_context(url):
+            view._refresh_filters_cache()
+            filters = list(enumerate(view._filters))
+            options = {idx: flt.get_options(view) for idx, flt in filters}
+            args = {idx: view.get_filter_arg(idx, flt) for idx, flt in filters}
+        assert filters, endpoint
+        variants = [{}]
+        if endpoint == "xsale_amazon_offer":
+            variants = [{"view": v, **s} for v in OFFER_VIEWS for s in ({}, {"search": "DE"})]
+        for idx, flt in filters:
+            value = _value_for(flt, options[idx], workspace)
+            for extra in variants:
+                query = {f"flt0_{args[idx]}": value, **extra}
+                response = client.get(url, query_string=query)
+                page = response.get_data(as_text=True)
+                label = f"{endpoint} filter {flt.name!s} {flt.operation()!s}={value!r} {extra}"
+                assert response.status_code == 200, label
+                assert "Invalid Filter Value" not in page, label
+                tried += 1
+    assert tried > 40
+
+
+@pytest.mark.parametrize("mapping_view", OFFER_VIEWS)
+def test_integration_filters_select_the_right_offers(host: Any, workspace: dict[str, Any],
+                                                     mapping_view: str) -> None:
+    client = host.app.test_client()
+    view = _views(host)["xsale_amazon_offer"]
+    with host.app.test_request_context():
+        view._refresh_filters_cache()
+        by_name = {str(flt.name): (idx, flt) for idx, flt in enumerate(view._filters)}
+    expected_all = {
+        ("Marketplace", "FR"): {"FR-1", "FR-2"},
+        ("Marketplace", "DE"): {"DE-1", "DE-2"},
+        ("Account type", "FBA"): {"FR-1", "FR-2"},
+        ("Account type", "FBM"): {"DE-1", "DE-2"},
+    }
+    linked = {"DE-1", "FR-1"}
+    for (name, value), skus in expected_all.items():
+        idx, flt = by_name[name]
+        arg = view.get_filter_arg(idx, flt)
+        for search in ("", "R-"):
+            query = {f"flt0_{arg}": value, "view": mapping_view}
+            if search:
+                query["search"] = search
+            response = client.get("/admin/xsale-amazon/offers/", query_string=query)
+            assert response.status_code == 200, (name, value, mapping_view, search)
+            want = set(skus)
+            if mapping_view == "linked":
+                want &= linked
+            elif mapping_view == "unlinked":
+                want -= linked
+            if search:
+                want = {s for s in want if s.startswith(search)}
+            assert set(_rows(response.get_data(as_text=True))) == want, (name, value, search)

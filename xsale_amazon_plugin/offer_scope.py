@@ -1,0 +1,184 @@
+"""Which offers the operator is looking at: the offers workspace's view, filters and search as data.
+
+The offers list applies an :class:`OfferScope` through Flask-Admin filters, and auto-link runs
+over the same scope (inline or in a background job that gets the scope from its database
+record), so "auto-link everything the filter shows" links exactly the offers the list showed.
+Every criterion is a condition on the offer table itself (sub-selects instead of joins), so
+it combines with Flask-Admin's own joins without naming a table twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from .models import int_in_range
+from .proxies import current_amazon
+
+MAPPING_VIEWS = ("unlinked", "linked", "all")
+#: Filter fields of the offers workspace, in the order the list shows them.
+FIELDS = ("integration", "marketplace", "account_type", "status", "removed", "ambiguous")
+#: Offer product-id types that hold a GTIN comparable with the host's EAN.
+GTIN_TYPES = ("EAN", "UPC", "JAN", "GTIN", "ISBN")
+AUTOLINK_KEYS = ("sku", "ean", "asin")
+
+
+@dataclass(frozen=True)
+class OfferScope:
+    """A mapping view (unlinked / linked / all), filters ANDed together and a search."""
+
+    view: str = "all"
+    filters: tuple[tuple[str, str], ...] = ()
+    search: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"view": self.view, "filters": [list(f) for f in self.filters],
+                "search": self.search}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> OfferScope:
+        data = data or {}
+        view = str(data.get("view")) if data.get("view") in MAPPING_VIEWS else "all"
+        filters = tuple(
+            (str(f[0]), str(f[1])) for f in data.get("filters") or ()
+            if len(f) == 2 and f[0] in FIELDS
+        )
+        return cls(view=view, filters=filters, search=str(data.get("search") or ""))
+
+    def integration_id(self) -> int | None:
+        """The integration the scope is limited to, when one filter names exactly one."""
+        ids = {value for name, value in self.filters if name == "integration"}
+        return _int(next(iter(ids))) if len(ids) == 1 else None
+
+    def criteria(self) -> list[Any]:
+        """SQL conditions on the offer table selecting the offers of this scope."""
+        out = [view_criterion(self.view)]
+        out += [filter_criterion(name, value) for name, value in self.filters]
+        out += search_criteria(self.search)
+        return [c for c in out if c is not None]
+
+
+@dataclass
+class ScopeSummary:
+    """What a scope holds, for the auto-link dialog."""
+
+    total: int = 0
+    unlinked: int = 0
+    integrations: list[Any] = field(default_factory=list)
+
+
+def _int(value: Any) -> int | None:
+    return int_in_range(value, current_amazon.models.AmazonOffer.__table__.c.integration_id)
+
+
+def has_link() -> Any:
+    m = current_amazon.models
+    link = m.OfferProductLink
+    return sa.exists().where(link.offer_id == m.AmazonOffer.id)
+
+
+def view_criterion(view: str) -> Any:
+    if view == "unlinked":
+        return ~has_link()
+    if view == "linked":
+        return has_link()
+    return None
+
+
+def product_key_column(by: str) -> Any:
+    """The host product's column compared when auto-linking by ``by``, or None."""
+    column = current_amazon.product_attr(by)
+    return column.expression if hasattr(column, "expression") else column
+
+
+def offer_key_column(by: str) -> Any:
+    offer = current_amazon.models.AmazonOffer
+    return {"sku": offer.seller_sku, "ean": offer.product_id, "asin": offer.asin}[by]
+
+
+def key_present(by: str) -> Any:
+    """The offer has a value auto-link by ``by`` can compare (an EAN must be a GTIN)."""
+    offer = current_amazon.models.AmazonOffer
+    key = offer_key_column(by)
+    present = sa.and_(key.is_not(None), key != "")
+    if by == "ean":
+        present = sa.and_(present, offer.product_id_type.in_(GTIN_TYPES))
+    return present
+
+
+def ambiguous_keys(by: str) -> Any:
+    """Product key values held by more than one product (auto-link cannot choose)."""
+    product_key = product_key_column(by)
+    return (
+        sa.select(product_key)
+        .where(product_key.is_not(None), product_key != "")
+        .group_by(product_key)
+        .having(sa.func.count() > 1)
+    )
+
+
+def filter_criterion(name: str, value: str) -> Any:
+    """The condition of one workspace filter; a value that cannot match selects nothing."""
+    m = current_amazon.models
+    offer, integ = m.AmazonOffer, m.AmazonIntegration
+    if name == "integration":
+        number = _int(value)
+        return offer.integration_id == number if number is not None else sa.false()
+    if name in ("marketplace", "account_type"):
+        column = integ.marketplace if name == "marketplace" else integ.account_type
+        return offer.integration_id.in_(sa.select(integ.id).where(column == value))
+    if name == "status":
+        return offer.status == value
+    if name == "removed":
+        return offer.removed_at.is_not(None) if value == "yes" else offer.removed_at.is_(None)
+    if name == "ambiguous":
+        if value not in AUTOLINK_KEYS or product_key_column(value) is None:
+            return sa.false()
+        return sa.and_(key_present(value), offer_key_column(value).in_(ambiguous_keys(value)))
+    return sa.false()
+
+
+def search_criteria(search: str) -> list[Any]:
+    """Criteria of a search (terms are ANDed, like Flask-Admin's own search).
+
+    SKU, ASIN and product ID match by prefix (``=term``: exactly), served by btree
+    ``text_pattern_ops`` indexes on PostgreSQL; SKU and product ID are case-sensitive, the
+    ASIN is compared upper-cased. The name matches as a case-insensitive substring - a
+    sequential scan on PostgreSQL, so only for terms of 3+ characters that do not look like
+    an identifier (no digit); ``"name:term"`` forces a name search.
+    """
+    return [search_term_criterion(term) for term in search.split()]
+
+
+def search_term_criterion(term: str) -> Any:
+    m = current_amazon.models.AmazonOffer
+    if term.startswith("name:"):
+        return m.name.icontains(term[5:], autoescape=True)
+    exact = term.startswith("=")
+    if exact or term.startswith("^"):
+        term = term[1:]
+    if not term:
+        return sa.true()
+    if exact:
+        clauses = [m.seller_sku == term, m.asin == term.upper(), m.product_id == term]
+    else:
+        clauses = [
+            m.seller_sku.startswith(term, autoescape=True),
+            m.asin.startswith(term.upper(), autoescape=True),
+            m.product_id.startswith(term, autoescape=True),
+        ]
+        if len(term) >= 3 and not any(ch.isdigit() for ch in term):
+            clauses.append(m.name.icontains(term, autoescape=True))
+    return sa.or_(*clauses)
+
+
+def count_offers(criteria: list[Any], *, cap: int | None = None) -> int:
+    """How many offers match ``criteria`` (at most ``cap + 1`` are counted when given)."""
+    m = current_amazon.models
+    session = current_amazon.db.session
+    query = sa.select(sa.literal(1)).select_from(m.AmazonOffer.__table__).where(*criteria)
+    if cap is not None:
+        query = query.limit(cap + 1)
+    return session.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
