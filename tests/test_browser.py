@@ -308,15 +308,20 @@ def test_03_autolink_selected_by_sku(ui: Session, stack: Stack, journey: dict[st
     page.locator("input.action-rowtoggle").check()
     checked = page.locator("input.action-checkbox:checked").count()
     assert checked == page.locator("input.action-checkbox").count() > 1
-    page.locator("a.dropdown-toggle", has_text="With selected").click()
-    page.locator(".dropdown-menu a", has_text="Auto-link by SKU").click()
+    page.locator("#xa-autolink-button").click()
+    page.locator("#xa-autolink-modal").wait_for(state="visible")
+    page.locator("label[for=xa-autolink-target-selected]").click()
+    page.locator("label[for=xa-autolink-by-sku]").click()
+    page.locator("#xa-autolink-submit").click()
     page.wait_for_load_state("load")
     text = page.locator(".alert", has_text="Auto-link by SKU").first.inner_text()
-    match = re.search(r"linked (\d+), ambiguous (\d+), no match (\d+)", text)
+    match = re.search(r"checked (\d+) offers: (\d+) linked, (\d+) ambiguous, (\d+) without a "
+                      r"matching product, (\d+) without SKU to compare, (\d+) already linked",
+                      text)
     assert match, text
-    linked, ambiguous, no_match = map(int, match.groups())
+    total, linked, ambiguous, no_match, no_key, already = map(int, match.groups())
     assert linked > 0 and no_match > 0, text
-    assert linked + ambiguous + no_match <= checked
+    assert total == checked == linked + ambiguous + no_match + no_key + already
     ui.shot("09-autolink-flash")
     journey["linked_total"] = linked_count(stack)
     assert journey["linked_total"] == 1 + linked

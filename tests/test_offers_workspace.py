@@ -163,10 +163,7 @@ def test_large_autolink_runs_in_the_background_with_progress(host: Any,
                                                              shop: dict[str, Any]) -> None:
     from rq import SimpleWorker
 
-    host.app.config["XSALE_AMAZON_AUTOLINK_INLINE_LIMIT"] = 5
-    host.app.config["XSALE_AMAZON_AUTOLINK_BATCH"] = 7
-    host.state.config["AUTOLINK_INLINE_LIMIT"] = 5
-    host.state.config["AUTOLINK_BATCH"] = 7
+    host.configure(AUTOLINK_INLINE_LIMIT=5, AUTOLINK_BATCH=7)
     client = host.app.test_client()
     token = _token(client.get(OFFERS).get_data(as_text=True))
     response = client.post(OFFERS + "autolink/", data={
