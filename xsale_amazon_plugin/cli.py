@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
@@ -9,6 +10,7 @@ import click
 from flask.cli import AppGroup
 from rq import SimpleWorker, Worker
 
+from . import suggestions
 from .api import run_progress
 from .lifecycle import ImportAlreadyRunning, ImportRefused, recover_stale_runs, start_import
 from .linking import autolink
@@ -123,3 +125,51 @@ def rotate_key_command() -> None:
 def recover_command() -> None:
     """Mark imports whose worker died as failed, so they can be started again."""
     click.echo(f"Marked {recover_stale_runs()} stale runs as failed.")
+
+
+@cli.command("suggest")
+@click.argument("integration_id", type=int)
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object per unlinked live offer with its suggestions.")
+@click.option("--limit", type=click.IntRange(1, 100), default=5, show_default=True,
+              help="With --json: suggestions per offer.")
+@click.option("--accept", type=click.Choice(["high"]),
+              help="Link every offer whose best suggestion has this confidence.")
+@click.option("--force", is_flag=True, help="Recompute suggestions even when they are fresh.")
+def suggest_command(integration_id: int, as_json: bool, limit: int, accept: str | None,
+                    force: bool) -> None:
+    """Mapping assistant: compute (what is missing or stale) and print or accept suggestions
+    for the unlinked live offers of INTEGRATION_ID. Needs no worker."""
+    state = current_amazon
+    if state.db.session.get(state.models.AmazonIntegration, integration_id) is None:
+        raise click.ClickException(f"Amazon integration {integration_id} does not exist.")
+    result = suggestions.compute_for_integration(integration_id, force=force)
+    if accept == "high":
+        linked = suggestions.accept_high(integration_id, user="cli")
+        click.echo(f"linked {linked}")
+        return
+    if not as_json:
+        counts: dict[str, int] = {}
+        for _row, found in suggestions.stored_for_integration(integration_id, limit=1):
+            band = found[0]["confidence"] if found else "none"
+            counts[band] = counts.get(band, 0) + 1
+        click.echo(
+            f"unlinked offers {result.offers} (computed now {result.computed}): "
+            + ", ".join(f"{band} {counts.get(band, 0)}"
+                        for band in ("high", "medium", "low", "none"))
+        )
+        return
+    for row, found in suggestions.stored_for_integration(
+            integration_id, limit=min(limit, suggestions.STORED_SUGGESTIONS)):
+        if limit > suggestions.STORED_SUGGESTIONS:
+            found = suggestions.suggestions_for_offer(row.id, limit=limit)
+        click.echo(json.dumps({
+            "offer_id": row.id,
+            "seller_sku": row.seller_sku,
+            "suggestions": [
+                {"product_id": s["product_key"], "score": round(float(s["score"]), 4),
+                 "confidence": s["confidence"],
+                 "reasons": [suggestions.reason_text(r) for r in s["reasons"]]}
+                for s in found
+            ],
+        }, ensure_ascii=False))

@@ -112,7 +112,7 @@ def _product_key(pk: sa.Column, value: Any) -> Any:
 
 
 def link_offers(offer_ids: Sequence[Any], product_id: Any, *, by: str | None = None,
-                commit: bool = True) -> int:
+                commit: bool = True, method: str = LinkMethod.MANUAL) -> int:
     """Link the offers to one product (re-linking offers that were linked elsewhere).
 
     Returns how many offers were linked; LookupError when the product does not exist,
@@ -133,14 +133,63 @@ def link_offers(offer_ids: Sequence[Any], product_id: Any, *, by: str | None = N
         return 0
     conn.execute(link.delete().where(link.c.offer_id.in_(existing)))
     conn.execute(link.insert(), [
-        {"offer_id": oid, "product_id": pk_value, "method": LinkMethod.MANUAL,
+        {"offer_id": oid, "product_id": pk_value, "method": method,
          "created_by": by, "created_at": utcnow()}
         for oid in sorted(existing)
     ])
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     _finish(session, commit, lambda: offers_linked.send(
-        app, offer_ids=sorted(existing), product_id=pk_value, method=LinkMethod.MANUAL))
+        app, offer_ids=sorted(existing), product_id=pk_value, method=method))
     return len(existing)
+
+
+def link_pairs(pairs: Sequence[tuple[Any, Any]], *, by: str | None = None,
+               method: str = LinkMethod.MANUAL, replace: bool = False,
+               commit: bool = True) -> int:
+    """Link each offer to its own product in one transaction.
+
+    Offers already linked are left alone unless ``replace``; unknown offers or products are
+    skipped. Returns how many offers were linked.
+    """
+    m = current_amazon.models
+    link = m.OfferProductLink.__table__
+    offer = m.AmazonOffer.__table__
+    pk = m.product_pk
+    session = current_amazon.db.session
+    conn = session.connection()
+    wanted: dict[int, Any] = {}
+    for offer_id, product_id in pairs:
+        try:
+            wanted[_ids([offer_id])[0]] = _product_key(pk, product_id)
+        except (ValueError, LookupError):
+            continue
+    rows = []
+    offer_list = sorted(wanted)
+    for start in range(0, len(offer_list), 1000):
+        part = offer_list[start:start + 1000]
+        existing = set(conn.execute(sa.select(offer.c.id).where(offer.c.id.in_(part))).scalars())
+        linked = set(conn.execute(sa.select(link.c.offer_id)
+                                  .where(link.c.offer_id.in_(part))).scalars())
+        keys = list({wanted[o] for o in part if o in existing})
+        alive = set(conn.execute(sa.select(pk).where(pk.in_(keys))).scalars()) if keys else set()
+        for oid in part:
+            if oid not in existing or wanted[oid] not in alive:
+                continue
+            if oid in linked and not replace:
+                continue
+            rows.append({"offer_id": oid, "product_id": wanted[oid], "method": method,
+                         "created_by": by, "created_at": utcnow()})
+    if replace and rows:
+        ids = [r["offer_id"] for r in rows]
+        for start in range(0, len(ids), 1000):
+            conn.execute(link.delete().where(link.c.offer_id.in_(ids[start:start + 1000])))
+    for start in range(0, len(rows), 5000):
+        conn.execute(link.insert(), rows[start:start + 5000])
+    linked_ids = [r["offer_id"] for r in rows]
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    _finish(session, commit, lambda: linked_ids and offers_linked.send(
+        app, offer_ids=linked_ids, product_id=None, method=method))
+    return len(rows)
 
 
 def unlink_offers(offer_ids: Sequence[Any], *, commit: bool = True) -> int:

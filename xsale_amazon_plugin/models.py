@@ -19,6 +19,7 @@ from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from .marketplaces import Marketplace, get_marketplace
 from .proxies import current_amazon
+from .suggest_index import make_suggest_tables
 from .report_parser import MAX_SKU_LENGTH
 from .timeutil import as_utc, utcnow
 
@@ -61,8 +62,10 @@ class LinkMethod:
     SKU = "sku"
     EAN = "ean"
     ASIN = "asin"
+    #: Accepted from the mapping assistant's suggestions.
+    SUGGESTION = "suggestion"
 
-    ALL = (MANUAL, SKU, EAN, ASIN)
+    ALL = (MANUAL, SKU, EAN, ASIN, SUGGESTION)
 
 
 def int_in_range(value: Any, column: Any = None) -> int | None:
@@ -455,6 +458,7 @@ def make_models(db: Any, product_model: type) -> Models:
     # WAL-log them; OfferWriter.apply detects a crash-emptied table (StagingLost).
     sa.event.listen(import_row, "after_create", sa.DDL(
         "ALTER TABLE xsale_amazon_import_row SET UNLOGGED").execute_if(dialect="postgresql"))
+    make_suggest_tables(metadata, BigId)
     autolink_run = type("AutoLinkRun", (AutoLinkRunMixin, db.Model), {**extra})
     models = Models(integration, offer, link, run, import_row, product_model, pk, autolink_run)
     _cache[db] = models

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, NoReturn
+
+from .suggest_text import DEFAULT_SKU_AFFIXES
 
 PREFIX = "XSALE_AMAZON_"
 
@@ -86,6 +89,11 @@ class Settings:
     autolink_inline_limit: int = 5000
     #: Offers per transaction (and progress step) of a background auto-link.
     autolink_batch: int = 10000
+    #: Mapping assistant: regular expressions (case-insensitive, a list) of seller-SKU affixes
+    #: ignored when comparing an offer's SKU with product codes ("-FBA", "/B", "AMZ-", ...).
+    suggest_sku_affixes: tuple[str, ...] = DEFAULT_SKU_AFFIXES
+    #: Mapping assistant: offers scored per batch (one set of queries per batch).
+    suggest_batch_size: int = 250
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -117,7 +125,7 @@ class Settings:
     def _check_ranges(self) -> None:
         positive = ("poll_interval", "poll_max_interval", "report_deadline", "job_timeout",
                     "batch_size", "heartbeat_timeout", "http_timeout", "page_size",
-                    "autolink_batch")
+                    "autolink_batch", "suggest_batch_size")
         for name in positive:
             if getattr(self, name) <= 0:
                 _fail(name, getattr(self, name), "a number greater than 0")
@@ -131,6 +139,11 @@ class Settings:
             _fail("queue", self.queue, "a non-empty queue name")
         if not self.download_hosts:
             _fail("download_hosts", self.download_hosts, "at least one host name")
+        for pattern in self.suggest_sku_affixes:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                _fail("suggest_sku_affixes", pattern, f"a valid regular expression ({exc})")
 
     @property
     def encryption_keys(self) -> list[str]:

@@ -15,7 +15,7 @@ import_finished = _signals.signal("xsale-amazon-import-finished")
 
 #: Offers were linked to a product. kwargs: ``offer_ids`` (list[int]), ``product_id``
 #: (the product's primary key, or None when several products were linked at once by
-#: auto-link), ``method`` ("manual", "sku", "ean", "asin").
+#: auto-link), ``method`` ("manual", "sku", "ean", "asin", "suggestion").
 offers_linked = _signals.signal("xsale-amazon-offers-linked")
 
 #: Links were removed. kwargs: ``offer_ids`` (list[int]).

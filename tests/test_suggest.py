@@ -1,0 +1,225 @@
+"""Mapping assistant: text features, the product index and its staleness check, the
+suggestion engine, stored suggestions, decisions and the ``suggest`` CLI contract."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from xsale_amazon_plugin.suggest_text import (
+    DEFAULT_SKU_AFFIXES,
+    compile_affixes,
+    normalise_gtin,
+    normalise_sku,
+    title_features,
+)
+
+from .test_linking import add_offers, links
+
+AFFIXES = compile_affixes(DEFAULT_SKU_AFFIXES)
+
+
+@pytest.mark.parametrize(("sku", "expected", "removed"), [
+    ("AB-123-FBA", "ab123", ("-FBA",)),
+    ("fba-ab123", "ab123", ("FBA-",)),
+    ("ab_123/B", "ab123", ("/B",)),
+    ("AB123-NEW-FBA", "ab123", ("-FBA", "-NEW")),
+    ("DR2010B", "dr2010b", ()),  # a trailing letter without separator is part of the code
+    ("x-FBA", "xfba", ()),  # never strip down to less than three characters
+])
+def test_normalise_sku(sku, expected, removed):
+    result = normalise_sku(sku, AFFIXES)
+    assert (result.value, result.removed) == (expected, removed)
+
+
+def test_gtin_and_title_features():
+    assert normalise_gtin("036000291452") == "0036000291452"  # UPC-A -> EAN-13
+    assert normalise_gtin("4006381333931") == "4006381333931"
+    assert normalise_gtin("B00ABC") is None
+    f = title_features("Brother DR-2010C Trommel, schwarz, 64 GB, Größe XL - für HL-2130")
+    assert {"dr2010c", "hl2130"} <= f.models
+    assert f.variants["colour"] == {"black"}
+    assert f.variants["gb"] == {"64gb"}
+    assert f.variants["size"] == {"xl"}
+    assert "tromm" in f.terms and "fur" not in f.terms
+    assert title_features("Kubek czarny 0,5 l").variants == {
+        "ml": {"500ml"}, "colour": {"black"}}
+    assert title_features("Poduszka 40 x 60 cm, 2 x 64GB").variants == {
+        "dims": {"40x60"}, "gb": {"64gb"}}
+
+
+PRODUCTS = [
+    {"sku": "DR2010C", "ean": "4977766654321", "name": "Brother DR-2010C drum unit"},
+    {"sku": "TN2010", "ean": "4977766600001", "name": "Brother TN-2010 toner black"},
+    {"sku": "MUG-BLK-300", "ean": "5901234123457", "name": "Kubek ceramiczny czarny 300 ml"},
+    {"sku": "MUG-WHT-300", "ean": "5901234123464", "name": "Kubek ceramiczny biały 300 ml"},
+    {"sku": "MUG-BLK-500", "ean": "5901234123471", "name": "Kubek ceramiczny czarny 500 ml"},
+    {"sku": "KB-7731", "ean": None, "name": "Logitech K120 Tastatur USB"},
+    {"sku": "CAB-HDMI-2M", "ean": None, "name": "HDMI cable 2 m"},
+]
+
+
+@pytest.fixture
+def shop(host):
+    integ = host.add_integration("DE", "FBM")
+    products = host.add_products(PRODUCTS)
+    offers = add_offers(host, integ, [
+        # same EAN, different SKU and a keyword-stuffed title
+        {"seller_sku": "AMZ-7781", "name": "Drum Brother", "product_id": "4977766654321",
+         "product_id_type": "EAN"},
+        # SKU with a channel suffix
+        {"seller_sku": "TN-2010-FBA", "name": "Toner"},
+        # title only: colour and capacity decide
+        {"seller_sku": "X1", "name": "Czarny kubek ceramiczny do kawy i herbaty, 500 ml, "
+                                     "idealny prezent"},
+        # title only, German keyword stuffing, model number
+        {"seller_sku": "X2", "name": "Logitech K120 kabelgebundene Business Tastatur, "
+                                     "deutsches Layout QWERTZ, USB, schwarz"},
+        # nothing in the catalogue
+        {"seller_sku": "X3", "name": "Garden hose reel 30 m with wall bracket"},
+    ])
+    return {"integration": integ, "products": products, "offers": offers}
+
+
+def _suggest(host, offer_id, limit=5):
+    from xsale_amazon_plugin.suggestions import suggestions_for_offer
+
+    with host.app.test_request_context():
+        return suggestions_for_offer(offer_id, limit=limit)
+
+
+def test_engine_ranks_by_keys_models_and_variants(host, shop):
+    p, o = shop["products"], shop["offers"]
+    ean = _suggest(host, o[0])
+    assert ean[0]["product_key"] == str(p[0]) and ean[0]["confidence"] == "high"
+    assert ean[0]["reasons"][0] == {"code": "same_ean", "value": "4977766654321"}
+
+    sku = _suggest(host, o[1])
+    assert sku[0]["product_key"] == str(p[1]) and sku[0]["confidence"] == "high"
+    assert sku[0]["reasons"][0] == {"code": "sku_affix", "value": "-FBA"}
+
+    mug = _suggest(host, o[2])
+    assert mug[0]["product_key"] == str(p[4])
+    others = {s["product_key"]: s for s in mug[1:]}
+    # the white and the 300 ml mugs rank below, with the differing variant as a reason
+    assert all(s["score"] < mug[0]["score"] for s in others.values())
+    if str(p[3]) in others:
+        assert any(r["code"] == "variant_differs" for r in others[str(p[3])]["reasons"])
+
+    keyboard = _suggest(host, o[3])
+    assert keyboard[0]["product_key"] == str(p[5])
+    assert {"code": "model", "value": "K120"} in keyboard[0]["reasons"]
+
+    hose = _suggest(host, o[4])
+    assert all(s["confidence"] != "high" for s in hose)
+
+
+def test_index_notices_plain_sql_changes(host, shop):
+    """Products edited, added and deleted with plain SQL (no ORM events) are seen."""
+    p, o = shop["products"], shop["offers"]
+    assert _suggest(host, o[1])[0]["product_key"] == str(p[1])
+    with host.app.app_context():
+        conn = host.db.session.connection()
+        conn.execute(sa.text("UPDATE product SET sku = 'OLD-TN' WHERE id = :id"), {"id": p[1]})
+        conn.execute(sa.text("INSERT INTO product (sku, ean, name) VALUES "
+                             "('TN2010', NULL, 'Toner cartridge TN2010 new stock')"))
+        conn.execute(sa.text("DELETE FROM product WHERE id = :id"), {"id": p[6]})
+        host.db.session.commit()
+        new_id = conn = host.db.session.execute(
+            sa.text("SELECT id FROM product WHERE sku = 'TN2010'")).scalar_one()
+    top = _suggest(host, o[1])
+    assert top[0]["product_key"] == str(new_id)
+    assert all(s["product_key"] != str(p[1]) or s["score"] < top[0]["score"] for s in top)
+    with host.app.app_context():
+        from xsale_amazon_plugin.suggest_index import suggest_tables
+
+        t = suggest_tables(host.models)
+        keys = set(host.db.session.execute(sa.select(t.product.c.product_key)).scalars())
+        assert str(p[6]) not in keys and str(new_id) in keys
+        df = dict(host.db.session.execute(sa.select(t.term_df.c.term, t.term_df.c.df)).all())
+        # "cable" belonged only to the deleted product
+        assert "cable" not in df
+        postings = host.db.session.execute(
+            sa.select(t.term.c.term, sa.func.count()).group_by(t.term.c.term)).all()
+        assert dict(postings) == df  # document frequencies match the postings exactly
+
+
+def test_rejected_suggestion_never_offered_again(host, shop):
+    from xsale_amazon_plugin.suggestions import reject
+
+    p, o = shop["products"], shop["offers"]
+    first = _suggest(host, o[2])[0]["product_key"]
+    with host.app.test_request_context():
+        reject(o[2], first, user="tester")
+    again = _suggest(host, o[2])
+    assert first not in {s["product_key"] for s in again}
+    assert again and again[0]["product_key"] in {str(p[2]), str(p[3])}
+
+
+def _cli(host, *args):
+    runner = host.app.test_cli_runner()
+    return runner.invoke(args=["xsale-amazon", "suggest", *map(str, args)])
+
+
+def test_cli_json_contract(host, shop):
+    p, o = shop["products"], shop["offers"]
+    result = _cli(host, shop["integration"], "--json", "--limit", 2)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert [x["offer_id"] for x in lines] == o
+    assert lines[1]["seller_sku"] == "TN-2010-FBA"
+    for line in lines:
+        assert set(line) == {"offer_id", "seller_sku", "suggestions"}
+        assert len(line["suggestions"]) <= 2
+        scores = [s["score"] for s in line["suggestions"]]
+        assert scores == sorted(scores, reverse=True)
+        for s in line["suggestions"]:
+            assert set(s) == {"product_id", "score", "confidence", "reasons"}
+            assert isinstance(s["product_id"], str) and 0 <= s["score"] <= 1
+            assert s["confidence"] in ("high", "medium", "low")
+            assert all(isinstance(r, str) for r in s["reasons"])
+    best = lines[0]["suggestions"][0]
+    assert (best["product_id"], best["score"], best["confidence"]) == (str(p[0]), 1.0, "high")
+    assert best["reasons"][0] == "same EAN 4977766654321"
+    assert lines[1]["suggestions"][0]["reasons"][0] == "SKU equal after removing -FBA"
+    # the default limit is 5
+    result = _cli(host, shop["integration"], "--json")
+    assert max(len(json.loads(x)["suggestions"]) for x in result.output.splitlines()) <= 5
+
+
+def test_cli_accept_high_links_and_skips_linked(host, shop):
+    p, o = shop["products"], shop["offers"]
+    result = _cli(host, shop["integration"], "--accept", "high")
+    assert result.exit_code == 0, result.output
+    linked = links(host)
+    n = int(result.output.strip().split()[-1])
+    assert result.output.startswith("linked ") and n == len(linked) >= 2
+    assert linked[o[0]] == (p[0], "suggestion")
+    assert linked[o[1]] == (p[1], "suggestion")
+    assert o[4] not in linked
+    # linked offers leave the JSON output; a second accept links nothing
+    lines = [json.loads(x) for x in _cli(host, shop["integration"], "--json").output.splitlines()]
+    assert o[0] not in {x["offer_id"] for x in lines}
+    assert _cli(host, shop["integration"], "--accept", "high").output.strip() == "linked 0"
+
+
+def test_cli_recomputes_when_products_change(host, shop):
+    o = shop["offers"]
+    before = [json.loads(x) for x in _cli(host, shop["integration"], "--json").output.splitlines()]
+    hose = next(x for x in before if x["offer_id"] == o[4])
+    assert all(s["confidence"] != "high" for s in hose["suggestions"])
+    with host.app.app_context():
+        host.db.session.execute(sa.text(
+            "INSERT INTO product (sku, ean, name) VALUES ('GH-30', NULL, "
+            "'Gardena hose reel 30 m wall bracket GH30')"))
+        host.db.session.commit()
+    after = [json.loads(x) for x in _cli(host, shop["integration"], "--json").output.splitlines()]
+    hose = next(x for x in after if x["offer_id"] == o[4])
+    assert hose["suggestions"] and hose["suggestions"][0]["score"] > 0.6
+
+
+def test_cli_unknown_integration(host):
+    result = _cli(host, 999)
+    assert result.exit_code != 0 and "does not exist" in result.output

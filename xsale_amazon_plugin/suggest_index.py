@@ -1,0 +1,386 @@
+"""The mapping assistant's index of the host's products, in the plugin's own tables.
+
+Products belong to the host, which loads and edits them with its own processes and plain SQL,
+so ORM events cannot tell when the index is stale. Instead, before every use the index is
+compared with a *fingerprint* of the product table: one aggregate query (row count and the
+sum of a 32-bit hash of every indexed attribute; ~0.1 s per million rows on PostgreSQL). When
+it differs, :func:`refresh` walks the products by primary key, re-indexes only the rows whose
+hash changed, removes deleted ones and adjusts the document frequencies, all in one
+transaction, so readers never see a half-built index.
+
+Tables (all ``xsale_amazon_suggest_*``):
+
+- ``product``: one row per host product: SKU normalised for comparison, GTIN as 13 digits,
+  ASIN, the title and the row hash.
+- ``term``: the inverted index ``(term, product_key)``; terms are stemmed title words and
+  model codes (see :mod:`.suggest_text`).
+- ``term_df``: how many products contain each term (IDF weights and retrieval cut-offs).
+- ``catalog``: the fingerprint and a version number that grows with every change.
+"""
+
+from __future__ import annotations
+
+import weakref
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from .suggest_text import compile_affixes, normalise_gtin, normalise_sku, row_hash, title_features
+from .timeutil import utcnow
+
+UTCDateTime = sa.DateTime(timezone=True)
+KEY_LENGTH = 64
+TERM_LENGTH = 80
+#: Products read per query while refreshing.
+REFRESH_CHUNK = 5000
+_LOCK_ID = 0x5A6E_1D0
+
+
+@dataclass(frozen=True)
+class SuggestTables:
+    product: sa.Table
+    term: sa.Table
+    term_df: sa.Table
+    catalog: sa.Table
+    suggestion: sa.Table
+    rejection: sa.Table
+
+
+_tables: weakref.WeakKeyDictionary[sa.MetaData, SuggestTables] = weakref.WeakKeyDictionary()
+
+
+def make_suggest_tables(metadata: sa.MetaData, offer_id_type: Any) -> SuggestTables:
+    """Define (once per metadata) the assistant's tables next to the plugin's models."""
+    existing = _tables.get(metadata)
+    if existing is not None:
+        return existing
+    product = sa.Table(
+        "xsale_amazon_suggest_product", metadata,
+        sa.Column("product_key", sa.String(KEY_LENGTH), primary_key=True),
+        sa.Column("sku", sa.String(255)),
+        sa.Column("sku_norm", sa.String(255), index=True),
+        sa.Column("gtin", sa.String(14), index=True),
+        sa.Column("asin", sa.String(20), index=True),
+        sa.Column("title", sa.Text),
+        sa.Column("row_hash", sa.BigInteger, nullable=False),
+    )
+    term = sa.Table(
+        "xsale_amazon_suggest_term", metadata,
+        sa.Column("term", sa.String(TERM_LENGTH), primary_key=True),
+        sa.Column("product_key", sa.String(KEY_LENGTH), primary_key=True),
+    )
+    term_df = sa.Table(
+        "xsale_amazon_suggest_term_df", metadata,
+        sa.Column("term", sa.String(TERM_LENGTH), primary_key=True),
+        sa.Column("df", sa.Integer, nullable=False),
+    )
+    catalog = sa.Table(
+        "xsale_amazon_suggest_catalog", metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("fingerprint", sa.String(80), nullable=False),
+        sa.Column("product_count", sa.Integer, nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("refreshed_at", UTCDateTime, nullable=False),
+    )
+    suggestion = sa.Table(
+        "xsale_amazon_suggestion", metadata,
+        sa.Column("offer_id", offer_id_type,
+                  sa.ForeignKey("xsale_amazon_offer.id", ondelete="CASCADE"), primary_key=True),
+        #: Hash of the offer fields the suggestions were computed from (offer changes).
+        sa.Column("offer_hash", sa.BigInteger, nullable=False),
+        #: ``catalog.version`` they were computed against (product changes).
+        sa.Column("catalog_version", sa.Integer, nullable=False),
+        sa.Column("computed_at", UTCDateTime, nullable=False),
+        sa.Column("best_product_key", sa.String(KEY_LENGTH)),
+        sa.Column("best_score", sa.Float),
+        sa.Column("best_confidence", sa.String(10)),
+        sa.Column("suggestions", sa.JSON, nullable=False),
+        #: ``no_match`` once an operator said no product fits (hidden from the queue).
+        sa.Column("decision", sa.String(10)),
+        sa.Index("ix_xsale_amazon_suggestion_best", "best_confidence"),
+    )
+    rejection = sa.Table(
+        "xsale_amazon_suggestion_rejection", metadata,
+        sa.Column("offer_id", offer_id_type,
+                  sa.ForeignKey("xsale_amazon_offer.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("product_key", sa.String(KEY_LENGTH), primary_key=True),
+        sa.Column("created_by", sa.String(200)),
+        sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    )
+    tables = SuggestTables(product, term, term_df, catalog, suggestion, rejection)
+    _tables[metadata] = tables
+    return tables
+
+
+def suggest_tables(models: Any) -> SuggestTables:
+    return _tables[models.AmazonOffer.__table__.metadata]
+
+
+@dataclass(frozen=True)
+class ProductColumns:
+    """The host product's primary key and the configured attributes (None when absent)."""
+
+    pk: sa.ColumnElement[Any]
+    sku: sa.ColumnElement[Any] | None
+    ean: sa.ColumnElement[Any] | None
+    name: sa.ColumnElement[Any] | None
+    asin: sa.ColumnElement[Any] | None
+
+    @property
+    def values(self) -> list[sa.ColumnElement[Any]]:
+        return [c for c in (self.pk, self.sku, self.ean, self.name, self.asin) if c is not None]
+
+    def labelled(self) -> list[sa.ColumnElement[Any]]:
+        null = sa.null()
+        return [
+            self.pk.label("pk"),
+            (self.sku if self.sku is not None else null).label("sku"),
+            (self.ean if self.ean is not None else null).label("ean"),
+            (self.name if self.name is not None else null).label("name"),
+            (self.asin if self.asin is not None else null).label("asin"),
+        ]
+
+
+def product_key(value: Any) -> str:
+    return str(value)
+
+
+# --- staleness -----------------------------------------------------------------------------
+
+def _sqlite_crc32(*values: Any) -> int:
+    joined = "\x1f".join("" if v is None else str(v) for v in values)
+    return zlib.crc32(joined.encode("utf-8", "surrogatepass"))
+
+
+def fingerprint(conn: sa.Connection, cols: ProductColumns) -> str:
+    """Count and hash sum of the product table in one aggregate query."""
+    dialect = conn.dialect.name
+    text_cols = [sa.cast(c, sa.Text) for c in cols.values]
+    agg: sa.ColumnElement[Any]
+    if dialect == "postgresql":
+        row_sum = sa.func.hashtext(sa.func.concat_ws(sa.literal("\x1f"), *text_cols))
+        agg = sa.func.coalesce(sa.func.sum(sa.cast(row_sum, sa.BigInteger)), 0)
+    elif dialect in ("mysql", "mariadb"):
+        row_sum = sa.func.crc32(sa.func.concat_ws(sa.literal("\x1f"), *cols.values))
+        agg = sa.func.coalesce(sa.func.sum(row_sum), 0)
+    elif dialect == "sqlite":
+        raw: Any = conn.connection.driver_connection
+        raw.create_function("xa_crc32", -1, _sqlite_crc32, deterministic=True)
+        agg = sa.func.coalesce(sa.func.sum(sa.func.xa_crc32(*cols.values)), 0)
+    else:  # unknown backend: never "unchanged", so every use walks the products
+        import time
+
+        agg = sa.literal(time.time_ns())
+    table = cols.pk.table  # type: ignore[attr-defined]
+    count, total = conn.execute(sa.select(sa.func.count(), agg).select_from(table)).one()
+    return f"{count}:{total}"
+
+
+@dataclass(frozen=True)
+class CatalogState:
+    version: int
+    product_count: int
+    fingerprint: str
+
+
+def catalog_state(conn: sa.Connection, tables: SuggestTables) -> CatalogState | None:
+    row = conn.execute(sa.select(tables.catalog).where(tables.catalog.c.id == 1)).first()
+    if row is None:
+        return None
+    return CatalogState(row.version, row.product_count, row.fingerprint)
+
+
+# --- refresh -------------------------------------------------------------------------------
+
+@dataclass
+class RefreshResult:
+    version: int
+    product_count: int
+    indexed: int = 0
+    removed: int = 0
+    checked_only: bool = True
+
+
+def _index_row(row: Any, affixes: Sequence[Any]) -> tuple[dict[str, Any], frozenset[str]]:
+    features = title_features(row.name)
+    key = product_key(row.pk)
+    return {
+        "product_key": key,
+        "sku": (str(row.sku)[:255] if row.sku is not None else None),
+        "sku_norm": normalise_sku(row.sku, affixes).value[:255] or None,
+        "gtin": normalise_gtin(row.ean),
+        "asin": (str(row.asin).strip().upper()[:20] or None) if row.asin else None,
+        "title": row.name,
+        "row_hash": row_hash(key, row.sku, row.ean, row.name, row.asin),
+    }, frozenset(t[:TERM_LENGTH] for t in features.terms)
+
+
+def _lock(conn: sa.Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+    elif conn.dialect.name in ("mysql", "mariadb"):
+        conn.execute(sa.text("SELECT GET_LOCK('xsale_amazon_suggest', 600)"))
+
+
+def _unlock(conn: sa.Connection) -> None:
+    if conn.dialect.name in ("mysql", "mariadb"):
+        conn.execute(sa.text("SELECT RELEASE_LOCK('xsale_amazon_suggest')"))
+
+
+def ensure_fresh(conn: sa.Connection, tables: SuggestTables, cols: ProductColumns,
+                 affix_patterns: Iterable[str], pk_from_key: Any) -> RefreshResult:
+    """Bring the index up to date with the product table; cheap when nothing changed.
+
+    Runs in the caller's transaction and leaves committing to it.
+    """
+    fp = fingerprint(conn, cols)
+    state = catalog_state(conn, tables)
+    if state is not None and state.fingerprint == fp:
+        return RefreshResult(state.version, state.product_count)
+    _lock(conn)
+    try:
+        fp = fingerprint(conn, cols)
+        state = catalog_state(conn, tables)
+        if state is not None and state.fingerprint == fp:
+            return RefreshResult(state.version, state.product_count)
+        return _refresh(conn, tables, cols, compile_affixes(affix_patterns), pk_from_key, fp,
+                        state)
+    finally:
+        _unlock(conn)
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def bulk_insert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert many rows: ``COPY`` on PostgreSQL (psycopg 3), batched INSERTs elsewhere."""
+    if not rows:
+        return
+    raw: Any = conn.connection.driver_connection
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        columns = list(rows[0])
+        names = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in columns)
+        name = conn.dialect.identifier_preparer.format_table(table)
+        with raw.cursor() as cur, cur.copy(f"COPY {name} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([row[c] for c in columns])
+        return
+    for part in _chunks(rows, 20_000):
+        conn.execute(table.insert(), list(part))
+
+
+def _refresh(conn: sa.Connection, tables: SuggestTables, cols: ProductColumns,
+             affixes: Sequence[Any], pk_from_key: Any, fp: str,
+             state: CatalogState | None) -> RefreshResult:
+    t = tables
+    df_delta: Counter[str] = Counter()
+    indexed = 0
+    seen = 0
+    last: Any = None
+    select = sa.select(*cols.labelled()).order_by(cols.pk).limit(REFRESH_CHUNK)
+    max_chunks = 10_000_000 // REFRESH_CHUNK + 1000
+    for _ in range(max_chunks):
+        page = conn.execute(select if last is None else select.where(cols.pk > last)).all()
+        if not page:
+            break
+        last = page[-1].pk
+        seen += len(page)
+        rows = {}
+        for row in page:
+            record, terms = _index_row(row, affixes)
+            rows[record["product_key"]] = (record, terms)
+        stored = dict(conn.execute(
+            sa.select(t.product.c.product_key, t.product.c.row_hash)
+            .where(t.product.c.product_key.in_(list(rows)))
+        ).all())
+        changed = [k for k, (rec, _) in rows.items() if stored.get(k) != rec["row_hash"]]
+        if not changed:
+            continue
+        replaced = [k for k in changed if k in stored]
+        if replaced:
+            for term, in conn.execute(sa.select(t.term.c.term)
+                                      .where(t.term.c.product_key.in_(replaced))):
+                df_delta[term] -= 1
+            conn.execute(t.term.delete().where(t.term.c.product_key.in_(replaced)))
+            conn.execute(t.product.delete().where(t.product.c.product_key.in_(replaced)))
+        bulk_insert(conn, t.product, [rows[k][0] for k in changed])
+        postings = [{"term": term, "product_key": k} for k in changed for term in rows[k][1]]
+        for term in (p["term"] for p in postings):
+            df_delta[term] += 1
+        bulk_insert(conn, t.term, postings)
+        indexed += len(changed)
+
+    removed = 0
+    stored_count = conn.execute(sa.select(sa.func.count()).select_from(t.product)).scalar_one()
+    if stored_count > seen:
+        removed = _remove_deleted(conn, t, cols, pk_from_key, df_delta)
+
+    _apply_df(conn, t, df_delta)
+    version = (state.version if state else 0) + (1 if indexed or removed or state is None else 0)
+    values = {"fingerprint": fp, "product_count": seen, "version": version,
+              "refreshed_at": utcnow()}
+    if state is None:
+        conn.execute(t.catalog.insert().values(id=1, **values))
+    else:
+        conn.execute(t.catalog.update().where(t.catalog.c.id == 1).values(**values))
+    return RefreshResult(version, seen, indexed, removed, checked_only=False)
+
+
+def _remove_deleted(conn: sa.Connection, t: SuggestTables, cols: ProductColumns,
+                    pk_from_key: Any, df_delta: Counter[str]) -> int:
+    removed = 0
+    last = None
+    select = (sa.select(t.product.c.product_key).order_by(t.product.c.product_key)
+              .limit(REFRESH_CHUNK))
+    for _ in range(10_000_000 // REFRESH_CHUNK + 1000):
+        keys = list(conn.execute(
+            select if last is None else select.where(t.product.c.product_key > last)
+        ).scalars())
+        if not keys:
+            break
+        last = keys[-1]
+        by_pk = {}
+        for key in keys:
+            try:
+                by_pk[pk_from_key(key)] = key
+            except LookupError:
+                continue
+        alive = {product_key(v) for v in conn.execute(
+            sa.select(cols.pk).where(cols.pk.in_(list(by_pk)))).scalars()}
+        gone = [k for k in keys if k not in alive]
+        if not gone:
+            continue
+        for term, in conn.execute(sa.select(t.term.c.term).where(t.term.c.product_key.in_(gone))):
+            df_delta[term] -= 1
+        conn.execute(t.term.delete().where(t.term.c.product_key.in_(gone)))
+        conn.execute(t.product.delete().where(t.product.c.product_key.in_(gone)))
+        removed += len(gone)
+    return removed
+
+
+def _apply_df(conn: sa.Connection, t: SuggestTables, delta: Counter[str]) -> None:
+    changes = [(term, n) for term, n in delta.items() if n]
+    if not changes:
+        return
+    existing: dict[str, int] = {}
+    terms = [term for term, _ in changes]
+    for part in _chunks(terms, 5000):
+        existing.update(conn.execute(
+            sa.select(t.term_df.c.term, t.term_df.c.df).where(t.term_df.c.term.in_(list(part)))
+        ).all())
+    inserts = [{"term": term, "df": n} for term, n in changes if term not in existing and n > 0]
+    updates = [{"t": term, "d": existing[term] + n} for term, n in changes
+               if term in existing and existing[term] + n > 0]
+    gone = [term for term, n in changes if term in existing and existing[term] + n <= 0]
+    bulk_insert(conn, t.term_df, inserts)
+    if updates:
+        conn.execute(t.term_df.update().where(t.term_df.c.term == sa.bindparam("t"))
+                     .values(df=sa.bindparam("d")), updates)
+    for part in _chunks(gone, 5000):
+        conn.execute(t.term_df.delete().where(t.term_df.c.term.in_(list(part))))

@@ -1,0 +1,310 @@
+"""The mapping assistant's service layer: stored suggestions, decisions and accepting them.
+
+Suggestions for every unlinked live offer are computed in batches (an RQ job or the CLI)
+and stored in ``xsale_amazon_suggestion`` with the offer's hash and the catalogue version
+they were computed against, so a changed offer or a changed product catalogue makes them
+stale and they are computed again before use. Rejected suggestions are remembered per
+offer and never offered again.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from .babel import gettext as _
+from .linking import _product_key, link_offers, link_pairs
+from .models import LinkMethod
+from .proxies import current_amazon
+from .suggest_engine import HIGH, OfferInput, Suggestion, SuggestionEngine
+from .suggest_index import (
+    ProductColumns,
+    SuggestTables,
+    ensure_fresh,
+    suggest_tables,
+)
+from .suggest_text import compile_affixes
+from .timeutil import utcnow
+
+#: Suggestions kept per offer (the CLI's --limit above this computes on the fly).
+STORED_SUGGESTIONS = 10
+
+
+@dataclass(frozen=True)
+class _Context:
+    state: Any
+    tables: SuggestTables
+    cols: ProductColumns
+    affix_patterns: tuple[str, ...]
+
+    @property
+    def session(self) -> Any:
+        return self.state.db.session
+
+
+def _context() -> _Context:
+    state = current_amazon
+    m = state.models
+
+    def column(which: str) -> Any:
+        attr = state.product_attr(which)
+        if attr is None:
+            return None
+        return attr.expression if hasattr(attr, "expression") else attr
+
+    cols = ProductColumns(m.product_pk, column("sku"), column("ean"), column("name"),
+                          column("asin"))
+    return _Context(state, suggest_tables(m), cols, tuple(state.settings.suggest_sku_affixes))
+
+
+def _pk_from_key(key: str) -> Any:
+    return _product_key(current_amazon.models.product_pk, key)
+
+
+def offer_hash(offer: Any) -> int:
+    parts = (offer.seller_sku, offer.name, offer.asin, offer.product_id, offer.product_id_type)
+    return zlib.crc32("\x1f".join("" if p is None else str(p) for p in parts).encode())
+
+
+def refresh_index() -> Any:
+    """Check the index against the product table and update it if needed (commits)."""
+    ctx = _context()
+    result = ensure_fresh(ctx.session.connection(), ctx.tables, ctx.cols, ctx.affix_patterns,
+                          _pk_from_key)
+    ctx.session.commit()
+    return result
+
+
+def _engine(ctx: _Context, product_count: int) -> SuggestionEngine:
+    return SuggestionEngine(ctx.session.connection(), ctx.tables, product_count,
+                            compile_affixes(ctx.affix_patterns))
+
+
+def _rejections(ctx: _Context, offer_ids: Sequence[int]) -> dict[int, set[str]]:
+    r = ctx.tables.rejection
+    out: dict[int, set[str]] = {}
+    for offer_id, key in ctx.session.connection().execute(
+        sa.select(r.c.offer_id, r.c.product_key).where(r.c.offer_id.in_(list(offer_ids)))
+    ):
+        out.setdefault(offer_id, set()).add(key)
+    return out
+
+
+def _unlinked_live(ctx: _Context, integration_id: int | None) -> Any:
+    m = ctx.state.models
+    offer = m.AmazonOffer.__table__
+    link = m.OfferProductLink.__table__
+    query = (
+        sa.select(offer.c.id, offer.c.seller_sku, offer.c.name, offer.c.asin,
+                  offer.c.product_id, offer.c.product_id_type)
+        .where(offer.c.removed_at.is_(None),
+               ~sa.exists().where(link.c.offer_id == offer.c.id))
+    )
+    if integration_id is not None:
+        query = query.where(offer.c.integration_id == integration_id)
+    return query
+
+
+def _store(ctx: _Context, offers: Sequence[Any], results: dict[int, list[Suggestion]],
+           version: int) -> None:
+    s = ctx.tables.suggestion
+    conn = ctx.session.connection()
+    ids = [o.id for o in offers]
+    decisions = dict(conn.execute(
+        sa.select(s.c.offer_id, s.c.decision).where(s.c.offer_id.in_(ids))).all())
+    conn.execute(s.delete().where(s.c.offer_id.in_(ids)))
+    now = utcnow()
+    rows = []
+    for o in offers:
+        found = results.get(o.id, [])
+        best = found[0] if found else None
+        rows.append({
+            "offer_id": o.id, "offer_hash": offer_hash(o), "catalog_version": version,
+            "computed_at": now,
+            "best_product_key": best.product_key if best else None,
+            "best_score": best.score if best else None,
+            "best_confidence": best.confidence if best else None,
+            "suggestions": [x.as_dict() for x in found],
+            "decision": decisions.get(o.id),
+        })
+    if rows:
+        conn.execute(s.insert(), rows)
+
+
+@dataclass
+class ComputeResult:
+    offers: int
+    computed: int
+    catalog_version: int
+
+
+def compute_for_integration(integration_id: int | None, *, force: bool = False,
+                            progress: Callable[[int, int], None] | None = None,
+                            batch_size: int | None = None) -> ComputeResult:
+    """Compute missing or stale suggestions for the integration's unlinked live offers."""
+    ctx = _context()
+    fresh = refresh_index()
+    batch = int(batch_size or ctx.state.settings.suggest_batch_size)
+    s = ctx.tables.suggestion
+    conn = ctx.session.connection()
+    base = _unlinked_live(ctx, integration_id).subquery()
+    query = (
+        sa.select(base, s.c.offer_hash.label("stored_hash"),
+                  s.c.catalog_version.label("stored_version"))
+        .select_from(base.outerjoin(s, s.c.offer_id == base.c.id))
+        .order_by(base.c.id)
+    )
+    stale = []
+    total = 0
+    for row in conn.execute(query):
+        total += 1
+        if (force or row.stored_hash is None or row.stored_version != fresh.version
+                or row.stored_hash != offer_hash(row)):
+            stale.append(row)
+    done = 0
+    if progress:
+        progress(0, len(stale))
+    for start in range(0, len(stale), batch):
+        part = stale[start:start + batch]
+        engine = _engine(ctx, fresh.product_count)
+        results = engine.suggest(
+            [OfferInput(o.id, o.seller_sku, o.name, o.asin, o.product_id, o.product_id_type)
+             for o in part],
+            limit=STORED_SUGGESTIONS, rejected=_rejections(ctx, [o.id for o in part]))
+        _store(ctx, part, results, fresh.version)
+        ctx.session.commit()
+        done += len(part)
+        if progress:
+            progress(done, len(stale))
+    return ComputeResult(total, len(stale), fresh.version)
+
+
+def stored_for_integration(integration_id: int | None, *, limit: int = 5
+                           ) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
+    """(offer row, suggestions) for every unlinked live offer, in offer id order."""
+    ctx = _context()
+    s = ctx.tables.suggestion
+    base = _unlinked_live(ctx, integration_id).subquery()
+    query = (sa.select(base, s.c.suggestions)
+             .select_from(base.outerjoin(s, s.c.offer_id == base.c.id)).order_by(base.c.id))
+    for row in ctx.session.connection().execute(query.execution_options(yield_per=1000)):
+        yield row, list(row.suggestions or [])[:limit]
+
+
+def suggestions_for_offer(offer_id: int, *, limit: int = 5) -> list[dict[str, Any]]:
+    """Fresh suggestions of one offer (stored ones when still valid, else computed now)."""
+    ctx = _context()
+    fresh = refresh_index()
+    m = ctx.state.models
+    offer = ctx.session.get(m.AmazonOffer, offer_id)
+    if offer is None:
+        raise LookupError(f"Offer {offer_id} does not exist.")
+    s = ctx.tables.suggestion
+    conn = ctx.session.connection()
+    row = conn.execute(sa.select(s).where(s.c.offer_id == offer_id)).first()
+    if (row is not None and row.catalog_version == fresh.version
+            and row.offer_hash == offer_hash(offer) and limit <= STORED_SUGGESTIONS):
+        return list(row.suggestions)[:limit]
+    results = _engine(ctx, fresh.product_count).suggest(
+        [OfferInput(offer.id, offer.seller_sku, offer.name, offer.asin, offer.product_id,
+                    offer.product_id_type)],
+        limit=max(limit, STORED_SUGGESTIONS), rejected=_rejections(ctx, [offer.id]))
+    _store(ctx, [offer], results, fresh.version)
+    ctx.session.commit()
+    return [x.as_dict() for x in results.get(offer.id, [])][:limit]
+
+
+def reject(offer_id: int, product_key: str, *, user: str | None = None) -> None:
+    """Never suggest this product for this offer again."""
+    ctx = _context()
+    r, s = ctx.tables.rejection, ctx.tables.suggestion
+    conn = ctx.session.connection()
+    exists = conn.execute(sa.select(r.c.offer_id).where(
+        r.c.offer_id == offer_id, r.c.product_key == str(product_key))).first()
+    if exists is None:
+        conn.execute(r.insert().values(offer_id=offer_id, product_key=str(product_key)[:64],
+                                       created_by=user, created_at=utcnow()))
+    # Stored suggestions are recomputed without it on next use.
+    conn.execute(s.update().where(s.c.offer_id == offer_id).values(catalog_version=-1))
+    ctx.session.commit()
+
+
+def set_no_match(offer_id: int, no_match: bool = True) -> None:
+    """Record (or clear) the operator's "no product fits this offer" decision."""
+    ctx = _context()
+    s = ctx.tables.suggestion
+    conn = ctx.session.connection()
+    updated = conn.execute(s.update().where(s.c.offer_id == offer_id)
+                           .values(decision="no_match" if no_match else None)).rowcount
+    if not updated and no_match:
+        conn.execute(s.insert().values(offer_id=offer_id, offer_hash=0, catalog_version=-1,
+                                       computed_at=utcnow(), suggestions=[],
+                                       decision="no_match"))
+    ctx.session.commit()
+
+
+def accept(offer_id: int, product_key: str, *, user: str | None = None) -> int:
+    return link_offers([offer_id], product_key, by=user, method=LinkMethod.SUGGESTION)
+
+
+def high_confidence(integration_id: int | None, *, limit: int | None = None) -> list[Any]:
+    """Unlinked live offers whose fresh best suggestion is ``high`` (offer, suggestion)."""
+    ctx = _context()
+    fresh = refresh_index()
+    s = ctx.tables.suggestion
+    base = _unlinked_live(ctx, integration_id).subquery()
+    query = (
+        sa.select(base, s.c.best_product_key, s.c.best_score, s.c.suggestions, s.c.offer_hash)
+        .select_from(base.join(s, s.c.offer_id == base.c.id))
+        .where(s.c.best_confidence == HIGH, s.c.catalog_version == fresh.version,
+               s.c.decision.is_(None))
+        .order_by(base.c.id)
+    )
+    rows = [r for r in ctx.session.connection().execute(query) if r.offer_hash == offer_hash(r)]
+    return rows[:limit] if limit is not None else rows
+
+
+def accept_high(integration_id: int | None, *, user: str | None = None,
+                offer_ids: Sequence[int] | None = None) -> int:
+    """Link every offer whose best (fresh) suggestion is ``high``; returns how many."""
+    rows = high_confidence(integration_id)
+    if offer_ids is not None:
+        wanted = {int(i) for i in offer_ids}
+        rows = [r for r in rows if r.id in wanted]
+    return link_pairs([(r.id, r.best_product_key) for r in rows], by=user,
+                      method=LinkMethod.SUGGESTION)
+
+
+# --- reasons -------------------------------------------------------------------------------
+
+def reason_text(reason: dict[str, Any]) -> str:
+    code = reason.get("code")
+    value = str(reason.get("value", ""))
+    if code == "same_ean":
+        return _("same EAN %(value)s", value=value)
+    if code == "same_asin":
+        return _("same ASIN %(value)s", value=value)
+    if code == "same_sku":
+        return _("same SKU")
+    if code == "sku_affix":
+        return _("SKU equal after removing %(value)s", value=value)
+    if code == "sku_normalised":
+        return _("SKU equal ignoring case and separators")
+    if code == "model":
+        return _("model number %(value)s in both", value=value)
+    if code == "model_differs":
+        return _("different model number (%(value)s)", value=value)
+    if code == "variant_differs":
+        return _("different variant: %(value)s vs %(offer)s", value=value,
+                 offer=str(reason.get("offer_value", "")))
+    if code == "title":
+        return _("title %(percent)s %% similar", percent=reason.get("percent", 0))
+    return str(code)
+
+
+def reason_is_negative(reason: dict[str, Any]) -> bool:
+    return reason.get("code") in ("model_differs", "variant_differs")
