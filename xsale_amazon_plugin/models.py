@@ -19,8 +19,8 @@ from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from .marketplaces import Marketplace, get_marketplace
 from .proxies import current_amazon
-from .suggest_index import make_suggest_tables
 from .report_parser import MAX_SKU_LENGTH
+from .suggest_index import make_suggest_tables
 from .timeutil import as_utc, utcnow
 
 __all__ = ["as_utc", "utcnow"]  # re-exported: most modules take both from here

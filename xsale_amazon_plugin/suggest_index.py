@@ -175,7 +175,7 @@ def fingerprint(conn: sa.Connection, cols: ProductColumns) -> str:
         import time
 
         agg = sa.literal(time.time_ns())
-    table = cols.pk.table  # type: ignore[attr-defined]
+    table = cols.pk.table
     count, total = conn.execute(sa.select(sa.func.count(), agg).select_from(table)).one()
     return f"{count}:{total}"
 
