@@ -256,3 +256,69 @@ def test_workspace_counts_add_up_on_every_database(host: Any, shop: dict[str, An
             m.AmazonOffer).where(m.AmazonOffer.integration_id == shop["de"])).scalar_one()
     assert result.total == total == 30
     assert (result.linked, result.no_key) == (0, 30)
+
+
+def _english_fragments() -> list[str]:
+    """Literal pieces of plugin msgids whose Polish differs, long enough not to be names."""
+    from pathlib import Path
+
+    from babel.messages.pofile import read_po
+
+    po = (Path(__file__).resolve().parent.parent / "xsale_amazon_plugin" / "translations"
+          / "pl" / "LC_MESSAGES" / "xsale_amazon.po")
+    with po.open("rb") as f:
+        catalog = read_po(f, locale="pl")
+    out = set()
+    for msg in catalog:
+        ids = [msg.id] if isinstance(msg.id, str) else list(msg.id)
+        strings = [msg.string] if isinstance(msg.string, str) else list(msg.string)
+        for text in ids:
+            if not text or text in strings:
+                continue
+            for piece in re.split(r"%\(\w+\)s|[“”\"']", text):
+                piece = piece.strip(" .,:;()…—-")
+                # Some translations keep Amazon's English term in brackets on purpose.
+                if len(piece) >= 10 and " " in piece and not any(piece in t for t in strings):
+                    out.add(piece)
+    return sorted(out)
+
+
+def test_offers_workspace_in_polish_has_no_english_plugin_text(host: Any,
+                                                               shop: dict[str, Any]) -> None:
+    """Every page and dialog of the workspace, rendered in Polish: no plugin msgid left."""
+    from flask_babel import Babel
+    from rq import SimpleWorker
+
+    Babel(host.app, locale_selector=lambda: "pl")
+    host.configure(AUTOLINK_INLINE_LIMIT=5)
+    client = host.app.test_client()
+    token = _token(client.get(OFFERS).get_data(as_text=True))
+    client.post(OFFERS + "link/", data={"csrf_token": token, "offer_id": shop["de_offers"][2],
+                                        "product_id": str(shop["products"][2])})
+    response = client.post(OFFERS + "autolink/", data={
+        "csrf_token": token, "by": "sku", "target": "integration",
+        "integration_id": str(shop["de"])})
+    run_page = response.headers["Location"]
+    queued = client.get(run_page).get_data(as_text=True)
+    queue = host.state.queue
+    SimpleWorker([queue], connection=queue.connection,
+                 job_class=queue.job_class).work(burst=True, logging_level="WARNING")
+    pages = {
+        "unlinked": client.get(OFFERS).get_data(as_text=True),
+        "linked": client.get(OFFERS + "?view=linked").get_data(as_text=True),
+        "all": client.get(OFFERS + "?view=all&page_size=100").get_data(as_text=True),
+        "search elsewhere": client.get(OFFERS + "?search=P-002").get_data(as_text=True),
+        "nothing found": client.get(OFFERS + "?search=NOPE").get_data(as_text=True),
+        "details": client.get(OFFERS + f"details/?id={shop['de_offers'][0]}").get_data(
+            as_text=True),
+        "auto-link queued": queued,
+        "auto-link done": client.get(run_page).get_data(as_text=True),
+    }
+    fragments = _english_fragments()
+    assert len(fragments) > 50
+    left = {name: [f for f in fragments if f in html.unescape(page)]
+            for name, page in pages.items()}
+    assert not any(left.values()), left
+    assert "Automatyczne wiązanie po SKU sprawdziło oferty: 30" in html.unescape(
+        pages["auto-link done"])
+    assert "1 wynik wśród ofert powiązanych" in html.unescape(pages["search elsewhere"])
