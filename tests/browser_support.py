@@ -137,8 +137,11 @@ def seed_emulator(emulator_url: str) -> None:
 
 
 @contextlib.contextmanager
-def running_stack(log_dir: str = os.path.join(ARTIFACTS, "logs")) -> Iterator[Stack]:
-    """Fresh PG schema + flushed Redis db + emulator + sample app + worker; all torn down."""
+def running_stack(log_dir: str = os.path.join(ARTIFACTS, "logs"),
+                  extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """Fresh PG schema + flushed Redis db + emulator + sample app + worker; all torn down.
+
+    ``extra_env`` adds or overrides environment variables (app configuration) of the stack."""
     import sqlalchemy as sa
     from redis import Redis
 
@@ -164,6 +167,7 @@ def running_stack(log_dir: str = os.path.join(ARTIFACTS, "logs")) -> Iterator[St
         "PYTHONUNBUFFERED": "1",
         "PYTHONPATH": REPO,
         "FLASK_DEBUG": "0",
+        **(extra_env or {}),
     })
     os.makedirs(log_dir, exist_ok=True)
     logs = {name: os.path.join(log_dir, f"{name}.log") for name in ("emulator", "app", "worker")}

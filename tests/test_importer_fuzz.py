@@ -8,7 +8,13 @@ Runs on a SQLite file like jobs.py drives the importer. Two properties:
   add up, the invalid lines are named, earlier links are untouched and the missing SKUs are
   removed;
 * hostile bytes (random bytes, byte flips, truncation, wrong encodings, broken headers): a
-  ``ReportFormatError`` changes nothing; otherwise the import is consistent with the rows read.
+  ``ReportFormatError`` changes nothing; otherwise the import is consistent with the rows read;
+* damaged reports never remove offers silently: through the same checks as the import job
+  (invalid-line share, removal guard), a damaged report either fails or is held with nothing
+  changed, or it removes at most the guard's share of the live offers - and only offers no line
+  of the report names.
+
+Invalid lines whose SKU can be read keep their offers (neither updated nor removed).
 
 ``XSALE_FUZZ_IMPORTER_EXAMPLES`` sets the examples per property (default 1500). Long campaign::
 
@@ -32,7 +38,8 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xsale_amazon_plugin.offer_writer import OfferWriter
+from xsale_amazon_plugin.offer_writer import OfferWriter, RemovalLimitExceeded
+from xsale_amazon_plugin.report_checks import ReportRejected, check_invalid_share
 from xsale_amazon_plugin.report_parser import (
     CANONICAL_COLUMNS,
     InvalidRow,
@@ -48,6 +55,8 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
 KEEP = 50
+REMOVAL_GUARD = 0.2
+MAX_INVALID_SHARE = 0.05
 
 SKUS = ("A", "a", " A", "A ", "B-1", "b-1", "C x", "C  x", "Ü", "ü", "sku\u00a0", "\u3000J",
         "D'1", '"E"', "F\\", "G%_", "<h>")
@@ -156,8 +165,13 @@ def _state(host: Host, integration_id: int) -> dict[str, Any]:
 
 
 def _import(host: Host, path: Path, run_id: int, integration_id: int, account_type: str,
-            declared: str | None = "utf-8", default: str = "utf-8") -> tuple[Any, Any, list]:
-    """What jobs.py does: read, stage, apply in one transaction. Raises ReportFormatError."""
+            declared: str | None = "utf-8", default: str = "utf-8", *,
+            guarded: bool = False) -> tuple[Any, Any, list]:
+    """What the import job does: read, stage, (check,) apply in one transaction.
+
+    Raises ReportFormatError; with ``guarded`` also ReportRejected (too many invalid lines)
+    and RemovalLimitExceeded (after rolling the apply back), like the job with its defaults.
+    """
     reader = ReportReader(path, declared_charset=declared, default_encoding=default)
     rows: list[OfferRow | InvalidRow] = []
 
@@ -172,8 +186,10 @@ def _import(host: Host, path: Path, run_id: int, integration_id: int, account_ty
     importer.clear_staging()
     stage = importer.stage(recorded(), has_channel_column="fulfillment-channel" in reader.columns,
                            batch_size=7)
+    if guarded:
+        check_invalid_share(stage, MAX_INVALID_SHARE)
     with host.db.engine.begin() as conn:
-        applied = importer.apply(conn)
+        applied = importer.apply(conn, max_removed_share=REMOVAL_GUARD if guarded else None)
     return stage, applied, rows
 
 
@@ -226,6 +242,8 @@ class Expected:
     staged: int = 0
     invalid_lines: list[int] | None = None
     offers: dict[str, dict[str, Any]] | None = None
+    #: SKUs of invalid lines that can still be read (their offers are kept).
+    kept: set[str] = dataclasses.field(default_factory=set)
 
 
 def _expect(report: dict[str, Any], columns: list[str], rendered: list[str]) -> Expected:
@@ -241,6 +259,15 @@ def _expect(report: dict[str, Any], columns: list[str], rendered: list[str]) -> 
         if line.kind != "ok" or not line.sku.strip() or not price_ok or not qty_ok:
             exp.invalid += 1
             exp.invalid_lines.append(number)
+            sku_at = columns.index("sku")
+            readable = {
+                "ok": True,  # an invalid price or quantity: the SKU was read first
+                "huge": True,
+                "nul": sku_at < len(columns) - 1,  # a last field may be cut: not evidence
+                "ragged": sku_at == 0,  # only the first of the two fields is complete
+            }.get(line.kind, False)
+            if readable and line.sku.strip():
+                exp.kept.add(line.sku.strip())
             continue
         quantity = int(line.quantity) if line.quantity else None
         channel = (line.channel.strip().upper() or None) if has_channel else None
@@ -251,6 +278,7 @@ def _expect(report: dict[str, Any], columns: list[str], rendered: list[str]) -> 
         if len(line.asin) > 20:
             exp.invalid += 1
             exp.invalid_lines.append(number)
+            exp.kept.add(line.sku.strip())
             continue
         exp.staged += 1
         sku = line.sku.strip()
@@ -295,20 +323,26 @@ def test_structured_reports_import_exactly_the_expected_offers(fuzz_host, report
     assert applied.duplicate == exp.staged - len(exp.offers)
     assert applied.created + applied.updated + applied.unchanged == stage.staged - applied.duplicate
 
+    previous = before["offers"]
+    kept = {s for s, r in previous.items() if r.removed_at is None and s in exp.kept
+            and s not in exp.offers}
     active = {sku: r for sku, r in after["offers"].items() if r.removed_at is None}
-    assert set(active) == set(exp.offers)
+    assert set(active) == set(exp.offers) | kept
+    assert applied.kept == len(kept)
+    for sku in kept:  # neither updated nor removed
+        assert tuple(after["offers"][sku]) == tuple(previous[sku])
     for sku, want in exp.offers.items():
         row = active[sku]
         got = {"name": row.name, "price": None if row.price is None else Decimal(row.price),
                "quantity": row.quantity, "asin": row.asin,
                "fulfillment_channel": row.fulfillment_channel}
         assert got == want, sku
-    previous = before["offers"]
     assert applied.created == len(set(exp.offers) - set(previous))
     assert applied.updated + applied.unchanged == len(set(exp.offers) & set(previous))
     assert applied.restored == len({s for s in exp.offers if s in previous
                                     and previous[s].removed_at is not None})
-    missing = {s for s, r in previous.items() if r.removed_at is None and s not in exp.offers}
+    missing = {s for s, r in previous.items() if r.removed_at is None and s not in exp.offers
+               and s not in exp.kept}
     assert applied.removed == len(missing)
     assert all(after["offers"][s].removed_at is not None for s in missing)
     assert set(after["offers"]) == set(previous) | set(exp.offers)  # nothing deleted
@@ -364,7 +398,7 @@ def test_hostile_bytes_fail_cleanly_or_import_consistently(fuzz_host, report, se
                                            default=rnd.choice(("utf-8", "cp1252", "cp932")))
         except ReportFormatError as exc:
             assert exc.code in ("empty_report", "unknown_header", "missing_asin_column",
-                                "undecodable"), exc.code
+                                "undecodable", "truncated"), exc.code
             assert exc.message
             assert _state(host, integration_id) == before  # nothing changed
             return
@@ -378,6 +412,7 @@ def test_hostile_bytes_fail_cleanly_or_import_consistently(fuzz_host, report, se
         assert row.line >= 1 and row.reason
         assert row.column in (None, *CANONICAL_COLUMNS)
     expected: dict[str, OfferRow] = {}
+    kept_skus = {r.seller_sku for r in invalid if r.seller_sku is not None}
     staged = 0
     for row in offers:
         assert row.seller_sku == row.seller_sku.strip() and row.seller_sku
@@ -388,19 +423,75 @@ def test_hostile_bytes_fail_cleanly_or_import_consistently(fuzz_host, report, se
         if any(v is not None and len(v) > limit for v, limit in (
                 (row.asin, 20), (row.listing_id, 40), (row.fulfillment_channel, 40),
                 (row.status, 40), (row.product_id, 40), (row.product_id_type, 10))):
+            kept_skus.add(row.seller_sku)
             continue
         if (row.price is not None and abs(row.price) >= 10**12) or (
                 row.quantity is not None and not -(2**31) < row.quantity < 2**31):
+            kept_skus.add(row.seller_sku)
             continue
         staged += 1
         expected.setdefault(row.seller_sku, row)
     assert stage.staged == staged
     assert applied.created + applied.updated + applied.unchanged == staged - applied.duplicate
     active = {s: r for s, r in after["offers"].items() if r.removed_at is None}
-    assert set(active) == set(expected)
+    kept = {s for s, r in before["offers"].items() if r.removed_at is None and s in kept_skus
+            and s not in expected}
+    assert set(active) == set(expected) | kept
+    assert applied.kept == len(kept)
     for sku, row in expected.items():
         assert active[sku].name == row.name and active[sku].quantity == row.quantity
     assert after["links"] == before["links"]
     missing = {s for s, r in before["offers"].items() if r.removed_at is None
-               and s not in expected}
+               and s not in expected and s not in kept_skus}
     assert applied.removed == len(missing)
+
+
+def _named_skus(content: bytes, sku_at: int) -> set[str]:
+    """The SKU column of every line of the file, decoded leniently in every likely codec."""
+    names = set()
+    for line in content.splitlines()[1:]:
+        fields = line.split(b"\t")
+        if len(fields) > sku_at:
+            for codec in ("utf-8", "cp1252", "cp932", "latin-1"):
+                names.add(fields[sku_at].decode(codec, "ignore").strip())
+    return names
+
+
+@FUZZ
+@given(report=reports, seed=st.integers(0, 2**32 - 1),
+       how=st.sampled_from(("random", "flip", "insert", "truncate", "utf16", "cp1252_as_utf8",
+                            "utf8_as_sjis", "no_header", "bom", "bogus")),
+       live=st.integers(0, 30))
+def test_damaged_reports_never_remove_offers_silently(fuzz_host, report, seed, how, live):
+    """With the job's checks, a damaged report fails or is held (nothing changed), or it
+    removes at most REMOVAL_GUARD of the live offers, each of them named by no line at all."""
+    host, ids, product, workdir = fuzz_host
+    rnd = random.Random(seed)
+    integration_id = ids[report["account_type"]]
+    previous = list(report["previous"]) + [(f"LIVE-{i}", False, i % 4 == 0) for i in range(live)]
+    run_id = _reset(host, integration_id, product, previous)
+    before = _state(host, integration_id)
+    rendered, columns, _lines = _render(report)
+    content, declared = _mutate(rendered, rnd, how)
+    path = workdir / f"{uuid.uuid4().hex}.tsv"
+    path.write_bytes(content)
+    try:
+        stage, applied, _rows = _import(host, path, run_id, integration_id,
+                                        report["account_type"], declared=declared,
+                                        default=rnd.choice(("utf-8", "cp1252", "cp932")),
+                                        guarded=True)
+    except (ReportFormatError, ReportRejected, RemovalLimitExceeded):
+        after = _state(host, integration_id)
+        assert (after["offers"], after["links"]) == (before["offers"], before["links"])
+        return
+    finally:
+        path.unlink()
+    live_before = {s for s, r in before["offers"].items() if r.removed_at is None}
+    after = _state(host, integration_id)
+    removed = {s for s in live_before if after["offers"][s].removed_at is not None}
+    assert applied.live_before == len(live_before)
+    assert len(removed) == applied.removed <= REMOVAL_GUARD * len(live_before)
+    assert stage.invalid <= MAX_INVALID_SHARE * stage.read and stage.invalid < max(stage.read, 1)
+    if not stage.invalid:  # (invalid lines are named on the run: not silent)
+        assert not removed & _named_skus(content, columns.index("sku")), removed
+    assert after["links"] == before["links"]

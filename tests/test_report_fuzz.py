@@ -40,7 +40,8 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-ERROR_CODES = {"empty_report", "unknown_header", "missing_asin_column", "undecodable"}
+ERROR_CODES = {"empty_report", "unknown_header", "missing_asin_column", "undecodable",
+               "truncated"}
 NO_ASIN_FAMILIES = {"fr", "jp"}
 
 declared_charsets = st.sampled_from(

@@ -302,7 +302,7 @@ def test_ascii_only_file_keeps_declared_charset(tmp_path):
     assert (reader.encoding, reader.encoding_source) == ("cp1252", "declared")
 
 
-def test_cp1252_bytes_in_utf8_declared_file_become_invalid_rows(tmp_path):
+def _cp1252_report_declared_utf8() -> bytes:
     header = EU_EN_HEADER_LINE.encode("cp1252")
     width = len(EU_EN_HEADER_LINE.split("\t"))
 
@@ -311,7 +311,7 @@ def test_cp1252_bytes_in_utf8_declared_file_become_invalid_rows(tmp_path):
         cells[0], cells[1], cells[3], cells[4], cells[16] = name, description, sku, "1.00", "B0X"
         return "\t".join(cells).encode("cp1252")
 
-    data = b"\n".join(
+    return b"\n".join(
         [
             header,
             line("OK-1", "Kaffeebecher"),
@@ -321,8 +321,26 @@ def test_cp1252_bytes_in_utf8_declared_file_become_invalid_rows(tmp_path):
             b"",
         ]
     )
+
+
+def test_cp1252_file_declared_utf8_falls_back_to_the_marketplace_encoding(tmp_path):
+    data = _cp1252_report_declared_utf8()
     reader, parsed = _read(_write(tmp_path, data), declared="utf8", default="cp1252")
+    assert (reader.encoding, reader.encoding_source) == ("cp1252", "fallback")
+    assert reader.rejected_encoding == "utf-8"
+    assert not _invalid(parsed)
+    assert [(row.seller_sku, row.name) for row in _offers(parsed)] == [
+        ("OK-1", "Kaffeebecher"), ("BAD-1", "Küchenmesser"), ("OK-2", "Tasse"),
+        ("BAD-2", "Preis 19 €")]
+
+
+def test_cp1252_bytes_without_a_fallback_become_invalid_rows_that_keep_their_sku(tmp_path):
+    """A US (UTF-8) marketplace has no other usual encoding: the lines are rejected, naming
+    the byte, but their SKU is still read (evidence that the offer exists)."""
+    data = _cp1252_report_declared_utf8()
+    reader, parsed = _read(_write(tmp_path, data), declared="utf8", default="utf-8")
     assert reader.encoding == "utf-8"
+    assert [row.seller_sku for row in _invalid(parsed)] == ["BAD-1", "BAD-2"]
     assert [row.seller_sku for row in _offers(parsed)] == ["OK-1", "OK-2"]
     # Undecodable bytes in an ignored column (item-description) do not reject the row.
     assert _offers(parsed)[1].name == "Tasse"
@@ -349,10 +367,14 @@ def test_undecodable_line_in_cp1252_is_invalid_row(tmp_path):
 def test_undecodable_header_raises(tmp_path):
     data = header_line("de").encode("cp1252") + b"\n"
     with pytest.raises(ReportFormatError) as info:
-        ReportReader(_write(tmp_path, data), declared_charset="utf8", default_encoding="cp1252")
+        ReportReader(_write(tmp_path, data), declared_charset="utf8", default_encoding="utf-8")
     assert info.value.code == "undecodable"
     assert "utf-8" in info.value.message
     assert "H\\xe4ndler-SKU" in info.value.message
+    # A marketplace whose usual encoding decodes it reads it with that one instead.
+    reader = ReportReader(_write(tmp_path, data), declared_charset="utf8",
+                          default_encoding="cp1252")
+    assert (reader.encoding, reader.header_family) == ("cp1252", "de")
 
 
 def test_utf16_file_is_rejected(tmp_path):
@@ -780,3 +802,51 @@ def test_demo_listings_are_deterministic_and_plausible():
     assert len({row["open_date_raw"] for row in rows}) < 1500
     fba_only = list(demo_listings(10, channel="AMAZON_NA", marketplace="US"))
     assert all(row["quantity"] is None for row in fba_only)
+
+
+# -- issue 13: truncation, readable SKUs of rejected lines ------------------------------------
+
+
+def test_last_line_cut_mid_line_is_a_truncated_report(tmp_path):
+    full = _us_report(_us_line(seller_sku="A"), _us_line(seller_sku="ZZ-LAST"))
+    cut = full[: full.index(b"ZZ-LAST") + 7]  # "...\tZZ-LAST" - cut right after the SKU
+    with pytest.raises(ReportFormatError) as exc:
+        ReportReader(_write(tmp_path, cut), declared_charset="utf8", default_encoding="utf-8")
+    assert exc.value.code == "truncated"
+    assert "line 3" in exc.value.message and "cut off" in exc.value.message
+
+
+def test_complete_last_line_without_newline_is_not_truncated(tmp_path):
+    data = _us_report(_us_line(seller_sku="A"), _us_line(seller_sku="B")).rstrip(b"\n")
+    reader, parsed = _read(_write(tmp_path, data), declared="utf8")
+    assert [row.seller_sku for row in _offers(parsed)] == ["A", "B"]
+
+
+def test_header_only_without_newline_is_not_truncated(tmp_path):
+    reader, parsed = _read(_write(tmp_path, US_HEADER_LINE.encode()), declared="utf8")
+    assert parsed == []
+
+
+def test_rejected_lines_keep_their_sku_when_it_can_be_read(tmp_path):
+    nul = _us_line(seller_sku="NUL-1", item_name="a\x00b")
+    nul_as_tabs = _us_line(seller_sku="NUL-2").replace("\t", "\x00")
+    huge = _us_line(seller_sku="HUGE", item_name="x" * 5000)
+    short = "\t".join(_us_line(seller_sku="SHORT").split("\t")[:5])
+    sku_last = "\t".join(_us_line(seller_sku="CUT").split("\t")[:4])  # SKU is field 4
+    data = _us_report(_us_line(seller_sku="OK"), _us_line(seller_sku="PRICE", price="abc"),
+                      _us_line(seller_sku="QTY", quantity="x"), nul, nul_as_tabs, huge, short,
+                      sku_last, _us_line(seller_sku="S" * 201, price="abc"))
+    _, parsed = _read(_write(tmp_path, data), declared="utf8")
+    assert [row.seller_sku for row in _offers(parsed)] == ["OK"]
+    assert [(row.line, row.seller_sku) for row in _invalid(parsed)] == [
+        (3, "PRICE"), (4, "QTY"), (5, "NUL-1"), (6, None), (7, "HUGE"), (8, "SHORT"),
+        (9, None), (10, None)]
+
+
+def test_undecodable_sku_is_not_read_but_other_columns_are(tmp_path):
+    bad_name = _us_line(seller_sku="N1", item_name="Tasse @").encode().replace(b"@", b"\x81")
+    bad_sku = _us_line(seller_sku="S@").encode().replace(b"@", b"\x81")
+    data = _us_report(_us_line(seller_sku="A")) + bad_name + b"\n" + bad_sku + b"\n"
+    _, parsed = _read(_write(tmp_path, data), default="cp1252")
+    assert [(row.column, row.seller_sku) for row in _invalid(parsed)] == [
+        ("item-name", "N1"), ("seller-sku", None)]

@@ -583,10 +583,13 @@ class AmazonReportsClient:
                             f"The report download took longer than "
                             f"{self._max_download_seconds:.0f} s and was abandoned.",
                         )
-                if expected is not None and received < expected:
+                if expected is not None and received != expected:
                     raise AmazonError(
                         "download",
-                        f"The report download was cut off after {received} of {expected} bytes.",
+                        f"The report download was cut off after {received} of {expected} bytes."
+                        if received < expected else
+                        f"The report download sent {received} bytes, not the {expected} bytes "
+                        "it announced.",
                     )
             stage.finish()
         except _Enough:

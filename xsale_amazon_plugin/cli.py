@@ -12,22 +12,40 @@ from rq import SimpleWorker, Worker
 
 from . import suggestions
 from .api import run_progress
-from .lifecycle import ImportAlreadyRunning, ImportRefused, recover_stale_runs, start_import
+from .lifecycle import (
+    HoldNotPending,
+    ImportAlreadyRunning,
+    ImportRefused,
+    confirm_run,
+    discard_run,
+    recover_stale_runs,
+    start_import,
+)
 from .linking import autolink
 from .proxies import current_amazon
 
 cli = AppGroup("xsale-amazon", help="Amazon offers import (xsale_amazon_plugin).")
 
 
+#: Exit status of ``import --wait`` when the run is held for confirmation.
+EXIT_HELD = 3
+
+
 @cli.command("import")
 @click.argument("integration_id", type=int)
-@click.option("--wait", is_flag=True, help="Show progress until the run ends; exit 1 if it failed.")
+@click.option("--wait", is_flag=True,
+              help="Show progress until the run ends; exit 1 if it failed, 3 if it is held "
+                   "for confirmation.")
 @click.option("--timeout", type=float, default=24 * 3600, show_default=True,
               help="With --wait: give up waiting after this many seconds.")
-def import_command(integration_id: int, wait: bool, timeout: float) -> None:
+@click.option("--allow-removal", is_flag=True,
+              help="Apply the report even if it removes more offers than "
+                   "XSALE_AMAZON_REMOVAL_GUARD allows (confirm up front).")
+def import_command(integration_id: int, wait: bool, timeout: float, allow_removal: bool) -> None:
     """Start importing the offers of INTEGRATION_ID."""
     try:
-        run = start_import(integration_id, trigger="cli", requested_by="cli")
+        run = start_import(integration_id, trigger="cli", requested_by="cli",
+                           allow_removal=allow_removal)
     except ImportAlreadyRunning as exc:
         raise click.ClickException(f"{exc} Not starting another one.") from None
     except (ImportRefused, LookupError) as exc:
@@ -69,9 +87,43 @@ def _wait(run_id: int, timeout: float) -> int:
     if info["status"] == "failed":
         click.echo(f"Import failed: {info['error']}", err=True)
         return 1
+    if info["status"] == "held":
+        click.echo(
+            f"Import held for confirmation: {info['error']} Confirm it on the run page or with "
+            f"'flask xsale-amazon confirm {run_id}', discard it with 'flask xsale-amazon "
+            f"discard {run_id}', or import again with --allow-removal.", err=True)
+        return EXIT_HELD
     if info["error"]:
         click.echo(info["error"])
     return 0
+
+
+@cli.command("confirm")
+@click.argument("run_id", type=int)
+@click.option("--wait", is_flag=True, help="Show progress until the apply ends.")
+@click.option("--timeout", type=float, default=24 * 3600, show_default=True,
+              help="With --wait: give up waiting after this many seconds.")
+def confirm_command(run_id: int, wait: bool, timeout: float) -> None:
+    """Apply the report of RUN_ID, held because it removes many offers, exactly as staged."""
+    try:
+        confirm_run(run_id, "cli")
+    except HoldNotPending:
+        raise click.ClickException(
+            f"Import run #{run_id} is not waiting for confirmation.") from None
+    except ImportRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Import run #{run_id} confirmed; its report is being applied.")
+    if wait:
+        sys.exit(_wait(run_id, timeout))
+
+
+@cli.command("discard")
+@click.argument("run_id", type=int)
+def discard_command(run_id: int) -> None:
+    """Discard the report of RUN_ID, held for confirmation, without changing any offer."""
+    if not discard_run(run_id, "cli"):
+        raise click.ClickException(f"Import run #{run_id} is not waiting for confirmation.")
+    click.echo(f"Import run #{run_id} discarded; no offer was changed.")
 
 
 @cli.command("worker")

@@ -27,13 +27,15 @@ from .lifecycle import (
     end_values,
     enqueue_step,
     finish_run,
+    hold_run,
     owned,
     save_if_owned,
     send_finished,
 )
 from .models import Stage, Status, utcnow
-from .offer_writer import OfferWriter, StageCounts
+from .offer_writer import OfferWriter, RemovalLimitExceeded, StageCounts, StagingLost
 from .proxies import current_amazon
+from .report_checks import ReportRejected, check_invalid_share
 from .report_parser import MissingAsinColumnError, ReportFormatError, ReportReader
 from .timeutil import as_utc, parse_amazon_time
 
@@ -180,6 +182,9 @@ class _Step:
 
     def _advance(self, client: AmazonReportsClient) -> str:
         run = self.run
+        if run.stage == Stage.SAVING and run.staged_rows is not None:
+            self._apply_confirmed()
+            return "succeeded"
         if not run.report_id:
             self._save(status=Status.REQUESTING, stage=Stage.REQUESTING)
             self._request_report(client)
@@ -252,19 +257,22 @@ class _Step:
         enqueue_step(run, self._poll_delay(run.poll_count))
         return False
 
-    def _process(self, client: AmazonReportsClient) -> None:
-        run, ext = self.run, self.ext
-        fd, path = tempfile.mkstemp(prefix=f"xsale-amazon-{run.id}-", suffix=".tsv")
-        os.close(fd)
-        writer = OfferWriter(
-            ext.models,
-            ext.db.engine,
-            run_id=run.id,
+    def _writer(self) -> OfferWriter:
+        return OfferWriter(
+            self.ext.models,
+            self.ext.db.engine,
+            run_id=self.run.id,
             integration_id=self.integration.id,
             account_type=self.integration.account_type,
             currency=self.marketplace.currency,
             invalid_lines_kept=self.settings.invalid_lines_kept,
         )
+
+    def _process(self, client: AmazonReportsClient) -> None:
+        run = self.run
+        fd, path = tempfile.mkstemp(prefix=f"xsale-amazon-{run.id}-", suffix=".tsv")
+        os.close(fd)
+        writer = self._writer()
         try:
             started = time.monotonic()
             self._save(stage=Stage.DOWNLOADING)
@@ -281,7 +289,8 @@ class _Step:
             except ReportFormatError as exc:
                 self._end(Status.FAILED, exc.code, detail=exc.message[:1500])
             self._save(encoding=reader.encoding, header_family=reader.header_family,
-                       rows_total=reader.total_lines)
+                       rows_total=reader.total_lines,
+                       declared_charset=(doc.declared_charset or "")[:40] or None)
             writer.clear_staging()
             counts = writer.stage(
                 reader.rows(),
@@ -291,7 +300,12 @@ class _Step:
             )
             self._save(stage=Stage.SAVING, durations=self._time("parse", started),
                        **self._stage_fields(counts))
-            self._apply(writer, counts)
+            try:
+                check_invalid_share(counts, self.settings.max_invalid_share)
+            except ReportRejected as exc:
+                self._end(Status.FAILED, exc.code, **exc.params)
+            guard = None if run.allow_removal else self.settings.removal_guard
+            self._apply(writer, list(counts.invalid_lines), counts.read, guard=guard)
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(path)
@@ -309,13 +323,43 @@ class _Step:
             "invalid_lines": list(counts.invalid_lines),
         }
 
-    def _apply(self, writer: OfferWriter, stage_counts: StageCounts) -> None:
+    def _apply_confirmed(self) -> None:
+        """Apply exactly the rows staged before the run was held (an operator confirmed)."""
+        run = self.run
+        writer = self._writer()
+        writer.staged_rows = run.staged_rows
+        # The duplicate lines recorded at the hold are found again by this apply.
+        invalid_lines = [i for i in run.invalid_lines or []
+                         if not str(i.get("reason", "")).startswith("duplicate seller-sku")]
+        self._apply(writer, invalid_lines, run.count_read, guard=None)
+
+    def _apply(self, writer: OfferWriter, invalid_lines: list[dict[str, Any]], rows_read: int,
+               *, guard: float | None) -> None:
+        """Apply the staged rows and end the run as succeeded, in one transaction.
+
+        With ``guard``, a report removing more than that share of the live offers is held for
+        confirmation instead (nothing applied, staged rows kept)."""
+        run = self.run
+        keep = self.settings.invalid_lines_kept
+        try:
+            self._apply_in_transaction(writer, invalid_lines, rows_read, guard)
+        except RemovalLimitExceeded as exc:
+            hold_run(run, self.job_id, exc.counts, exc.limit, writer.staged_rows,
+                     (invalid_lines + exc.counts.duplicate_lines)[:keep])
+            raise _RunEnded from None
+        except StagingLost as exc:
+            self._end(Status.FAILED, "staging_lost", detail=str(exc))
+        self.session.expire(run)
+        send_finished(run)
+
+    def _apply_in_transaction(self, writer: OfferWriter, invalid_lines: list[dict[str, Any]],
+                              rows_read: int, guard: float | None) -> None:
         run = self.run
         started = time.monotonic()
         run_table = self.ext.models.ImportRun.__table__
         keep = self.settings.invalid_lines_kept
         with self.ext.db.engine.begin() as conn:
-            counts = writer.apply(conn)
+            counts = writer.apply(conn, max_removed_share=guard)
             # Ending the run in the apply transaction: applied <=> succeeded. If the run was
             # ended meanwhile (e.g. declared dead), nothing of this transaction is kept.
             ended = conn.execute(
@@ -328,15 +372,14 @@ class _Step:
                     count_removed=counts.removed,
                     count_restored=counts.restored,
                     count_duplicate=counts.duplicate,
-                    invalid_lines=(list(stage_counts.invalid_lines)
-                                   + counts.duplicate_lines)[:keep],
-                    rows_done=stage_counts.read,
-                    rows_total=stage_counts.read,
+                    count_kept=counts.kept,
+                    invalid_lines=(invalid_lines + counts.duplicate_lines)[:keep],
+                    rows_done=rows_read,
+                    rows_total=rows_read,
+                    staged_rows=None,
                     durations=self._time("apply", started),
                     **end_values(Status.SUCCEEDED),
                 )
             ).rowcount
             if not ended:
                 raise _RunEnded  # leaving the block rolls the transaction back
-        self.session.expire(run)
-        send_finished(run)

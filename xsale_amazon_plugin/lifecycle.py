@@ -10,7 +10,10 @@ Redis, is the source of truth:
   (:func:`finish_run`, :func:`end_values`) is guarded the same way, so a worker and the
   stale-run check can never both end the same run;
 * a running step proves itself alive through :class:`Heartbeat`; :func:`recover_stale_runs`
-  fails the runs whose worker is gone.
+  fails the runs whose worker is gone;
+* a run whose apply would soft-remove more than ``XSALE_AMAZON_REMOVAL_GUARD`` of the live
+  offers is *held* (:func:`hold_run`) until an operator confirms (:func:`confirm_run`) or
+  discards (:func:`discard_run`) it - see "Held runs" below.
 
 Job arguments are run ids only (no credentials in Redis).
 """
@@ -35,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .messages import error_text
 from .models import Stage, Status, utcnow
+from .offer_writer import ApplyCounts
 from .proxies import current_amazon
 from .signals import import_finished
 from .timeutil import as_utc
@@ -68,8 +72,12 @@ class ImportNotPossible(ImportRefused):
 
 # -- start -------------------------------------------------------------------------------------
 def start_import(integration_id: int, *, trigger: str = "api",
-                 requested_by: str | None = None) -> Any:
+                 requested_by: str | None = None, allow_removal: bool = False) -> Any:
     """Create an import run for the integration, commit it and enqueue its first step.
+
+    ``allow_removal`` confirms up front that the report may soft-remove more offers than
+    ``XSALE_AMAZON_REMOVAL_GUARD`` allows. A run of the integration held for confirmation is
+    discarded: the newer report supersedes it.
 
     The run is committed (not only flushed) before its job is enqueued because a worker in
     another process must find it; so unlike the linking services this one always commits the
@@ -93,6 +101,7 @@ def start_import(integration_id: int, *, trigger: str = "api",
         active_lock=integration_id,
         trigger=trigger,
         requested_by=requested_by,
+        allow_removal=allow_removal,
     )
     session.add(run)
     try:
@@ -101,7 +110,8 @@ def start_import(integration_id: int, *, trigger: str = "api",
         session.rollback()
         existing = active_run(integration_id)
         if existing is None:  # the other run ended between our insert and this read
-            return start_import(integration_id, trigger=trigger, requested_by=requested_by)
+            return start_import(integration_id, trigger=trigger, requested_by=requested_by,
+                                allow_removal=allow_removal)
         raise ImportAlreadyRunning(existing) from None
     try:
         enqueue_step(run)
@@ -110,6 +120,7 @@ def start_import(integration_id: int, *, trigger: str = "api",
         session.delete(run)
         session.commit()
         raise ImportNotPossible("queue_unavailable", type(exc).__name__ + ": " + str(exc)) from exc
+    discard_held_runs(integration_id=integration_id, reason="superseded")
     return run
 
 
@@ -121,15 +132,19 @@ def active_run(integration_id: int) -> Any:
     ).scalar_one_or_none()
 
 
-def enqueue_step(run: Any, delay: float | None = None) -> None:
+def enqueue_step(run: Any, delay: float | None = None, *, tag: str = "") -> None:
     """Enqueue (now or after ``delay`` seconds) the next step of ``run`` and record its job id.
 
     The job id is recorded (and committed) first: from then on only that job owns the run.
+    ``tag`` tells apart a step that would otherwise get the previous step's id (the apply of a
+    confirmed hold).
     """
     ext = current_amazon
     # The queue name keeps ids apart when several apps (or test runs) share one Redis.
     queue_tag = re.sub(r"[^A-Za-z0-9_-]", "-", ext.settings.queue)[:40]
     job_id = f"xsale-amazon-{queue_tag}-{run.id}-{run.poll_count}-{run.retries}"
+    if tag:
+        job_id += f"-{tag}"
     run.rq_job_id = job_id
     run.next_poll_at = utcnow() + timedelta(seconds=delay or 0)
     ext.db.session.commit()
@@ -274,11 +289,13 @@ def recover_stale_runs(integration_id: int | None = None, now: datetime | None =
 
     A run is stale when its step is running but its heartbeat is older than
     ``XSALE_AMAZON_HEARTBEAT_TIMEOUT``, or when its next step is overdue by that much and
-    the RQ job for it is not waiting in Redis any more.
+    the RQ job for it is not waiting in Redis any more. Held runs are not running (they are
+    never failed here); those past ``XSALE_AMAZON_HOLD_EXPIRY`` are discarded.
     """
     ext = current_amazon
     m, session = ext.models, ext.db.session
     now = now or utcnow()
+    discard_held_runs(reason="expired", now=now)
     timeout = timedelta(seconds=ext.settings.heartbeat_timeout)
     query = sa.select(m.ImportRun).where(m.ImportRun.active_lock.is_not(None))
     if integration_id is not None:
@@ -333,3 +350,171 @@ def _job_state(job_id: str | None) -> str:
         return "missing"
     except Exception:  # Redis unreachable: we cannot tell, so do not fail the run
         return "unknown"
+
+# -- held runs ---------------------------------------------------------------------------------
+# An import whose apply would soft-remove more than XSALE_AMAZON_REMOVAL_GUARD of the
+# integration's live offers stops in status "held" instead of applying:
+# * its staged rows stay in the staging table - exactly what a confirmation applies - and the
+#   run records how many there are (staged_rows), so a confirmation after a PostgreSQL crash
+#   (the staging table is UNLOGGED) fails with "staging_lost" instead of applying a remnant;
+# * it gives the integration's active_lock back: a held run is not running, the stale-run
+#   recovery never fails it, and it blocks nobody. Starting a new import of the integration
+#   discards it (the newer report wins), and so does XSALE_AMAZON_HOLD_EXPIRY;
+# * confirm_run takes the lock again - so a confirmation and a new import can never both
+#   proceed - and enqueues a step that applies the staged rows without the guard; discard_run
+#   ends the run and deletes its staged rows. Neither changes an offer.
+# Scheduled imports are held like any other: only an operator confirms.
+
+HELD_CODE = "removal_held"
+DISCARDED_CODE = "removal_discarded"
+_PREVIEW_COUNTS = ("count_created", "count_updated", "count_unchanged", "count_removed",
+                   "count_restored", "count_duplicate", "count_kept")
+
+
+class HoldNotPending(Exception):
+    """The run is not (or no longer) waiting for a confirmation."""
+
+
+def _percent(share: float) -> str:
+    return f"{share * 100:.1f}".rstrip("0").rstrip(".")
+
+
+def _english_text(code: str, params: dict[str, Any]) -> str:
+    with _english():
+        return error_text(code, params)[:4000]
+
+
+def hold_run(run: Any, job_id: str | None, counts: ApplyCounts, limit: float, staged_rows: int,
+             invalid_lines: list[dict[str, Any]]) -> bool:
+    """Stop ``run`` before its apply, keeping its staged rows; False if the step lost it."""
+    session = current_amazon.db.session
+    table = run.__table__
+    params = {"removed": counts.removed, "live": counts.live_before,
+              "share": _percent(counts.removed_share), "limit": _percent(limit)}
+    session.flush()
+    held = session.execute(
+        table.update()
+        .where(table.c.id == run.id, table.c.rq_job_id == job_id,
+               table.c.active_lock.is_not(None))
+        .values(
+            status=Status.HELD, stage=Stage.AWAITING_CONFIRMATION, active_lock=None,
+            heartbeat_at=utcnow(), staged_rows=staged_rows, invalid_lines=invalid_lines,
+            count_created=counts.created, count_updated=counts.updated,
+            count_unchanged=counts.unchanged, count_removed=counts.removed,
+            count_restored=counts.restored, count_duplicate=counts.duplicate,
+            count_kept=counts.kept, error_code=HELD_CODE, error_params=params,
+            error_message=_english_text(HELD_CODE, params),
+        )
+    ).rowcount == 1
+    session.commit()
+    session.expire(run)
+    if held:
+        log.warning("Import run %s held: it would remove %s of %s offers", run.id,
+                    counts.removed, counts.live_before)
+    return held
+
+
+def _expired(run: Any, now: datetime) -> bool:
+    expiry = timedelta(seconds=current_amazon.settings.hold_expiry)
+    held_at = as_utc(run.heartbeat_at or run.created_at)
+    return held_at is not None and held_at < now - expiry
+
+
+def confirm_run(run_id: int, user: str | None) -> Any:
+    """Apply a held run's staged report: take the import lock again and enqueue the apply.
+
+    Raises :class:`HoldNotPending` when the run is not held (any more),
+    :class:`ImportAlreadyRunning` when another import of the
+    integration runs, and ``ImportNotPossible("queue_unavailable")`` when Redis is down (the
+    run then stays held).
+    """
+    session = current_amazon.db.session
+    run = session.get(current_amazon.models.ImportRun, run_id)
+    if run is None or run.status != Status.HELD:
+        raise HoldNotPending(run_id)
+    if _expired(run, utcnow()):
+        discard_run(run_id, None, reason="expired")
+        raise HoldNotPending(run_id)
+    table = run.__table__
+    held_values = {c: getattr(run, c) for c in ("error_code", "error_params", "error_message")}
+    try:
+        taken = session.execute(
+            table.update()
+            .where(table.c.id == run.id, table.c.status == Status.HELD,
+                   table.c.active_lock.is_(None))
+            .values(status=Status.PROCESSING, stage=Stage.SAVING,
+                    active_lock=run.integration_id, allow_removal=True, confirmed_by=user,
+                    heartbeat_at=utcnow(), error_code=None, error_params=None,
+                    error_message=None)
+        ).rowcount == 1
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        existing = active_run(run.integration_id)
+        if existing is None:
+            raise HoldNotPending(run_id) from None
+        raise ImportAlreadyRunning(existing) from None
+    session.expire(run)
+    if not taken:
+        raise HoldNotPending(run_id)
+    try:
+        enqueue_step(run, tag="confirm")
+    except Exception as exc:  # Redis down: the run stays held, nothing changed
+        session.rollback()
+        session.execute(
+            table.update().where(table.c.id == run.id, table.c.status == Status.PROCESSING)
+            .values(status=Status.HELD, stage=Stage.AWAITING_CONFIRMATION, active_lock=None,
+                    allow_removal=False, **held_values)
+        )
+        session.commit()
+        session.expire(run)
+        raise ImportNotPossible("queue_unavailable",
+                                type(exc).__name__ + ": " + str(exc)) from exc
+    log.info("Import run %s confirmed by %s", run.id, user)
+    return run
+
+
+def discard_run(run_id: int, user: str | None, *, reason: str = "operator") -> bool:
+    """End a held run without applying it and delete its staged rows; False if not held."""
+    ext = current_amazon
+    session = ext.db.session
+    run = session.get(ext.models.ImportRun, run_id)
+    if run is None or run.status != Status.HELD:
+        return False
+    table = run.__table__
+    params = {"removed": run.count_removed, "live": (run.error_params or {}).get("live", "?"),
+              "reason": reason, "user": user}
+    ended = session.execute(
+        table.update()
+        .where(table.c.id == run.id, table.c.status == Status.HELD)
+        .values(status=Status.DISCARDED, stage=Stage.DONE, finished_at=utcnow(),
+                confirmed_by=user, staged_rows=None, error_code=DISCARDED_CODE,
+                error_params=params, error_message=_english_text(DISCARDED_CODE, params),
+                **dict.fromkeys(_PREVIEW_COUNTS, 0))
+    ).rowcount == 1
+    if ended:
+        staging = ext.models.import_row
+        session.execute(staging.delete().where(staging.c.run_id == run.id))
+    session.commit()
+    session.expire(run)
+    if ended:
+        log.info("Import run %s discarded (%s)", run.id, reason)
+        send_finished(run)
+    return ended
+
+
+def discard_held_runs(*, integration_id: int | None = None, reason: str,
+                      now: datetime | None = None) -> int:
+    """Discard the held runs of an integration (``superseded``) or, without one, the held runs
+    past ``XSALE_AMAZON_HOLD_EXPIRY`` (``expired``). Returns how many were discarded."""
+    run_model = current_amazon.models.ImportRun
+    query = sa.select(run_model).where(run_model.status == Status.HELD)
+    if integration_id is not None:
+        query = query.where(run_model.integration_id == integration_id)
+    now = now or utcnow()
+    discarded = 0
+    for run in current_amazon.db.session.execute(query).scalars().all():
+        if integration_id is None and not _expired(run, now):
+            continue
+        discarded += discard_run(run.id, None, reason=reason)
+    return discarded

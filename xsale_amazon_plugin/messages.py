@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .babel import gettext as _
+from .charsets import resolve_charset
 
 ASIN_INSTRUCTION_CODE = "missing_asin_column"
 
@@ -21,9 +22,66 @@ def asin_instruction() -> str:
     )
 
 
+def invalid_cause_text(cause: str | None) -> str:
+    """The likely cause of a mostly invalid report (see :mod:`report_checks`)."""
+    return {
+        "encoding": _(
+            "the file is not in the character encoding Amazon declared (wrong encoding)"
+        ),
+        "damaged": _(
+            "the file is damaged (binary data, missing or extra columns, or a cut-off download)"
+        ),
+        "values": _("prices or quantities are not in the expected format"),
+    }.get(cause or "", _("the file is damaged"))
+
+
+def charset_note(declared: str | None, used: str | None) -> str | None:
+    """"declared UTF-8, decoded as cp1252" when the report was read with another charset."""
+    if not declared or not used or resolve_charset(declared) in (used, None):
+        return None
+    return _("declared %(declared)s, decoded as %(used)s", declared=declared, used=used)
+
+
+def _discard_reason(reason: str | None, user: str | None) -> str:
+    if reason == "superseded":
+        return _("a newer import of this integration replaced it")
+    if reason == "expired":
+        return _("nobody confirmed it in time")
+    return _("discarded by %(user)s", user=user or "?")
+
+
 def error_text(code: str | None, params: dict[str, Any] | None = None) -> str:
     p = dict(params or {})
     detail = str(p.get("detail") or "")
+    if code == "removal_held":
+        return _(
+            "This report would remove %(removed)s of the integration's %(live)s offers "
+            "(%(share)s %%; the limit is %(limit)s %%). Nothing has been changed yet: confirm "
+            "to apply exactly this report, or discard it.",
+            removed=p.get("removed", "?"), live=p.get("live", "?"), share=p.get("share", "?"),
+            limit=p.get("limit", "?"),
+        )
+    if code == "removal_discarded":
+        return _(
+            "The report was not applied (%(reason)s); it would have removed %(removed)s of "
+            "%(live)s offers. No offer was changed.",
+            reason=_discard_reason(p.get("reason"), p.get("user")),
+            removed=p.get("removed", "?"), live=p.get("live", "?"),
+        )
+    if code in ("too_many_invalid", "no_valid_lines"):
+        values = dict(invalid=p.get("invalid", "?"), read=p.get("read", "?"),
+                      limit=p.get("limit", "?"), lines=p.get("lines", "?"),
+                      cause=invalid_cause_text(p.get("cause")))
+        if code == "no_valid_lines":
+            return _(
+                "None of the %(read)s lines of the report is valid, so nothing was changed. "
+                "First invalid lines: %(lines)s. Likely cause: %(cause)s.", **values
+            )
+        return _(
+            "%(invalid)s of the %(read)s lines of the report are invalid (more than "
+            "%(limit)s %%), so nothing was changed. First invalid lines: %(lines)s. Likely "
+            "cause: %(cause)s.", **values
+        )
     if code == ASIN_INSTRUCTION_CODE:
         return _(
             "Amazon's All Listings Report for this marketplace has no ASIN column, so the "
@@ -35,6 +93,15 @@ def error_text(code: str | None, params: dict[str, Any] | None = None) -> str:
             detail=detail,
         ),
         "empty_report": _("Amazon returned an empty report file. Nothing was changed."),
+        "truncated": _(
+            "The downloaded report is incomplete (%(detail)s). Nothing was changed; start the "
+            "import again.",
+            detail=detail,
+        ),
+        "staging_lost": _(
+            "The report rows saved for this import were lost (the database restarted?). "
+            "Nothing was changed; start the import again."
+        ),
         "undecodable": _(
             "The report could not be decoded (%(detail)s). Nothing was changed.", detail=detail
         ),
@@ -116,7 +183,8 @@ def error_text(code: str | None, params: dict[str, Any] | None = None) -> str:
 
 def status_badge_class(status: str) -> str:
     """The Bootstrap badge colour of a run status."""
-    return {"succeeded": "success", "failed": "danger", "no_data": "secondary"}.get(status, "info")
+    return {"succeeded": "success", "failed": "danger", "no_data": "secondary", "held": "warning",
+            "discarded": "secondary"}.get(status, "info")
 
 
 def status_label(status: str) -> str:
@@ -129,6 +197,8 @@ def status_label(status: str) -> str:
         "succeeded": _("Succeeded"),
         "no_data": _("No data"),
         "failed": _("Failed"),
+        "held": _("Awaiting confirmation"),
+        "discarded": _("Discarded"),
     }.get(status, status)
 
 
@@ -141,5 +211,6 @@ def stage_label(stage: str) -> str:
         "downloading": _("Downloading"),
         "parsing": _("Parsing"),
         "saving": _("Saving"),
+        "awaiting_confirmation": _("Awaiting confirmation"),
         "done": _("Done"),
     }.get(stage, stage)

@@ -38,9 +38,14 @@ class Status:
     SUCCEEDED = "succeeded"
     NO_DATA = "no_data"
     FAILED = "failed"
+    #: Stopped before the apply because it would remove too many offers; the staged report
+    #: waits for an operator to confirm or discard it. Not active: it holds no import lock.
+    HELD = "held"
+    #: A held run the operator discarded (or a newer import / the expiry replaced).
+    DISCARDED = "discarded"
 
     ACTIVE = (QUEUED, REQUESTING, WAITING, PROCESSING)
-    ENDED = (SUCCEEDED, NO_DATA, FAILED)
+    ENDED = (SUCCEEDED, NO_DATA, FAILED, DISCARDED)
 
 
 class Stage:
@@ -52,6 +57,7 @@ class Stage:
     DOWNLOADING = "downloading"
     PARSING = "parsing"
     SAVING = "saving"
+    AWAITING_CONFIRMATION = "awaiting_confirmation"
     DONE = "done"
 
 
@@ -271,6 +277,17 @@ class ImportRunMixin:
     count_invalid: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     count_duplicate: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     count_without_asin: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    #: Live offers kept as they were because only an invalid line of the report named them.
+    count_kept: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    #: Charset the download declared (``Content-Type``), whatever was used to decode it.
+    declared_charset: Mapped[str | None] = mapped_column(sa.String(40))
+    #: Rows staged for a held run; confirming checks they are all still there.
+    staged_rows: Mapped[int | None] = mapped_column(sa.Integer)
+    #: Apply even if the report removes more offers than ``XSALE_AMAZON_REMOVAL_GUARD``
+    #: allows (``--allow-removal``, or a confirmed hold).
+    allow_removal: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
+    #: Who confirmed or discarded a held run.
+    confirmed_by: Mapped[str | None] = mapped_column(sa.String(200))
     invalid_lines: Mapped[Any | None] = mapped_column(sa.JSON)
     durations: Mapped[Any | None] = mapped_column(sa.JSON)
     error_code: Mapped[str | None] = mapped_column(sa.String(40))
@@ -310,6 +327,7 @@ class ImportRunMixin:
             "invalid": self.count_invalid,
             "duplicate": self.count_duplicate,
             "without_asin": self.count_without_asin,
+            "kept": self.count_kept,
         }
 
     def __str__(self) -> str:
@@ -450,6 +468,9 @@ def make_models(db: Any, product_model: type) -> Models:
         sa.Column("line", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("seller_sku", offer_columns.seller_sku.type, nullable=False),
         *(sa.Column(name, offer_columns[name].type) for name in REPORT_COLUMNS),
+        # True for a line rejected as invalid whose SKU could be read: only its SKU is staged,
+        # and the apply neither updates nor removes that offer. NULL for a valid row.
+        sa.Column("kept_invalid", sa.Boolean),
         # Not needed by the usual hash joins, but it keeps the removal anti-join fast when
         # the planner misjudges the staged row count (seen: a 60k-row nested loop for minutes).
         sa.Index("ix_xsale_amazon_import_row_sku", "run_id", "seller_sku"),

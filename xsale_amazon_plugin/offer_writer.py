@@ -6,6 +6,12 @@ de-duplicates the staged rows, updates changed offers, inserts new ones and soft
 offers missing from the report, all in one transaction: a run that dies before or during
 ``apply`` leaves offers and links exactly as they were.
 
+A line rejected as invalid whose SKU could still be read is staged as a *kept* row (only its
+SKU, ``kept_invalid`` set): it is evidence that the offer exists, so the apply neither updates
+nor removes that offer. :meth:`OfferWriter.apply` can refuse to soft-remove more than a share
+of the integration's live offers (:class:`RemovalLimitExceeded`, raised before the caller's
+transaction commits).
+
 On PostgreSQL the staging table is UNLOGGED (see ``make_models``): a server crash empties it.
 ``apply`` therefore first checks that every row ``stage`` wrote is still there and raises
 :class:`StagingLost` otherwise - applying an emptied staging table would soft-remove every offer.
@@ -43,6 +49,8 @@ from .report_parser import InvalidRow, OfferRow
 STAGED_COLUMNS = ("run_id", "line", "seller_sku", *REPORT_COLUMNS)
 #: Offer columns compared to decide whether a re-imported row changed.
 COMPARED = REPORT_COLUMNS
+#: Columns written to the staging table (``kept_invalid`` marks the SKU of an invalid line).
+COPY_COLUMNS = (*STAGED_COLUMNS, "kept_invalid")
 
 _LIMITS = {"asin": ASIN_LENGTH, "listing_id": LISTING_ID_LENGTH,
            "fulfillment_channel": CHANNEL_LENGTH, "status": OFFER_STATUS_LENGTH,
@@ -76,9 +84,12 @@ class StageCounts:
     """What staging saw: rows read, staged, skipped (other channel), invalid, without ASIN."""
 
     read: int = 0
+    #: Valid rows staged (kept rows of invalid lines not included).
     staged: int = 0
     skipped_channel: int = 0
     invalid: int = 0
+    #: Invalid lines whose SKU could be read (staged as kept rows); part of ``invalid``.
+    kept_invalid: int = 0
     without_asin: int = 0
     invalid_lines: list[dict[str, Any]] = field(default_factory=list)
 
@@ -93,7 +104,32 @@ class ApplyCounts:
     removed: int = 0
     restored: int = 0
     duplicate: int = 0
+    #: Live offers neither updated nor removed because only an invalid line named them.
+    kept: int = 0
+    #: Live offers of the integration before the apply.
+    live_before: int = 0
     duplicate_lines: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def removed_share(self) -> float:
+        return self.removed / self.live_before if self.live_before else 0.0
+
+
+class RemovalLimitExceeded(Exception):
+    """Applying the report would soft-remove more than the allowed share of the live offers.
+
+    Raised by :meth:`OfferWriter.apply` after computing the counts and before the caller's
+    transaction commits: leaving the transaction rolls every change back, and the staged rows
+    stay for a later confirmation.
+    """
+
+    def __init__(self, counts: ApplyCounts, limit: float) -> None:
+        self.counts = counts
+        self.limit = limit
+        super().__init__(
+            f"Applying this report would remove {counts.removed} of {counts.live_before} live "
+            f"offers (more than {limit:.0%})."
+        )
 
 
 def channel_matches(row: OfferRow, account_type: str, has_channel_column: bool) -> bool:
@@ -214,6 +250,7 @@ class OfferWriter:
                 in_batch += len(chunk)
             sink.commit()
             self._batch_done(counts, in_batch)
+        counts.staged -= counts.kept_invalid
         if dups is not None:
             self._dup_candidates = dups.candidates
         if pg and counts.staged:
@@ -231,8 +268,12 @@ class OfferWriter:
         self.staged_rows += rows
 
     def _accepted(self, rows: Iterable[OfferRow | InvalidRow], counts: StageCounts,
-                  has_channel_column: bool) -> Iterator[OfferRow]:
-        """The rows to stage; counts the others (and the rows without ASIN) in ``counts``."""
+                  has_channel_column: bool) -> Iterator[OfferRow | InvalidRow]:
+        """The rows to stage; counts the others (and the rows without ASIN) in ``counts``.
+
+        Invalid lines whose SKU could be read are yielded too (as :class:`InvalidRow`): they are
+        staged as kept rows.
+        """
         account = self.account_type
         want_fba = account == "FBA"
         verdicts: dict[str, bool] = {}
@@ -243,6 +284,9 @@ class OfferWriter:
             self._last_line = row.line
             if isinstance(row, InvalidRow):
                 self._invalid(counts, row.line, row.column, row.reason)
+                if row.seller_sku is not None:
+                    counts.kept_invalid += 1
+                    yield row
                 continue
             channel = row.fulfillment_channel
             if channel:
@@ -273,6 +317,8 @@ class OfferWriter:
                 if too_long:
                     reason = f"{too_long} value is too long or too large"
                     self._invalid(counts, row.line, too_long, reason)
+                    counts.kept_invalid += 1
+                    yield InvalidRow(row.line, too_long, reason, row.seller_sku)
                     continue
                 if len(short) < _SMALL_CACHE:
                     short.update((channel, status, pid_type))
@@ -286,23 +332,32 @@ class OfferWriter:
             counts.invalid_lines.append({"line": line, "column": column, "reason": reason[:300]})
 
     # -- apply -----------------------------------------------------------------------------
-    def apply(self, conn: Connection, now: datetime | None = None) -> ApplyCounts:
-        """Apply the staged rows. Runs inside the caller's transaction ``conn``."""
+    def apply(self, conn: Connection, now: datetime | None = None, *,
+              max_removed_share: float | None = None) -> ApplyCounts:
+        """Apply the staged rows. Runs inside the caller's transaction ``conn``.
+
+        With ``max_removed_share``, raises :class:`RemovalLimitExceeded` (the caller's
+        transaction must then roll back) when more than that share of the live offers would be
+        soft-removed; an integration without live offers (its first import) is never limited.
+        """
         now = now or utcnow()
         counts = ApplyCounts()
         s, o = self.staging, self.offer
         run, iid = self.run_id, self.integration_id
         pg = conn.dialect.name == "postgresql"
         of_run = s.c.run_id == run
+        valid = sa.and_(of_run, s.c.kept_invalid.is_(None))
 
-        staged_total = conn.execute(
-            sa.select(sa.func.count()).select_from(s).where(of_run)
-        ).scalar_one()
+        staged_total, kept_rows = conn.execute(
+            sa.select(sa.func.count(), sa.func.count(s.c.kept_invalid)).select_from(s)
+            .where(of_run)
+        ).one()
         if staged_total != self.staged_rows:
             raise StagingLost(
                 f"Import run {run}: {self.staged_rows} rows were staged but {staged_total} are "
                 "in the staging table (PostgreSQL restarted?); no offer was changed."
             )
+        valid_total = staged_total - kept_rows
 
         dup_rows = self._duplicates(conn, pg)
         if dup_rows:
@@ -315,10 +370,13 @@ class OfferWriter:
             lines = [r[0] for r in dup_rows]
             for i in range(0, len(lines), 5000):
                 conn.execute(s.delete().where(of_run, s.c.line.in_(lines[i : i + 5000])))
-            staged_total -= len(lines)
+            valid_total -= len(lines)
 
         of_integration = o.c.integration_id == iid
-        first_import = conn.execute(
+        count_offers = sa.select(sa.func.count()).select_from(o).where(of_integration)
+        counts.live_before = conn.execute(
+            count_offers.where(o.c.removed_at.is_(None))).scalar_one()
+        first_import = counts.live_before == 0 and conn.execute(
             sa.select(sa.literal(1)).select_from(o).where(of_integration).limit(1)
         ).first() is None
 
@@ -328,15 +386,14 @@ class OfferWriter:
             sa.literal(iid), *[s.c[c] for c in ("seller_sku", *COMPARED)],
             sa.literal(self.currency), sa.literal(now, o.c.first_seen_at.type),
             sa.literal(now, o.c.last_seen_at.type),
-        ).where(of_run)
-        count_offers = sa.select(sa.func.count()).select_from(o).where(of_integration)
+        ).where(valid)
 
         if first_import:
-            # No offer to update, restore or remove: a plain insert of every staged row. The
-            # unique (integration, sku) constraint still guards against a concurrent writer.
+            # No offer to update, restore, keep or remove: a plain insert of every valid row.
+            # The unique (integration, sku) constraint still guards against a concurrent writer.
             counts.created = self._insert(conn, o.insert().from_select(target, select_new), pg)
         else:
-            match = sa.and_(of_run, of_integration, o.c.seller_sku == s.c.seller_sku)
+            match = sa.and_(valid, of_integration, o.c.seller_sku == s.c.seller_sku)
             if pg:
                 differs = [o.c[c].is_distinct_from(s.c[c]) for c in COMPARED]
             else:
@@ -362,17 +419,28 @@ class OfferWriter:
             ins = o.insert().from_select(target, select_new.where(~exists))
             counts.created = self._insert(conn, ins, pg)
 
-            # Every staged SKU is a live offer now; when the live offers are exactly that
+            if kept_rows:
+                in_valid = sa.exists().where(valid, s.c.seller_sku == o.c.seller_sku)
+                only_kept = sa.exists().where(of_run, s.c.kept_invalid.is_not(None),
+                                              s.c.seller_sku == o.c.seller_sku)
+                counts.kept = conn.execute(
+                    count_offers.where(o.c.removed_at.is_(None), only_kept, ~in_valid)
+                ).scalar_one()
+            # Every valid staged SKU is a live offer now; when the live offers are exactly that
             # many, none is missing from the report and the anti-join can be skipped.
             live = conn.execute(count_offers.where(o.c.removed_at.is_(None))).scalar_one()
-            if live != staged_total:
+            if live != valid_total:
+                # Kept rows (invalid lines naming a SKU) count as present in the report.
                 in_report = sa.exists().where(of_run, s.c.seller_sku == o.c.seller_sku)
                 counts.removed = conn.execute(
                     o.update()
                     .where(of_integration, o.c.removed_at.is_(None), ~in_report)
                     .values(removed_at=now)
                 ).rowcount
-        counts.unchanged = staged_total - counts.created - counts.updated
+        counts.unchanged = valid_total - counts.created - counts.updated
+        if (max_removed_share is not None and counts.live_before
+                and counts.removed > max_removed_share * counts.live_before):
+            raise RemovalLimitExceeded(counts, max_removed_share)
         conn.execute(s.delete().where(of_run))
         return counts
 
@@ -390,7 +458,7 @@ class OfferWriter:
     def _duplicates(self, conn: Connection, pg: bool) -> list[tuple[int, str, int]]:
         """(line, seller_sku, first line of that SKU) of every staged row to drop, by line."""
         s = self.staging
-        of_run = s.c.run_id == self.run_id
+        of_run = sa.and_(s.c.run_id == self.run_id, s.c.kept_invalid.is_(None))
         candidates = self._dup_candidates
         if pg and candidates is not None:
             if not candidates:
@@ -437,18 +505,21 @@ class _SkuFilter:
         self.candidates: set[str] | None = set()
 
 
-def _copy_lines(rows: Iterable[OfferRow], run_id: int,
+def _copy_lines(rows: Iterable[OfferRow | InvalidRow], run_id: int,
                 dups: _SkuFilter | None) -> Iterator[str]:
-    """The staged rows as lines of COPY text format (columns in STAGED_COLUMNS order)."""
-
+    """The staged rows as lines of COPY text format (columns in COPY_COLUMNS order)."""
     prefix = f"{run_id}\t"
     null = _NULL
+    kept_tail = "\t".join([null] * (len(STAGED_COLUMNS) - 3) + ["t"]) + "\n"
     texts: dict[str | None, str] = {None: null}  # channel, status, product-id type
     dates: dict[datetime | None, str] = {}
     bits = dups.bits if dups else None
     candidates = dups.candidates if dups else None
     mask = _FILTER_MASK
     for row in rows:
+        if isinstance(row, InvalidRow):
+            yield f"{prefix}{row.line}\t{copy_text(row.seller_sku)}\t{kept_tail}"
+            continue
         sku, asin, name, listing_id = row.seller_sku, row.asin, row.name, row.listing_id
         pid, price, quantity = row.product_id, row.price, row.quantity
         channel, status, pid_type = row.fulfillment_channel, row.status, row.product_id_type
@@ -491,17 +562,24 @@ def _copy_lines(rows: Iterable[OfferRow], run_id: int,
             f"{null if name is None else name}\t{null if listing_id is None else listing_id}\t"
             f"{null if price is None else price!s}\t{null if quantity is None else quantity}\t"
             f"{channel_text}\t{status_text}\t{null if pid is None else pid}\t{pid_type_text}\t"
-            f"{date_text}\t{null if date_raw is None else date_raw}\n"
+            f"{date_text}\t{null if date_raw is None else date_raw}\t{null}\n"
         )
 
 
-def _insert_rows(rows: Iterable[OfferRow], run_id: int) -> Iterator[dict[str, Any]]:
+def _insert_rows(rows: Iterable[OfferRow | InvalidRow],
+                 run_id: int) -> Iterator[dict[str, Any]]:
     for row in rows:
+        if isinstance(row, InvalidRow):
+            kept = dict.fromkeys(COPY_COLUMNS)
+            kept.update(run_id=run_id, line=row.line, seller_sku=row.seller_sku,
+                        kept_invalid=True)
+            yield kept
+            continue
         date_raw = row.open_date_raw[:OPEN_DATE_RAW_LENGTH] if row.open_date_raw else None
-        yield dict(zip(STAGED_COLUMNS, (
+        yield dict(zip(COPY_COLUMNS, (
             run_id, row.line, row.seller_sku, row.asin, row.name, row.listing_id, row.price,
             row.quantity, row.fulfillment_channel, row.status, row.product_id,
-            row.product_id_type, row.open_date, date_raw,
+            row.product_id_type, row.open_date, date_raw, None,
         ), strict=True))
 
 
@@ -544,7 +622,7 @@ class _CopyBatches(_Batches):
 
     def __init__(self, engine: sa.Engine, table: str) -> None:
         super().__init__(engine)
-        self.sql = f"COPY {table} ({', '.join(STAGED_COLUMNS)}) FROM STDIN"
+        self.sql = f"COPY {table} ({', '.join(COPY_COLUMNS)}) FROM STDIN"
 
     def _begin(self, stack: ExitStack, conn: Connection) -> None:
         driver_connection: Any = conn.connection.driver_connection

@@ -15,6 +15,10 @@ Decoding
   ``Cp1252``/``ISO-8859-1``; accidental UTF-8 validity of real cp1252 or Shift_JIS text (every
   non-ASCII byte forming well-formed multibyte sequences) is practically impossible. The same
   scan counts newlines for :attr:`ReportReader.total_lines`.
+* Charset fallback: when the declared charset cannot decode the whole file but the
+  marketplace's usual encoding can, that one is used (``encoding_source == "fallback"``,
+  ``rejected_encoding`` names the declared one). Lines are rejected as undecodable only when
+  no sensible encoding decodes the file.
 * A UTF-8 BOM is stripped. LF and CRLF line endings are accepted, as is a final line without a
   newline. Blank (empty or whitespace-only) lines are skipped; line numbers stay physical.
 * Decoding is strict. A data line that cannot be decoded becomes an :class:`InvalidRow` naming
@@ -22,7 +26,10 @@ Decoding
   importer ignores (e.g. ``item-description``); those fields are blanked and the row is kept,
   because their content is never stored. An undecodable header raises
   :class:`ReportFormatError` (``"undecodable"``). A line containing a NUL byte is an
-  :class:`InvalidRow` (PostgreSQL text cannot hold NUL).
+  :class:`InvalidRow` (PostgreSQL text cannot hold NUL). An :class:`InvalidRow` carries the
+  line's SKU when it can still be read: the importer keeps that offer as it is.
+* Truncation: a file whose last line has no newline and fewer fields than the header was cut
+  off; :class:`ReportFormatError` (``"truncated"``) is raised before any row is read.
 
 Parsing
 -------
@@ -152,11 +159,16 @@ class OfferRow:
 
 @dataclass(slots=True)
 class InvalidRow:
-    """A data line that was rejected; ``column`` is a canonical name or None for the whole line."""
+    """A data line that was rejected; ``column`` is a canonical name or None for the whole line.
+
+    ``seller_sku`` is set when the line's SKU could still be read: the line is evidence that
+    the offer exists, so the importer neither updates nor removes that offer.
+    """
 
     line: int
     column: str | None
     reason: str
+    seller_sku: str | None = None
 
 
 # --------------------------------------------------------------------------- header mapping
@@ -540,39 +552,53 @@ def parse_open_date(raw: str) -> datetime | None:
 # --------------------------------------------------------------------------- reader
 
 
-def _prescan(path: str | os.PathLike, check_utf8: bool) -> tuple[int, bool]:
-    """Return (physical line count, file is valid UTF-8 containing non-ASCII bytes)."""
+@dataclass
+class _Scan:
+    lines: int
+    #: The file ends with a newline (or is empty).
+    ends_with_newline: bool
+    non_ascii: bool
+    #: Codecs (of those checked) that decode the whole file strictly.
+    decodes: frozenset[str]
+
+
+def _prescan(path: str | os.PathLike, check: tuple[str, ...]) -> _Scan:
+    """Count lines and find which of the ``check`` codecs decode the whole file."""
     newlines = 0
     last = b""
-    decoder = codecs.getincrementaldecoder("utf-8")("strict") if check_utf8 else None
+    decoders = {name: codecs.getincrementaldecoder(name)("strict") for name in dict.fromkeys(check)}
     non_ascii = False
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK_SIZE):
             newlines += chunk.count(b"\n")
             last = chunk[-1:]
-            if decoder is not None:
-                if not non_ascii and not chunk.isascii():
-                    non_ascii = True
-                try:
-                    decoder.decode(chunk)
-                except UnicodeDecodeError:
-                    decoder = None
-        if decoder is not None:
+            if not non_ascii and not chunk.isascii():
+                non_ascii = True
+            if non_ascii:
+                for name, decoder in list(decoders.items()):
+                    try:
+                        decoder.decode(chunk)
+                    except UnicodeDecodeError:
+                        del decoders[name]
+        for name, decoder in list(decoders.items()):
             try:
                 decoder.decode(b"", final=True)
             except UnicodeDecodeError:
-                decoder = None
-    lines = newlines + (1 if last and last != b"\n" else 0)
-    return lines, decoder is not None and non_ascii
+                del decoders[name]
+    ends = not last or last == b"\n"
+    return _Scan(newlines + (0 if ends else 1), ends, non_ascii, frozenset(decoders))
 
 
 class ReportReader:
     """Streaming reader of one All Listings Report file.
 
     Attributes set at construction: ``encoding`` (Python codec used), ``encoding_source``
-    (``"declared"``, ``"default"`` or ``"detected"`` for the UTF-8 override), ``header`` (raw
-    names), ``columns`` (canonical name -> index), ``header_family``, ``has_asin_column`` and
-    ``total_lines`` (physical lines after the header, blank lines included - a progress bound).
+    (``"declared"``, ``"default"``, ``"detected"`` for the UTF-8 override or ``"fallback"`` when
+    the marketplace's usual encoding decodes a file the declared charset cannot),
+    ``rejected_encoding`` (the declared or default codec that was not used, else None),
+    ``header`` (raw names), ``columns`` (canonical name -> index), ``header_family``,
+    ``has_asin_column`` and ``total_lines`` (physical lines after the header, blank lines
+    included - a progress bound).
 
     ``require_asin=False`` (an extension of the base API) lets a report without an ASIN column
     be read anyway; ASINs then come only from ``product-id`` when its type is ASIN.
@@ -589,17 +615,39 @@ class ReportReader:
         self.path = path
         codec = resolve_charset(declared_charset)
         self.encoding_source = "declared"
+        default = resolve_charset(default_encoding)
+        if default is None:
+            raise ValueError(f"unknown default encoding {default_encoding!r}")
         if codec is None:
-            codec = resolve_charset(default_encoding)
+            codec = default
             self.encoding_source = "default"
-            if codec is None:
-                raise ValueError(f"unknown default encoding {default_encoding!r}")
-        physical_lines, utf8_text = _prescan(path, check_utf8=codec != "utf-8")
-        if utf8_text:
+        #: The codec the download declared (or the default) when another one had to be used.
+        self.rejected_encoding: str | None = None
+        if codec == "utf-8":
+            check: tuple[str, ...] = () if default == "utf-8" else (codec,)
+        else:
+            check = ("utf-8", codec)
+        scan = _prescan(path, check)
+        if scan.non_ascii and "utf-8" in scan.decodes:
+            if codec != "utf-8":
+                self.encoding_source = "detected"
+                self.rejected_encoding = codec
             codec = "utf-8"
-            self.encoding_source = "detected"
+        elif (
+            scan.non_ascii
+            and codec not in scan.decodes
+            and default not in (codec, "utf-8")
+            # The declared charset cannot decode the file: the marketplace's usual one may.
+            and default in _prescan(path, (default,)).decodes
+        ):
+            self.encoding_source = "fallback"
+            self.rejected_encoding = codec
+            codec = default
         self.encoding: str = codec
+        physical_lines = scan.lines
         self._read_header(physical_lines)
+        if not scan.ends_with_newline:
+            self._check_last_line()
         if not self.has_asin_column and require_asin:
             raise MissingAsinColumnError(
                 f"The report has no ASIN column (header family {self.header_family!r}). "
@@ -688,6 +736,29 @@ class ReportReader:
         self.has_asin_column: bool = ASIN in columns
         self.total_lines: int | None = max(physical_lines - lineno, 0)
 
+    def _check_last_line(self) -> None:
+        """A last line without a newline and with fewer fields than the header: cut off."""
+        size = os.path.getsize(self.path)
+        tail = b""
+        with open(self.path, "rb") as fh:
+            end = size
+            while end > self._data_offset and b"\n" not in tail and len(tail) <= _MAX_LINE_BYTES:
+                start = max(self._data_offset, end - _CHUNK_SIZE)
+                fh.seek(start)
+                tail = fh.read(end - start) + tail
+                end = start
+        last = tail.rsplit(b"\n", 1)[-1].rstrip(b"\r")
+        if not last.strip() or len(tail) > _MAX_LINE_BYTES:
+            return
+        fields = last.count(b"\t") + 1
+        if fields < len(self.header):
+            line = self._header_line + (self.total_lines or 0)
+            raise ReportFormatError(
+                "truncated",
+                f"the report ends in the middle of line {line} (no newline, {fields} of the "
+                f"header's {len(self.header)} fields): the file was cut off",
+            )
+
     # -- lines ---------------------------------------------------------------
 
     def _blocks(self) -> Iterator[tuple[int, list[str | InvalidRow]]]:
@@ -750,7 +821,8 @@ class ReportReader:
         if "\x00" in text:
             for index, line in enumerate(lines):
                 if "\x00" in line:  # type: ignore[operator]
-                    lines[index] = InvalidRow(lineno + 1 + index, None, "contains NUL byte")
+                    lines[index] = InvalidRow(lineno + 1 + index, None, "contains NUL byte",
+                                              self._readable_sku(line.split("\t")))  # type: ignore[union-attr]
         return lines
 
     def _block_slow(self, block: bytes, offset: int, lineno: int) -> list[str | InvalidRow]:
@@ -764,7 +836,8 @@ class ReportReader:
             if raw.endswith(b"\r"):
                 raw = raw[:-1]
             if b"\x00" in raw:
-                lines.append(InvalidRow(lineno, None, "contains NUL byte"))
+                lines.append(InvalidRow(lineno, None, "contains NUL byte",
+                                        self._readable_sku(self._decoded_fields(raw))))
                 continue
             try:
                 lines.append(raw.decode(self.encoding))
@@ -788,10 +861,35 @@ class ReportReader:
                         canonical,
                         f"{canonical} cannot be decoded as {self.encoding}: byte "
                         f"0x{field[exc.start]:02X} at file offset {field_offset + exc.start}",
+                        self._readable_sku(self._decoded_fields(raw)),
                     )
                 fields.append("")
             field_offset += len(field) + 1
         return "\t".join(fields)
+
+    def _decoded_fields(self, raw: bytes) -> list[str]:
+        """The fields of a raw line; an undecodable field becomes NUL (never a readable SKU)."""
+        fields = []
+        for field in raw.split(b"\t"):
+            try:
+                fields.append(field.decode(self.encoding))
+            except UnicodeDecodeError:
+                fields.append("\x00")
+        return fields
+
+    def _readable_sku(self, fields: list[str]) -> str | None:
+        """The SKU of a rejected line if it can still be read with certainty, else None.
+
+        The SKU field must be followed by another field (a last field may be cut off) and be
+        a plausible SKU: not empty, no NUL, not too long.
+        """
+        index = self.columns[SELLER_SKU]
+        if index >= len(fields) - 1:
+            return None
+        sku = fields[index].strip()
+        if not sku or "\x00" in sku or len(sku) > MAX_SKU_LENGTH:
+            return None
+        return sku
 
     # -- rows ----------------------------------------------------------------
 
@@ -831,7 +929,8 @@ class ReportReader:
                     if line.isspace():
                         continue
                     yield InvalidRow(
-                        lineno, None, f"row has {len(fields)} fields, header has {header_width}"
+                        lineno, None, f"row has {len(fields)} fields, header has {header_width}",
+                        self._readable_sku(fields),
                     )
                     continue
                 if len(line) > MAX_FIELD_LENGTH:
@@ -845,6 +944,7 @@ class ReportReader:
                             column,
                             f"{column} is {len(fields[huge])} characters long "
                             f"(huge field, limit {MAX_FIELD_LENGTH})",
+                            None if column == SELLER_SKU else self._readable_sku(fields + [""]),
                         )
                         continue
                 fields.append("")
@@ -871,7 +971,7 @@ class ReportReader:
                         try:
                             price = parse_price(price_raw)
                         except ValueError as exc:
-                            yield InvalidRow(lineno, PRICE, str(exc))
+                            yield InvalidRow(lineno, PRICE, str(exc), sku)
                             continue
                 quantity = None
                 if qty_raw:
@@ -881,7 +981,7 @@ class ReportReader:
                         try:
                             quantity = parse_quantity(qty_raw)
                         except ValueError as exc:
-                            yield InvalidRow(lineno, QUANTITY, str(exc))
+                            yield InvalidRow(lineno, QUANTITY, str(exc), sku)
                             continue
 
                 open_date = open_date_raw = None

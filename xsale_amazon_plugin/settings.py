@@ -69,6 +69,13 @@ class Settings:
     download_hosts: tuple[str, ...] = ("amazonaws.com", "amazon.com")
     #: How many invalid report lines are kept (with line number and reason) on the run.
     invalid_lines_kept: int = 50
+    #: An import that would soft-remove more than this share (0-1) of the integration's live
+    #: offers stops before the apply and waits for an operator to confirm or discard it.
+    removal_guard: float = 0.2
+    #: A report with more than this share (0-1) of invalid lines, or no valid line, fails.
+    max_invalid_share: float = 0.05
+    #: A held import not confirmed within this many seconds is discarded.
+    hold_expiry: float = 7 * 24 * 3600.0
     #: Register the admin views in the host's Flask-Admin (turn off to place them yourself).
     register_admin: bool = True
     #: Flask-Admin menu category of the plugin's views.
@@ -125,7 +132,8 @@ class Settings:
     def _check_ranges(self) -> None:
         positive = ("poll_interval", "poll_max_interval", "report_deadline", "job_timeout",
                     "batch_size", "heartbeat_timeout", "http_timeout", "page_size",
-                    "autolink_batch", "suggest_batch_size")
+                    "autolink_batch", "suggest_batch_size",
+                    "hold_expiry")
         for name in positive:
             if getattr(self, name) <= 0:
                 _fail(name, getattr(self, name), "a number greater than 0")
@@ -133,6 +141,9 @@ class Settings:
                      "autolink_inline_limit"):
             if getattr(self, name) < 0:
                 _fail(name, getattr(self, name), "a number of 0 or more")
+        for name in ("removal_guard", "max_invalid_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                _fail(name, getattr(self, name), "a share between 0 and 1 (0.2 = 20 %)")
         if self.poll_backoff < 1:
             _fail("poll_backoff", self.poll_backoff, "a multiplier of 1 or more")
         if not self.queue.strip():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, redirect, url_for
+from flask import abort, flash, redirect, url_for
 from flask_admin import expose
 from flask_admin.contrib.sqla.filters import DateBetweenFilter, FilterEqual, IntEqualFilter
 from markupsafe import Markup
@@ -12,7 +12,14 @@ from markupsafe import Markup
 from ..api import run_progress
 from ..babel import gettext as _
 from ..babel import lazy_gettext as _l
-from ..messages import asin_instruction, error_text, stage_label
+from ..lifecycle import (
+    HoldNotPending,
+    ImportAlreadyRunning,
+    ImportRefused,
+    confirm_run,
+    discard_run,
+)
+from ..messages import asin_instruction, charset_note, error_text, stage_label
 from ..models import int_in_range
 from ..proxies import current_amazon
 from .base import PluginModelView
@@ -61,7 +68,7 @@ class ImportRunView(PluginModelView):
             IntEqualFilter(model.integration_id, _l("Integration"), options=integration_options),
             FilterEqual(model.status, _l("Status"), options=[
                 (s, s) for s in ("queued", "requesting", "waiting", "processing", "succeeded",
-                                 "no_data", "failed")
+                                 "no_data", "failed", "held", "discarded")
             ]),
             DateBetweenFilter(model.created_at, _l("Started")),
         ]
@@ -84,6 +91,7 @@ class ImportRunView(PluginModelView):
             error=error_text(run.error_code, run.error_params) if run.error_code else None,
             asin_instruction=asin_instruction(),
             rerun_form=self.csrf_form(),
+            charset_note=charset_note(run.declared_charset, run.encoding),
             status_url=url_for("xsale_amazon.run_status", run_id=run.id),
             offers_url=url_for("xsale_amazon_offer.index_view", view="all",
                                flt0_0=run.integration_id),
@@ -100,3 +108,37 @@ class ImportRunView(PluginModelView):
         new_run, error = start_import_from_view(run.integration_id)
         target = new_run or getattr(error, "run", None) or run
         return redirect(self.get_url(".details_view", id=target.id))
+
+    @expose("/confirm/<int:run_id>/", methods=("POST",))
+    def confirm_view(self, run_id: int) -> Any:
+        """Apply a held run's staged report exactly as it was staged."""
+        if int_in_range(run_id) is None:
+            abort(404)
+        if not self.csrf_valid():
+            return redirect(self.get_url(".details_view", id=run_id))
+        try:
+            confirm_run(run_id, current_amazon.current_user_name())
+        except HoldNotPending:
+            flash(_("This import is no longer waiting for confirmation."), "warning")
+        except ImportAlreadyRunning as exc:
+            flash(Markup('{} <a href="{}">{}</a>').format(
+                _("Another import of this integration is running."),
+                self.get_url(".details_view", id=exc.run.id), _("Show it")), "warning")
+        except ImportRefused as exc:
+            flash(str(exc), "error")
+        else:
+            flash(_("Confirmed: the report is being applied."), "success")
+        return redirect(self.get_url(".details_view", id=run_id))
+
+    @expose("/discard/<int:run_id>/", methods=("POST",))
+    def discard_view(self, run_id: int) -> Any:
+        """Drop a held run's staged report without changing any offer."""
+        if int_in_range(run_id) is None:
+            abort(404)
+        if not self.csrf_valid():
+            return redirect(self.get_url(".details_view", id=run_id))
+        if discard_run(run_id, current_amazon.current_user_name()):
+            flash(_("Discarded: no offer was changed."), "success")
+        else:
+            flash(_("This import is no longer waiting for confirmation."), "warning")
+        return redirect(self.get_url(".details_view", id=run_id))

@@ -108,6 +108,8 @@ class _Listing:
     fatal_document: bytes | None
     double_gzip: bool
     content_encoding_gzip: bool
+    #: getReportDocument says GZIP but the bytes are served plain (seen with damaged files).
+    claim_gzip: bool = False
 
 
 @dataclass
@@ -330,8 +332,12 @@ class SpApiEmulator:
         fatal_document: bytes | None = None,
         double_gzip: bool = False,
         content_encoding_gzip: bool = False,
+        claim_gzip: bool = False,
     ) -> None:
-        """Set what the next reports for ``marketplace_id`` contain and how they finish."""
+        """Set what the next reports for ``marketplace_id`` contain and how they finish.
+
+        ``claim_gzip`` (with ``gzip=False``) announces GZIP compression but serves ``content``
+        as it is."""
         if final_status not in FINAL_STATUSES:
             raise ValueError(f"final_status must be one of {FINAL_STATUSES}")
         listing = _Listing(
@@ -343,6 +349,7 @@ class SpApiEmulator:
             fatal_document,
             double_gzip,
             content_encoding_gzip,
+            claim_gzip,
         )
         with self._lock:
             self._listings[marketplace_id] = listing
@@ -664,7 +671,8 @@ class SpApiEmulator:
             body = gzip.compress(body, compresslevel=6, mtime=0)
         document_id = f"amzn1.spdoc.1.4.na.{uuid.uuid4()}.T{secrets.token_hex(6).upper()}.47700"
         self._documents[document_id] = _Document(
-            document_id, body, listing.charset, compressed, listing.content_encoding_gzip
+            document_id, body, listing.charset, compressed or listing.claim_gzip,
+            listing.content_encoding_gzip,
         )
         return document_id
 
@@ -844,6 +852,7 @@ class SpApiEmulator:
                     fatal_document=base64.b64decode(fatal) if fatal is not None else None,
                     double_gzip=bool(data.get("double_gzip", False)),
                     content_encoding_gzip=bool(data.get("content_encoding_gzip", False)),
+                    claim_gzip=bool(data.get("claim_gzip", False)),
                 )
             elif action == "inject":
                 self.inject(
@@ -941,6 +950,7 @@ class EmulatorControl:
         fatal_document: bytes | None = None,
         double_gzip: bool = False,
         content_encoding_gzip: bool = False,
+        claim_gzip: bool = False,
     ) -> None:
         self._post(
             "listings",
@@ -958,6 +968,7 @@ class EmulatorControl:
                 ),
                 "double_gzip": double_gzip,
                 "content_encoding_gzip": content_encoding_gzip,
+                "claim_gzip": claim_gzip,
             },
         )
 
