@@ -187,6 +187,8 @@ POST_PAYLOADS: dict[str, Callable[[dict[str, Any]], list[dict[str, Any]]]] = {
     "xsale_amazon_run.ajax_update": lambda ids: [
         {"list_form_pk": str(ids["run"]), "status": "failed"}],
     "xsale_amazon_run.rerun_view": lambda ids: [{}],
+    "xsale_amazon_run.confirm_view": lambda ids: [{}],
+    "xsale_amazon_run.discard_view": lambda ids: [{}],
 }
 #: The endpoints whose payload changes state with a valid token, in an order where each one
 #: still has something to change (rerun before the import of B; deletes of distinct rows).
@@ -432,6 +434,7 @@ def test_amazon_supplied_text_renders_inert_everywhere(amazon_host, amazon):
                         fatal_document=(P_SCRIPT + P_IMG + P_TPL + P_END).encode())
     amazon.set_listings(es, (P_IMG + "\t" + P_SCRIPT + "\t" + P_TPL + "\n").encode(),
                         charset="utf-8")
+    host.configure(MAX_INVALID_SHARE=0.5)  # 1 invalid line of 5 must still import here
     a = host.add_integration("DE", "FBM", name="Shop " + P_IMG)
     b = host.add_integration("IT", "FBM", name="Shop IT " + P_TPL)
     c = host.add_integration("ES", "FBM", name="Shop ES " + P_SCRIPT)
