@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -146,6 +147,8 @@ def test_autolink_command(cli_env, worker):
     assert out.returncode == 0, out.stderr
     linked = int(out.stdout.split("linked ")[1].split(",")[0])
     assert linked > 0
+    counts = [int(n) for n in re.findall(r"\d+", out.stdout.splitlines()[0])]
+    assert counts[0] == sum(counts[1:]), out.stdout  # checked = linked + ambiguous + ...
     again = flask(cli_env, "xsale-amazon", "autolink", "1", "--by", "sku")
     assert "linked 0," in again.stdout and f"already linked {linked}" in again.stdout
 

@@ -150,7 +150,8 @@ def autolink_command(integration_id: int, key: str) -> None:
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
-        f"linked {result.linked}, ambiguous {result.ambiguous}, no match {result.no_match}, "
+        f"checked {result.total}: linked {result.linked}, ambiguous {result.ambiguous}, "
+        f"no match {result.no_match}, no {key.upper()} to compare {result.no_key}, "
         f"already linked {result.already_linked}"
     )
     if result.ambiguous_examples:
