@@ -375,5 +375,7 @@ def test_08_polish(ui: steps.Session, stack: Stack, state: dict[str, Any]) -> No
         details = page.goto(stack.base_url + OFFERS + "details/?id=1")
         assert details is not None and details.status == 200
         assert re.search(r"\d,\d\d\xa0€", page.locator("body").inner_text())
+        assert "Aktywna" in page.locator("body").inner_text()
+        shot(ui, "15-pl-offer-details", full_page=True)
     finally:
         ui.goto("/lang/en")

@@ -322,3 +322,19 @@ def test_offers_workspace_in_polish_has_no_english_plugin_text(host: Any,
     assert "Automatyczne wiązanie po SKU sprawdziło oferty: 30" in html.unescape(
         pages["auto-link done"])
     assert "1 wynik wśród ofert powiązanych" in html.unescape(pages["search elsewhere"])
+
+
+def test_capped_counts_follow_the_locale(host: Any) -> None:
+    from flask_babel import Babel
+
+    from xsale_amazon_plugin.admin.offers import COUNT_CAP, CappedCount
+    from xsale_amazon_plugin.formatting import format_count
+
+    selected = {"locale": "pl"}
+    Babel(host.app, locale_selector=lambda: selected["locale"])
+    with host.app.test_request_context("/"):
+        assert format_count(CappedCount(COUNT_CAP + 1)) == "10\xa0000+"
+        assert format_count(1234567) == "1\xa0234\xa0567"
+    selected["locale"] = "en"
+    with host.app.test_request_context("/"):
+        assert format_count(CappedCount(COUNT_CAP + 1)) == "10,000+"

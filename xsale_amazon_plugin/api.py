@@ -133,7 +133,8 @@ def product_search():
     counted = current_amazon.db.session.execute(sa.select(sa.func.count()).select_from(
         sa.select(pk).where(*conditions).limit(PRODUCT_COUNT_CAP + 1).subquery()
     )).scalar_one()
-    total_label = (f"{PRODUCT_COUNT_CAP:,}+" if counted > PRODUCT_COUNT_CAP else str(counted))
+    total_label = (format_count(PRODUCT_COUNT_CAP) + "+" if counted > PRODUCT_COUNT_CAP
+                   else format_count(counted))
     return jsonify({
         "results": [
             {"id": str(getattr(p, pk.key)), "text": product_label(p),

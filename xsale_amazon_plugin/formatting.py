@@ -99,5 +99,8 @@ def format_date(value: datetime | None) -> str:
 
 
 def format_count(value: Any) -> str:
-    """A count for a sentence: locale digits grouping; other objects (e.g. "10,000+") as is."""
-    return format_number(value) if type(value) is int else str(value)
+    """A count with the locale's digit grouping; a capped count (``at_least``) as "10 000+"."""
+    at_least = getattr(value, "at_least", None)
+    if at_least is not None:
+        return format_number(at_least) + "+"
+    return format_number(value) if isinstance(value, int) else str(value)

@@ -56,6 +56,9 @@ COUNT_CAP = 10_000
 class CappedCount(int):
     """A row count that stopped at ``COUNT_CAP + 1``: pages like a number, prints "10,000+"."""
 
+    #: What :func:`~xsale_amazon_plugin.formatting.format_count` shows, followed by "+".
+    at_least = COUNT_CAP
+
     def __str__(self) -> str:
         return f"{COUNT_CAP:,}+"
 
