@@ -107,6 +107,18 @@ def test_held_import_is_discarded_then_confirmed_from_the_run_page(
     ui.shot("guard-02-run-discarded")
 
     _rerun_until_held(ui)
+    held_url = page.url
+    ui.goto("/lang/pl")  # the operator's language: the same page in Polish
+    ui.goto(held_url)
+    assert page.locator("#xa-run .xa-status").inner_text().strip() == "Czeka na potwierdzenie"
+    text = page.locator("#xa-held").inner_text()
+    assert f"usunąłby {live - KEPT_ROWS} z {live} ofert" in text, text
+    share = f"{100 * (live - KEPT_ROWS) / live:.1f}".replace(".", ",")  # Polish decimal comma
+    assert f"({share} %; limit to 20 %)" in text, text
+    assert page.locator("#xa-confirm").inner_text().strip() == "Potwierdź i zapisz"
+    ui.shot("guard-04-run-held-pl")
+    ui.goto("/lang/en")
+    ui.goto(held_url)
     page.locator("#xa-confirm").click()
     expect_url(ui, r"/runs/details/\?id=\d+")
     status, stages, _navs = wait_run_end(ui)

@@ -86,7 +86,7 @@ TABLE: dict[str, dict[str, Any]] = {
     },
     "50_rows_cp1252_declared_utf8": {
         "content": lambda rows: _report(rows[:50]), "charset": "utf8",
-        "status": "held", "code": "removal_held", "text": f"remove {OFFERS - 50} of",
+        "status": "held", "code": "removal_held", "text": f"remove {OFFERS - 50:,} of",
     },
 }
 
@@ -180,7 +180,7 @@ def test_discarded_hold_changes_nothing_and_frees_the_staging(catalogue: dict[st
             confirm_run(held.id, "late@example.com")
     run = _run(host, held.id)
     assert (run.status, run.error_code, run.count_removed) == ("discarded", "removal_discarded", 0)
-    assert f"would have removed {OFFERS - 50} of {OFFERS}" in run.error_message
+    assert f"would have removed {OFFERS - 50:,} of {OFFERS:,}" in run.error_message
     assert "operator@example.com" in run.error_message
     assert _staged(host, held.id) == 0
     assert snapshot(host) == catalogue["before"]

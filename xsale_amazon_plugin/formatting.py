@@ -64,7 +64,7 @@ def format_money(amount: Decimal | float | None, currency: str | None) -> str:
     return str(format_decimal(amount, format="#,##0.00"))
 
 
-def format_number(value: int | None) -> str:
+def format_number(value: int | float | None) -> str:
     if value is None:
         return "—"
     if not _babel_ready():

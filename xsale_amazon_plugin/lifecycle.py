@@ -375,10 +375,6 @@ class HoldNotPending(Exception):
     """The run is not (or no longer) waiting for a confirmation."""
 
 
-def _percent(share: float) -> str:
-    return f"{share * 100:.1f}".rstrip("0").rstrip(".")
-
-
 def _english_text(code: str, params: dict[str, Any]) -> str:
     with _english():
         return error_text(code, params)[:4000]
@@ -390,7 +386,7 @@ def hold_run(run: Any, job_id: str | None, counts: ApplyCounts, limit: float, st
     session = current_amazon.db.session
     table = run.__table__
     params = {"removed": counts.removed, "live": counts.live_before,
-              "share": _percent(counts.removed_share), "limit": _percent(limit)}
+              "share": round(counts.removed_share * 100, 1), "limit": round(limit * 100, 1)}
     session.flush()
     held = session.execute(
         table.update()

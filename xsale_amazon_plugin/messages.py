@@ -10,6 +10,7 @@ from typing import Any
 
 from .babel import gettext as _
 from .charsets import resolve_charset
+from .formatting import format_number
 
 ASIN_INSTRUCTION_CODE = "missing_asin_column"
 
@@ -50,6 +51,19 @@ def _discard_reason(reason: str | None, user: str | None) -> str:
     return _("discarded by %(user)s", user=user or "?")
 
 
+def _count(value: Any) -> str:
+    """A count from stored error parameters, locale-formatted ("12,514" / "12 514")."""
+    return format_number(value) if isinstance(value, int) else str(value if value is not None
+                                                                    else "?")
+
+
+def _percent(value: Any) -> str:
+    """A share in percent from stored error parameters, locale-formatted ("83.6" / "83,6")."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value if value is not None else "?")
+    return format_number(int(value) if float(value).is_integer() else round(float(value), 1))
+
+
 def error_text(code: str | None, params: dict[str, Any] | None = None) -> str:
     p = dict(params or {})
     detail = str(p.get("detail") or "")
@@ -58,19 +72,19 @@ def error_text(code: str | None, params: dict[str, Any] | None = None) -> str:
             "This report would remove %(removed)s of the integration's %(live)s offers "
             "(%(share)s %%; the limit is %(limit)s %%). Nothing has been changed yet: confirm "
             "to apply exactly this report, or discard it.",
-            removed=p.get("removed", "?"), live=p.get("live", "?"), share=p.get("share", "?"),
-            limit=p.get("limit", "?"),
+            removed=_count(p.get("removed")), live=_count(p.get("live")),
+            share=_percent(p.get("share")), limit=_percent(p.get("limit")),
         )
     if code == "removal_discarded":
         return _(
             "The report was not applied (%(reason)s); it would have removed %(removed)s of "
             "%(live)s offers. No offer was changed.",
             reason=_discard_reason(p.get("reason"), p.get("user")),
-            removed=p.get("removed", "?"), live=p.get("live", "?"),
+            removed=_count(p.get("removed")), live=_count(p.get("live")),
         )
     if code in ("too_many_invalid", "no_valid_lines"):
-        values = dict(invalid=p.get("invalid", "?"), read=p.get("read", "?"),
-                      limit=p.get("limit", "?"), lines=p.get("lines", "?"),
+        values = dict(invalid=_count(p.get("invalid")), read=_count(p.get("read")),
+                      limit=_percent(p.get("limit")), lines=p.get("lines", "?"),
                       cause=invalid_cause_text(p.get("cause")))
         if code == "no_valid_lines":
             return _(

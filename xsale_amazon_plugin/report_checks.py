@@ -41,7 +41,7 @@ def check_invalid_share(counts: StageCounts, max_share: float) -> None:
     params = {
         "invalid": counts.invalid,
         "read": counts.read,
-        "limit": f"{max_share * 100:g}",
+        "limit": round(max_share * 100, 1),
         "lines": ", ".join(str(item["line"]) for item in counts.invalid_lines[:NAMED_LINES]),
         "cause": likely_cause(counts.invalid_lines),
     }
