@@ -223,3 +223,61 @@ def test_cli_recomputes_when_products_change(host, shop):
 def test_cli_unknown_integration(host):
     result = _cli(host, 999)
     assert result.exit_code != 0 and "does not exist" in result.output
+
+
+def test_suggestion_job_computes_with_progress(host, shop):
+    """The RQ job (what the Suggestions view starts for many offers) stores suggestions for
+    every unlinked offer and reports its progress in the job's meta."""
+    from rq import SimpleWorker
+
+    from xsale_amazon_plugin.suggest_job import enqueue, job_state
+    from xsale_amazon_plugin.suggestions import queue_summary
+
+    with host.app.app_context():
+        job_id = enqueue(shop["integration"])
+        assert enqueue(shop["integration"]) == job_id  # one job per integration at a time
+        queue = host.state.queue
+        SimpleWorker([queue], connection=queue.connection,
+                     job_class=queue.job_class).work(burst=True, logging_level="WARNING")
+        state = job_state(job_id)
+        assert state["status"] == "finished" and not state["active"]
+        assert state["done"] == state["total"] == len(shop["offers"])
+        summary = queue_summary(shop["integration"])
+        assert summary.unlinked == len(shop["offers"]) and summary.stale == 0
+        assert summary.high >= 2
+        assert job_state("not-a-job") is None
+
+
+def test_suggestions_view_access_csrf_and_polish(db_url, redis_conn):
+    from .hostapp import make_host
+
+    host = make_host(db_url, config={"BABEL_DEFAULT_LOCALE": "pl"})
+    integ = host.add_integration()
+    host.add_products(PRODUCTS)
+    [offer] = add_offers(host, integ, [{"seller_sku": "TN-2010-FBA", "name": "Toner"}])
+    client = host.app.test_client()
+    page = client.get("/admin/xsale-amazon/suggestions/")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "Akceptuj wszystkie o wysokiej pewności (1)" in html
+    queue = json.loads(html.split('id="xa-suggest-data">')[1].split("</script>")[0])
+    assert queue[0]["suggestions"][0]["reasons"][0] == {  # reasons rendered in Polish
+        "text": "SKU zgodne po usunięciu -FBA", "negative": False}
+    dialog = client.get(f"/xsale-amazon/offers/{offer}/suggestions.json").get_json()
+    assert dialog["suggestions"][0]["confidence_label"] == "wysoka"
+    assert client.get("/xsale-amazon/offers/999999/suggestions.json").status_code == 404
+    # decisions need the form's CSRF token
+    refused = client.post("/admin/xsale-amazon/suggestions/decide/",
+                          data={"action": "no_match", "offer_id": offer})
+    assert refused.status_code == 400 and "error" in refused.get_json()
+    # no access: every page and endpoint answers 403
+    host.access["allowed"] = False
+    for url in ("/admin/xsale-amazon/suggestions/", "/admin/xsale-amazon/suggestions/queue.json",
+                "/admin/xsale-amazon/suggestions/accept-high/",
+                f"/xsale-amazon/offers/{offer}/suggestions.json"):
+        assert client.get(url).status_code == 403, url
+    assert client.post("/admin/xsale-amazon/suggestions/decide/").status_code == 403
+    with host.app.app_context():
+        host.db.session.remove()
+        for engine in host.db.engines.values():
+            engine.dispose()

@@ -13,6 +13,7 @@ from .lifecycle import recover_stale_runs
 from .messages import error_text, stage_label, status_badge_class, status_label
 from .models import Status, as_utc, int_in_range, utcnow
 from .proxies import current_amazon
+from .suggestions import displayed, suggestions_for_offer
 
 blueprint = Blueprint(
     "xsale_amazon",
@@ -199,5 +200,22 @@ def autolink_status(run_id: int):
         "no_match": run.count_no_match, "no_key": run.count_no_key,
         "already_linked": run.count_already_linked,
     })
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blueprint.get("/offers/<int:offer_id>/suggestions.json")
+def offer_suggestions(offer_id: int) -> Any:
+    """The mapping assistant's top suggestions of one offer (the link dialog shows them)."""
+    current_amazon.require_access()
+    limit = int_in_range(request.args.get("limit", 3)) or 3
+    offer_id_ok = int_in_range(offer_id)
+    if offer_id_ok is None:
+        abort(404)
+    try:
+        found = suggestions_for_offer(offer_id_ok, limit=max(1, min(limit, 10)))
+    except LookupError:
+        abort(404)
+    response = jsonify({"suggestions": [displayed(x) for x in found]})
     response.headers["Cache-Control"] = "no-store"
     return response

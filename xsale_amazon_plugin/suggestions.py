@@ -24,6 +24,7 @@ from .suggest_engine import HIGH, OfferInput, Suggestion, SuggestionEngine
 from .suggest_index import (
     ProductColumns,
     SuggestTables,
+    catalog_state,
     ensure_fresh,
     suggest_tables,
 )
@@ -142,15 +143,9 @@ class ComputeResult:
     catalog_version: int
 
 
-def compute_for_integration(integration_id: int | None, *, force: bool = False,
-                            progress: Callable[[int, int], None] | None = None,
-                            batch_size: int | None = None) -> ComputeResult:
-    """Compute missing or stale suggestions for the integration's unlinked live offers."""
-    ctx = _context()
-    fresh = refresh_index()
-    batch = int(batch_size or ctx.state.settings.suggest_batch_size)
+def _stale_rows(ctx: _Context, integration_id: int | None, version: int,
+                force: bool = False) -> tuple[int, list[Any]]:
     s = ctx.tables.suggestion
-    conn = ctx.session.connection()
     base = _unlinked_live(ctx, integration_id).subquery()
     query = (
         sa.select(base, s.c.offer_hash.label("stored_hash"),
@@ -160,11 +155,70 @@ def compute_for_integration(integration_id: int | None, *, force: bool = False,
     )
     stale = []
     total = 0
-    for row in conn.execute(query):
+    for row in ctx.session.connection().execute(query):
         total += 1
-        if (force or row.stored_hash is None or row.stored_version != fresh.version
+        if (force or row.stored_hash is None or row.stored_version != version
                 or row.stored_hash != offer_hash(row)):
             stale.append(row)
+    return total, stale
+
+
+@dataclass
+class QueueSummary:
+    unlinked: int
+    stale: int
+    high: int
+    no_match: int
+
+
+def queue_summary(integration_id: int | None) -> QueueSummary:
+    """How many unlinked live offers there are, how many need (re)computing, how many have a
+    fresh ``high`` suggestion and how many were marked "no match"."""
+    ctx = _context()
+    fresh = refresh_index()
+    total, stale = _stale_rows(ctx, integration_id, fresh.version)
+    s = ctx.tables.suggestion
+    base = _unlinked_live(ctx, integration_id).subquery()
+    no_match = ctx.session.connection().execute(
+        sa.select(sa.func.count()).select_from(base.join(s, s.c.offer_id == base.c.id))
+        .where(s.c.decision == "no_match")).scalar_one()
+    return QueueSummary(total, len(stale), len(high_confidence(integration_id)), no_match)
+
+
+def review_queue(integration_id: int | None, *, offset: int = 0, limit: int = 50,
+                 per_offer: int = 5) -> list[dict[str, Any]]:
+    """Unlinked live offers with fresh suggestions and no decision, best first."""
+    ctx = _context()
+    state = catalog_state(ctx.session.connection(), ctx.tables)
+    version = state.version if state else -2
+    s = ctx.tables.suggestion
+    base = _unlinked_live(ctx, integration_id).subquery()
+    query = (
+        sa.select(base, s.c.suggestions, s.c.best_score, s.c.offer_hash)
+        .select_from(base.join(s, s.c.offer_id == base.c.id))
+        .where(s.c.decision.is_(None), s.c.catalog_version == version)
+        .order_by(sa.func.coalesce(s.c.best_score, -1.0).desc(), base.c.id)
+        .offset(max(offset, 0)).limit(max(1, min(limit, 500)))
+    )
+    out = []
+    for row in ctx.session.connection().execute(query):
+        out.append({
+            "offer_id": row.id, "seller_sku": row.seller_sku, "name": row.name,
+            "asin": row.asin, "product_id": row.product_id,
+            "stale": row.offer_hash != offer_hash(row),
+            "suggestions": [displayed(x) for x in list(row.suggestions or [])[:per_offer]],
+        })
+    return out
+
+
+def compute_for_integration(integration_id: int | None, *, force: bool = False,
+                            progress: Callable[[int, int], None] | None = None,
+                            batch_size: int | None = None) -> ComputeResult:
+    """Compute missing or stale suggestions for the integration's unlinked live offers."""
+    ctx = _context()
+    fresh = refresh_index()
+    batch = int(batch_size or ctx.state.settings.suggest_batch_size)
+    total, stale = _stale_rows(ctx, integration_id, fresh.version, force)
     done = 0
     if progress:
         progress(0, len(stale))
@@ -308,3 +362,20 @@ def reason_text(reason: dict[str, Any]) -> str:
 
 def reason_is_negative(reason: dict[str, Any]) -> bool:
     return reason.get("code") in ("model_differs", "variant_differs")
+
+
+def displayed(suggestion: dict[str, Any]) -> dict[str, Any]:
+    """A stored suggestion with its reasons rendered in the current language."""
+    return {
+        "product_id": suggestion["product_key"], "title": suggestion.get("title"),
+        "sku": suggestion.get("sku"), "score": suggestion["score"],
+        "confidence": suggestion["confidence"],
+        "confidence_label": confidence_label(suggestion["confidence"]),
+        "reasons": [{"text": reason_text(r), "negative": reason_is_negative(r)}
+                    for r in suggestion["reasons"]],
+    }
+
+
+def confidence_label(confidence: str) -> str:
+    return {"high": _("high"), "medium": _("medium"), "low": _("low")}.get(confidence,
+                                                                            confidence)

@@ -8,11 +8,13 @@ from ..babel import lazy_gettext as _l
 from .integrations import IntegrationView
 from .offers import OfferView
 from .runs import ImportRunView
+from .suggestions import SuggestionsView
 
 if TYPE_CHECKING:
     from ..extension import XsaleAmazon
 
-__all__ = ["IntegrationView", "OfferView", "ImportRunView", "register_views", "make_views"]
+__all__ = ["IntegrationView", "OfferView", "ImportRunView", "SuggestionsView", "register_views",
+           "make_views"]
 
 
 def make_views(extension: XsaleAmazon, category: str | None = None) -> list[Any]:
@@ -33,6 +35,8 @@ def make_views(extension: XsaleAmazon, category: str | None = None) -> list[Any]
         offers,
         ImportRunView(m.ImportRun, db, name=_l("Import runs"), category=category,
                       endpoint="xsale_amazon_run", url="xsale-amazon/runs"),
+        SuggestionsView(name=_l("Suggestions"), category=category,
+                        endpoint="xsale_amazon_suggestions", url="xsale-amazon/suggestions"),
     ]
 
 

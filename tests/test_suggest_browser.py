@@ -1,0 +1,242 @@
+"""The Suggestions view and the link dialog's suggestions, used in real Chromium.
+
+The test host app (PostgreSQL, own schema) is served by a threaded werkzeug server on
+127.0.0.1; the operator works with the keyboard only in the Suggestions view, previews and
+confirms "Accept all high-confidence", and picks a suggestion in the link dialog. Every
+decision is checked in the database. Screenshots go to ``artifacts/screenshots/suggest-*``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from werkzeug.serving import make_server
+
+from .browser_support import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, free_port
+from .hostapp import Host, make_host
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.browser
+
+SUGGEST = "/admin/xsale-amazon/suggestions/"
+PRODUCTS = [
+    {"sku": "DR2010C", "ean": "4977766654321", "name": "Brother DR-2010C drum unit"},
+    {"sku": "TN2010", "ean": "4977766600001", "name": "Brother TN-2010 toner black"},
+    {"sku": "MUG-BLK-300", "ean": None, "name": "Kubek ceramiczny czarny 300 ml"},
+    {"sku": "MUG-WHT-300", "ean": None, "name": "Kubek ceramiczny biały 300 ml"},
+    {"sku": "MUG-BLK-500", "ean": None, "name": "Kubek ceramiczny czarny 500 ml"},
+    {"sku": "KB-7731", "ean": None, "name": "Logitech K120 Tastatur USB"},
+    {"sku": "MS-100", "ean": None, "name": "Logitech M100 Maus USB"},
+    {"sku": "CAB-HDMI-2M", "ean": None, "name": "HDMI Kabel 2 m"},
+    {"sku": "CAB-HDMI-5M", "ean": None, "name": "HDMI Kabel 5 m"},
+]
+OFFERS = [
+    {"seller_sku": "AMZ-7781", "name": "Drum Brother", "product_id": "4977766654321",
+     "product_id_type": "EAN"},
+    {"seller_sku": "TN-2010-FBA", "name": "Toner"},
+    {"seller_sku": "X-MUG", "name": "Czarny kubek ceramiczny do kawy, 500 ml, prezent"},
+    {"seller_sku": "X-KB", "name": "Logitech K120 Business Tastatur, QWERTZ, USB, schwarz"},
+    {"seller_sku": "X-HDMI", "name": "HDMI Kabel Hochgeschwindigkeit mit Ethernet"},
+    {"seller_sku": "X-HOSE", "name": "Garden hose reel 30 m with wall bracket"},
+]
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[Host, str]]:
+    import uuid
+
+    from .conftest import PG_BASE
+
+    schema = "xa_" + uuid.uuid4().hex[:10]
+    engine = sa.create_engine(PG_BASE)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    host = make_host(f"{PG_BASE}?options=-csearch_path%3D{schema}",
+                     config={"BABEL_DEFAULT_LOCALE": "en"})
+    integration = host.add_integration("DE", "FBM")
+    products = host.add_products(PRODUCTS)
+    with host.app.app_context():
+        offers = [host.models.AmazonOffer(integration_id=integration, **o) for o in OFFERS]
+        host.db.session.add_all(offers)
+        host.db.session.commit()
+    port = free_port()
+    server = make_server("127.0.0.1", port, host.app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host.ids = {"products": products, "integration": integration}  # type: ignore[attr-defined]
+    try:
+        yield host, f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        with host.app.app_context():
+            host.db.session.remove()
+            for e in host.db.engines.values():
+                e.dispose()
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def page(served: tuple[Host, str]) -> Iterator[Any]:
+    _host, base = served
+    with playwright_sync.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                     headless=True, timeout=30_000)
+        context = browser.new_context(viewport={"width": 1366, "height": 900}, base_url=base,
+                                      locale="en-US")
+        context.set_default_timeout(15_000)
+        pg = context.new_page()
+        errors: list[str] = []
+        pg.on("pageerror", lambda exc: errors.append(str(exc)))
+        try:
+            yield pg
+        finally:
+            context.close()
+            browser.close()
+        assert not errors, errors
+
+
+def shot(pg: Any, name: str) -> None:
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    pg.screenshot(path=os.path.join(SCREENSHOTS, f"suggest-{name}.png"), full_page=True)
+
+
+def links(host: Host) -> dict[str, tuple[str, str]]:
+    m = host.models
+    with host.app.app_context():
+        rows = host.db.session.execute(
+            sa.select(m.AmazonOffer.seller_sku, m.OfferProductLink.product_id,
+                      m.OfferProductLink.method)
+            .join(m.OfferProductLink, m.OfferProductLink.offer_id == m.AmazonOffer.id)).all()
+    return {sku: (str(pid), method) for sku, pid, method in rows}
+
+
+def current(pg: Any) -> tuple[str, str | None]:
+    sku = pg.locator("#xa-suggest-offer-sku").inner_text()
+    active = pg.locator("#xa-suggest-list .xa-suggestion.active")
+    return sku, (active.get_attribute("data-product-id") if active.count() else None)
+
+
+def wait_offer_changes(pg: Any, sku: str) -> None:
+    pg.wait_for_function(
+        f"document.querySelector('#xa-suggest-offer-sku').textContent !== '{sku}'")
+
+
+def test_keyboard_review(served: tuple[Host, str], page: Any) -> None:
+    host, _base = served
+    page.goto(SUGGEST)
+    page.locator("#xa-suggest-list .xa-suggestion").first.wait_for()
+    shot(page, "01-queue")
+    assert "Accept all high-confidence (" in page.locator("#xa-accept-high-button").inner_text()
+
+    # Enter accepts the highlighted (best) suggestion of the first offer
+    sku, product = current(page)
+    page.keyboard.press("Enter")
+    wait_offer_changes(page, sku)
+    assert links(host)[sku] == (product, "suggestion")
+    assert sku in page.locator("#xa-suggest-status").inner_text()
+
+    # go to the mug offer with the keyboard (S skips), pick a lower suggestion with ArrowDown
+    for _ in range(10):
+        if current(page)[0] == "X-MUG":
+            break
+        page.keyboard.press("s")
+    assert current(page)[0] == "X-MUG"
+    rows = page.locator("#xa-suggest-list .xa-suggestion")
+    assert rows.count() >= 2
+    best = rows.nth(0).get_attribute("data-product-id")
+    page.keyboard.press("ArrowDown")
+    assert current(page)[1] == rows.nth(1).get_attribute("data-product-id")
+    page.keyboard.press("ArrowUp")
+    assert current(page)[1] == best
+    # the best one for the 500 ml black mug is the 500 ml black mug; a differing variant is
+    # shown as a red reason on the others
+    assert best == str(host.ids["products"][4])  # type: ignore[attr-defined]
+    assert page.locator("#xa-suggest-list .xa-suggestion .badge-danger").count() >= 1
+    shot(page, "02-variants")
+
+    # X rejects the highlighted suggestion for good: it disappears and never comes back
+    page.keyboard.press("x")
+    page.wait_for_function(
+        f"!document.querySelector('#xa-suggest-list [data-product-id=\"{best}\"]')")
+    m = host.models
+    with host.app.app_context():
+        from xsale_amazon_plugin.suggestions import suggestions_for_offer
+
+        offer_id = host.db.session.execute(sa.select(m.AmazonOffer.id).where(
+            m.AmazonOffer.seller_sku == "X-MUG")).scalar_one()
+        with host.app.test_request_context():
+            assert best not in {s["product_key"] for s in suggestions_for_offer(offer_id)}
+
+    # N marks "no match": the offer leaves the queue and stays unlinked
+    page.keyboard.press("n")
+    wait_offer_changes(page, "X-MUG")
+    assert "X-MUG" not in links(host)
+    with host.app.app_context():
+        from xsale_amazon_plugin.suggest_index import suggest_tables
+
+        t = suggest_tables(m)
+        decision = host.db.session.execute(sa.select(t.suggestion.c.decision).where(
+            t.suggestion.c.offer_id == offer_id)).scalar_one()
+    assert decision == "no_match"
+
+    # ArrowLeft goes back to a skipped offer
+    before = current(page)[0]
+    page.keyboard.press("ArrowLeft")
+    assert current(page)[0] != before
+    shot(page, "03-after-decisions")
+
+    # a reload keeps decisions: linked and "no match" offers are gone from the queue
+    page.goto(SUGGEST)
+    page.locator("#xa-suggest-offer-sku").wait_for()
+    seen = set()
+    for _ in range(10):
+        sku_now = current(page)[0]
+        if not sku_now or sku_now in seen:
+            break
+        seen.add(sku_now)
+        page.keyboard.press("s")
+    assert "X-MUG" not in seen and sku not in seen
+
+
+def test_accept_all_high_with_preview(served: tuple[Host, str], page: Any) -> None:
+    host, _base = served
+    before = links(host)
+    page.goto(SUGGEST)
+    page.locator("#xa-accept-high-button").click()
+    page.locator("#xa-accept-high-table").wait_for()
+    shot(page, "04-accept-high-preview")
+    rows = page.locator("#xa-accept-high-table tbody tr")
+    previewed = {rows.nth(i).locator("code").inner_text() for i in range(rows.count())}
+    assert previewed and not (previewed & set(before))
+    assert links(host) == before  # the preview changes nothing
+    page.locator("#xa-accept-high-confirm").click()
+    page.locator(".alert-success").first.wait_for()
+    after = links(host)
+    assert set(after) - set(before) == previewed
+    assert all(after[s][1] == "suggestion" for s in previewed)
+    shot(page, "05-accept-high-done")
+
+
+def test_link_dialog_shows_top_suggestions(served: tuple[Host, str], page: Any) -> None:
+    host, _base = served
+    page.goto("/admin/xsale-amazon/offers/?view=unlinked")
+    row = page.locator("table.model-list tbody tr").filter(has_text="X-HDMI")
+    row.locator(".xa-link").click()
+    item = page.locator("#xa-link-suggestions .xa-link-suggestion").first
+    item.wait_for()
+    shot(page, "06-link-dialog")
+    product = item.get_attribute("data-product-id")
+    assert product in {str(host.ids["products"][7]), str(host.ids["products"][8])}  # type: ignore[attr-defined]
+    item.click()
+    page.locator("#xa-link-submit").click()
+    page.wait_for_load_state("load")
+    page.locator(".alert-success").first.wait_for()
+    assert links(host)["X-HDMI"][0] == product
