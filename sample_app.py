@@ -145,6 +145,19 @@ def seed(app: Flask) -> None:
         db.session.commit()
 
 
+def demo_schedule(app: Flask, minutes: int = 2) -> None:
+    """Import "Amazon DE FBA" every ``minutes`` minutes unless a schedule was set already."""
+    from xsale_amazon_plugin.scheduling import get_schedule, set_schedule
+
+    m = amazon.models
+    with app.app_context():
+        integ = db.session.query(m.AmazonIntegration).filter_by(name="Amazon DE FBA").first()
+        if integ is not None and get_schedule(integ.id) is None:
+            set_schedule(integ.id, "every", every_minutes=minutes, user="demo")
+            print(f"Demo schedule: {integ.name} imports every {minutes} minutes "
+                  "(Integrations → Schedule column).")
+
+
 def seed_emulator(control: Any, *, rows: int = 60) -> None:
     """Demo listings in the emulator: DE (FBM and FBA rows) and FR without an ASIN column."""
     from xsale_amazon_plugin.emulator.report_builder import demo_listings, render_report
@@ -177,10 +190,15 @@ def start_inline_worker(app: Flask, interval: float = 1.0) -> threading.Thread:
         state = app.extensions["xsale_amazon"]
         queue = state.queue
 
+    from xsale_amazon_plugin.sync_tick import SyncTickThread
+
+    ticker = SyncTickThread(app, app.extensions["xsale_amazon"].settings.schedule_tick)
+
     def loop() -> None:
         worker = ThreadWorker([queue], connection=queue.connection, job_class=queue.job_class)
         scheduler = RQScheduler([queue], connection=queue.connection)
         while True:
+            ticker.tick_once()  # scheduled imports, as every real worker does
             try:
                 scheduler.acquire_locks()
                 scheduler.enqueue_scheduled_jobs()
@@ -205,14 +223,18 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
 
-    config = {}
-    if "XSALE_AMAZON_SPAPI_ENDPOINT" not in os.environ:
+    config: dict[str, Any] = {}
+    local_emulator = "XSALE_AMAZON_SPAPI_ENDPOINT" not in os.environ
+    if local_emulator:
         emulator_url = f"http://127.0.0.1:{args.emulator_port}"
         config = {"XSALE_AMAZON_SPAPI_ENDPOINT": emulator_url,
                   "XSALE_AMAZON_LWA_ENDPOINT": emulator_url + "/auth/o2/token"}
+    if PREFIX + "SCHEDULE_TICK" not in os.environ:
+        config[PREFIX + "SCHEDULE_TICK"] = 5  # the demo schedule starts within seconds of its slot
     app = create_app(config)
+    demo_schedule(app)
     endpoint = app.config["XSALE_AMAZON_SPAPI_ENDPOINT"]
-    if config:
+    if local_emulator:
         from xsale_amazon_plugin.emulator.server import EmulatorControl, SpApiEmulator
 
         SpApiEmulator(port=args.emulator_port).start()

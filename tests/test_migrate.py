@@ -37,7 +37,8 @@ def test_autogenerate_and_upgrade_create_plugin_tables(tmp_path):
         )
         for table in ("xsale_amazon_integration", "xsale_amazon_offer",
                       "xsale_amazon_offer_product_link", "xsale_amazon_import_run",
-                      "xsale_amazon_import_row"):
+                      "xsale_amazon_import_row", "xsale_amazon_schedule",
+                      "xsale_amazon_schedule_slot"):
             assert f"'{table}'" in script, table
         assert "['towary.id']" in script
         upgrade(directory=str(tmp_path / "migrations"))

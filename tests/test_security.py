@@ -33,6 +33,8 @@ PLUGIN_TABLES = (
     "xsale_amazon_offer",
     "xsale_amazon_offer_product_link",
     "xsale_amazon_import_run",
+    "xsale_amazon_schedule",
+    "xsale_amazon_schedule_slot",
 )
 #: The blueprint's CSS/JS assets carry no data and are served to anyone, like the host's own.
 PUBLIC_ENDPOINTS = {"xsale_amazon.static"}
@@ -157,6 +159,11 @@ POST_PAYLOADS: dict[str, Callable[[dict[str, Any]], list[dict[str, Any]]]] = {
     "xsale_amazon_integration.ajax_update": lambda ids: [
         {"list_form_pk": str(ids["a"]), "name": "Forged"}],
     "xsale_amazon_integration.import_view": lambda ids: [{}],
+    "xsale_amazon_integration.schedule_view": lambda ids: [
+        {"kind": "every", "every_hours": "6"}, {"kind": "daily", "daily_at": "03:30"}],
+    "xsale_amazon_integration.schedule_resume_view": lambda ids: [{}],
+    "xsale_amazon_integration.alerts_seen_view": lambda ids: [
+        {"url": _admin_url("integration")}],
     "xsale_amazon_offer.create_view": lambda ids: [
         {"seller_sku": "FORGED", "integration": str(ids["a"])}],
     "xsale_amazon_offer.edit_view": lambda ids: [{"seller_sku": "FORGED", "name": "Forged"}],
@@ -199,6 +206,8 @@ EFFECTIVE = (
     "xsale_amazon_offer.autolink_view",
     "xsale_amazon_integration.edit_view",
     "xsale_amazon_integration.create_view",
+    "xsale_amazon_integration.schedule_view",
+    "xsale_amazon_integration.alerts_seen_view",
     "xsale_amazon_integration.delete_view",
     "xsale_amazon_integration.action_view",
     "xsale_amazon_run.rerun_view",

@@ -38,6 +38,8 @@ def test_public_api_is_importable_from_the_package():
     "xsale_amazon_plugin.offer_writer", "xsale_amazon_plugin.linking",
     "xsale_amazon_plugin.cli", "xsale_amazon_plugin.api", "xsale_amazon_plugin.admin",
     "xsale_amazon_plugin.report_parser", "xsale_amazon_plugin.amazon_client",
+    "xsale_amazon_plugin.scheduling", "xsale_amazon_plugin.freshness",
+    "xsale_amazon_plugin.sync_tick", "xsale_amazon_plugin.admin.schedule",
 ])
 def test_every_module_imports_on_its_own(module):
     """No import cycle: each module can be the first one imported in a fresh interpreter."""

@@ -16,7 +16,14 @@ from .models import Models, make_models
 from .offer_scope import OfferScope
 from .proxies import current_amazon
 from .settings import Settings, SettingsError
-from .signals import import_finished, offers_linked, offers_unlinked
+from .signals import (
+    import_failed,
+    import_finished,
+    integration_stale,
+    offers_linked,
+    offers_unlinked,
+    schedule_paused,
+)
 
 __version__ = "0.2.0.dev0"
 __all__ = [
@@ -34,12 +41,15 @@ __all__ = [
     "__version__",
     "autolink",
     "current_amazon",
+    "import_failed",
     "import_finished",
+    "integration_stale",
     "link_offers",
     "make_models",
     "make_views",
     "offers_linked",
     "offers_unlinked",
+    "schedule_paused",
     "start_autolink",
     "start_import",
     "unlink_offers",

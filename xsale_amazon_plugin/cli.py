@@ -7,11 +7,14 @@ import sys
 import time
 
 import click
+import sqlalchemy as sa
+from flask import current_app
 from flask.cli import AppGroup
 from rq import SimpleWorker, Worker
 
 from . import suggestions
 from .api import run_progress
+from .freshness import last_successes
 from .lifecycle import (
     HoldNotPending,
     ImportAlreadyRunning,
@@ -23,6 +26,9 @@ from .lifecycle import (
 )
 from .linking import autolink
 from .proxies import current_amazon
+from .schedules import InvalidSchedule
+from .scheduling import plugin_timezone, schedule_status, set_schedule
+from .sync_tick import SyncTickThread
 
 cli = AppGroup("xsale-amazon", help="Amazon offers import (xsale_amazon_plugin).")
 
@@ -137,7 +143,14 @@ def worker_command(burst: bool, simple: bool) -> None:
     # (and clean up after a killed worker) within a minute instead of RQ's ten.
     worker = cls([queue], connection=queue.connection, job_class=queue.job_class,
                  maintenance_interval=60)
-    worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+    ticker = SyncTickThread(current_app._get_current_object(),  # type: ignore[attr-defined]
+                            current_amazon.settings.schedule_tick)
+    if not burst:
+        ticker.start()
+    try:
+        worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+    finally:
+        ticker.stop()
 
 
 @cli.command("autolink")
@@ -226,3 +239,62 @@ def suggest_command(integration_id: int, as_json: bool, limit: int, accept: str 
                 for s in found
             ],
         }, ensure_ascii=False))
+
+
+@cli.command("schedule")
+@click.argument("integration_id", type=int, required=False)
+@click.option("--every", "every", type=int, metavar="MINUTES",
+              help="Import every MINUTES minutes.")
+@click.option("--daily", "daily", metavar="HH:MM",
+              help="Import every day at HH:MM (XSALE_AMAZON_TIMEZONE).")
+@click.option("--off", "off", is_flag=True, help="No scheduled imports.")
+@click.option("--list", "list_", is_flag=True,
+              help="One line per integration: id, schedule, next run, last success.")
+def schedule_command(integration_id: int | None, every: int | None, daily: str | None,
+                     off: bool, list_: bool) -> None:
+    """Set the import schedule of INTEGRATION_ID, or list every integration's schedule."""
+    if list_:
+        if integration_id is not None or every is not None or daily or off:
+            raise click.UsageError("--list takes no integration and no other option.")
+        for _id, line in _schedule_lines():
+            click.echo(line)
+        return
+    chosen = [name for name, given in (("--every", every is not None), ("--daily", daily),
+                                       ("--off", off)) if given]
+    if integration_id is None or len(chosen) != 1:
+        raise click.UsageError(
+            "Give INTEGRATION_ID and exactly one of --every MINUTES, --daily HH:MM, --off "
+            "(or --list)."
+        )
+    kind = "every" if every is not None else "daily" if daily else "off"
+    try:
+        set_schedule(integration_id, kind, every_minutes=every, daily_at=daily, user="cli")
+    except (InvalidSchedule, LookupError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(next(line for i, line in _schedule_lines() if i == integration_id))
+
+
+def _schedule_lines() -> list[tuple[int, str]]:
+    """``id<TAB>schedule<TAB>next run<TAB>last success`` per integration; times ISO 8601 in
+    the plugin's time zone, "-" for no next run, "never" for no successful import."""
+    m, session = current_amazon.models, current_amazon.db.session
+    tz = plugin_timezone()
+    integrations = session.execute(
+        sa.select(m.AmazonIntegration).order_by(m.AmazonIntegration.id)).scalars().all()
+    schedules = {s.integration_id: s for s in session.execute(sa.select(m.SyncSchedule)).scalars()}
+    successes = last_successes()
+    lines = []
+    for integ in integrations:
+        status = schedule_status(schedules.get(integ.id), active=integ.active, tz=tz)
+        if status.paused_at:
+            next_run = "paused"
+        elif status.is_on and not integ.active:
+            next_run = "inactive"
+        elif status.next_run_at:
+            next_run = status.next_run_at.astimezone(tz).isoformat(timespec="seconds")
+        else:
+            next_run = "-"
+        last = successes.get(integ.id)
+        last_text = last.astimezone(tz).isoformat(timespec="seconds") if last else "never"
+        lines.append((integ.id, "\t".join((str(integ.id), status.describe, next_run, last_text))))
+    return lines

@@ -20,7 +20,9 @@ from .cli import cli
 from .crypto import SecretBox, make_secret_box
 from .models import Models, make_models
 from .proxies import EXTENSION_KEY
+from .scheduling import on_import_finished
 from .settings import DEFAULTS, PREFIX, Settings
+from .signals import import_finished
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,8 @@ class XsaleAmazon:
         ``JOB_TIMEOUT``, ``BATCH_SIZE``, ``HEARTBEAT_TIMEOUT``, ``MAX_RETRIES``,
         ``HTTP_TIMEOUT``, ``DOWNLOAD_HOSTS``, ``INVALID_LINES_KEPT``, ``REGISTER_ADMIN``,
         ``ADMIN_CATEGORY``, ``PRODUCT_SKU_ATTR``, ``PRODUCT_EAN_ATTR``, ``PRODUCT_NAME_ATTR``,
-        ``PRODUCT_ASIN_ATTR``, ``PRODUCT_ADMIN_ENDPOINT``, ``PAGE_SIZE``; also ``SECRET_KEY``
+        ``PRODUCT_ASIN_ATTR``, ``PRODUCT_ADMIN_ENDPOINT``, ``PAGE_SIZE``, ``TIMEZONE``,
+        ``SCHEDULE_TICK``, ``STALE_AFTER``, ``SCHEDULE_MAX_FAILURES``; also ``SECRET_KEY``
         when no encryption key is set. A bad value raises
         :class:`~xsale_amazon_plugin.settings.SettingsError` naming the key.
         """
@@ -134,6 +137,7 @@ class XsaleAmazon:
             Babel(app)
 
         app.register_blueprint(blueprint)
+        import_finished.connect(on_import_finished)
         if "xsale-amazon" not in app.cli.commands:
             app.cli.add_command(cli)
 

@@ -365,6 +365,91 @@ class AutoLinkRunMixin:
     @property
     def is_active(self) -> bool:
         return self.status in ("queued", "running")
+class ScheduleKind:
+    """Kinds of import schedule of an integration."""
+
+    OFF = "off"
+    EVERY = "every"
+    DAILY = "daily"
+
+    ALL = (OFF, EVERY, DAILY)
+
+
+class SlotOutcome:
+    """What a due schedule slot led to."""
+
+    CLAIMED = "claimed"  # the slot was taken; its run is being started
+    STARTED = "started"
+    SKIPPED = "skipped"  # an import was already running
+    NOT_STARTED = "not_started"  # start_import refused (credentials, inactive, queue down)
+
+    ALL = (CLAIMED, STARTED, SKIPPED, NOT_STARTED)
+
+
+class SyncScheduleMixin:
+    """Schedule and alert bookkeeping of one integration (a row once it was first used).
+
+    ``last_slot_at`` is the arbiter of "exactly one run per slot": a worker owns a slot only
+    if its compare-and-set UPDATE moved ``last_slot_at`` forward to that slot.
+    """
+
+    __tablename__ = "xsale_amazon_schedule"
+
+    kind: Mapped[str] = mapped_column(sa.String(10), nullable=False, default=ScheduleKind.OFF)
+    every_minutes: Mapped[int | None] = mapped_column(sa.Integer)
+    #: "HH:MM" in the plugin's time zone (XSALE_AMAZON_TIMEZONE).
+    daily_at: Mapped[str | None] = mapped_column(sa.String(5))
+    #: Slots of an "every" schedule are anchor_at + k × every_minutes.
+    anchor_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_slot_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paused_reason: Mapped[str | None] = mapped_column(sa.String(40))
+    #: Scheduled runs before this moment do not count towards the failure streak.
+    failures_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: An operator looked at the integration's alerts at this moment.
+    alert_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: integration_stale was sent for the stale period that began before this moment.
+    stale_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow,
+                                                 onupdate=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(sa.String(200))
+
+    @declared_attr
+    def integration_id(cls) -> Mapped[int]:
+        return mapped_column(
+            sa.ForeignKey("xsale_amazon_integration.id", ondelete="CASCADE"), primary_key=True,
+            autoincrement=False,
+        )
+
+
+class ScheduleSlotMixin:
+    """What happened at one due slot of a schedule (unique per integration and slot)."""
+
+    __tablename__ = "xsale_amazon_schedule_slot"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    slot_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    outcome: Mapped[str] = mapped_column(sa.String(20), nullable=False,
+                                         default=SlotOutcome.CLAIMED)
+    error_code: Mapped[str | None] = mapped_column(sa.String(40))
+    detail: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+    @declared_attr
+    def integration_id(cls) -> Mapped[int]:
+        return mapped_column(
+            sa.ForeignKey("xsale_amazon_integration.id", ondelete="CASCADE"), nullable=False
+        )
+
+    @declared_attr
+    def run_id(cls) -> Mapped[int | None]:
+        return mapped_column(sa.ForeignKey("xsale_amazon_import_run.id", ondelete="SET NULL"))
+
+    @declared_attr
+    def __table_args__(cls):
+        return (
+            sa.UniqueConstraint("integration_id", "slot_at", name="uq_xsale_amazon_schedule_slot"),
+        )
 
 
 @dataclass(frozen=True)
@@ -384,6 +469,9 @@ class Models:
     product_pk: sa.Column[Any]
     #: Background auto-link runs (see :mod:`xsale_amazon_plugin.autolink_runs`).
     AutoLinkRun: Any = None
+    #: Schedule and alert bookkeeping per integration; what happened at each due slot.
+    SyncSchedule: Any = None
+    ScheduleSlot: Any = None
 
 
 _cache: weakref.WeakKeyDictionary[Any, Models] = weakref.WeakKeyDictionary()
@@ -481,6 +569,11 @@ def make_models(db: Any, product_model: type) -> Models:
         "ALTER TABLE xsale_amazon_import_row SET UNLOGGED").execute_if(dialect="postgresql"))
     make_suggest_tables(metadata, BigId)
     autolink_run = type("AutoLinkRun", (AutoLinkRunMixin, db.Model), {**extra})
-    models = Models(integration, offer, link, run, import_row, product_model, pk, autolink_run)
+    schedule = type("SyncSchedule", (SyncScheduleMixin, db.Model),
+                    {**extra, "integration": relationship(integration)})
+    slot = type("ScheduleSlot", (ScheduleSlotMixin, db.Model),
+                {**extra, "run": relationship(run)})
+    models = Models(integration, offer, link, run, import_row, product_model, pk,
+                    autolink_run, SyncSchedule=schedule, ScheduleSlot=slot)
     _cache[db] = models
     return models

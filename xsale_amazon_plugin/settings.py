@@ -101,6 +101,16 @@ class Settings:
     suggest_sku_affixes: tuple[str, ...] = DEFAULT_SKU_AFFIXES
     #: Mapping assistant: offers scored per batch (one set of queries per batch).
     suggest_batch_size: int = 250
+    #: IANA time zone of "daily at HH:MM" schedules and of the times the schedule shows;
+    #: ``None`` uses the host's ``BABEL_DEFAULT_TIMEZONE`` (UTC when unset).
+    timezone: str | None = None
+    #: Seconds between two checks of the schedules by each worker.
+    schedule_tick: float = 30.0
+    #: An integration without a schedule is stale after this many seconds without a successful
+    #: import (with a schedule: after twice its interval).
+    stale_after: float = 48 * 3600.0
+    #: Scheduled runs failing in a row that pause the schedule.
+    schedule_max_failures: int = 3
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -132,8 +142,8 @@ class Settings:
     def _check_ranges(self) -> None:
         positive = ("poll_interval", "poll_max_interval", "report_deadline", "job_timeout",
                     "batch_size", "heartbeat_timeout", "http_timeout", "page_size",
-                    "autolink_batch", "suggest_batch_size",
-                    "hold_expiry")
+                    "autolink_batch", "suggest_batch_size", "hold_expiry", "schedule_tick",
+                    "stale_after", "schedule_max_failures")
         for name in positive:
             if getattr(self, name) <= 0:
                 _fail(name, getattr(self, name), "a number greater than 0")
@@ -155,6 +165,13 @@ class Settings:
                 re.compile(pattern)
             except re.error as exc:
                 _fail("suggest_sku_affixes", pattern, f"a valid regular expression ({exc})")
+        if self.timezone and self.timezone.upper() != "UTC":
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                _fail("timezone", self.timezone, "an IANA time zone name such as 'Europe/Warsaw'")
 
     @property
     def encryption_keys(self) -> list[str]:

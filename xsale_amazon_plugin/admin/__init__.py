@@ -8,13 +8,14 @@ from ..babel import lazy_gettext as _l
 from .integrations import IntegrationView
 from .offers import OfferView
 from .runs import ImportRunView
+from .schedule import add_alert_badge
 from .suggestions import SuggestionsView
 
 if TYPE_CHECKING:
     from ..extension import XsaleAmazon
 
 __all__ = ["IntegrationView", "OfferView", "ImportRunView", "SuggestionsView", "register_views",
-           "make_views"]
+           "make_views", "add_alert_badge"]
 
 
 def make_views(extension: XsaleAmazon, category: str | None = None) -> list[Any]:
@@ -47,4 +48,5 @@ def register_views(admin: Any, extension: XsaleAmazon) -> None:
     views = make_views(extension)
     for view in views:
         admin.add_view(view)
+    add_alert_badge(admin, extension.settings.admin_category)
     admin._xsale_amazon_views = views

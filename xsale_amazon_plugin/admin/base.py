@@ -45,6 +45,8 @@ class PluginForm(BaseForm):
 class PluginModelView(ModelView):
     """Base of the plugin's views: host access check, plugin CSRF, hostile ids and query strings."""
     form_base_class = PluginForm
+    #: Flask-Admin's list plus the plugin's alert banner (views with their own list override it).
+    list_template = "xsale_amazon/admin/list.html"
 
     def is_accessible(self) -> bool:
         return current_amazon.is_allowed()

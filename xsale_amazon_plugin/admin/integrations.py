@@ -20,6 +20,11 @@ from ..marketplaces import MARKETPLACES
 from ..messages import asin_instruction
 from ..proxies import current_amazon
 from .base import PluginModelView
+from .schedule import (
+    ScheduleViewMixin,
+    integration_freshness_formatter,
+    integration_schedule_formatter,
+)
 from .shared import start_import_from_view, status_badge
 
 
@@ -42,12 +47,12 @@ def _offer_count_formatter(view: Any, context: Any, model: Any, name: str) -> Ma
     return Markup("{}").format(count)
 
 
-class IntegrationView(PluginModelView):
+class IntegrationView(ScheduleViewMixin, PluginModelView):
     """Integrations with write-only credentials and the *Import offers* service action."""
     edit_template = "xsale_amazon/admin/integration_edit.html"
     create_template = "xsale_amazon/admin/integration_create.html"
     column_list = ("name", "marketplace", "account_type", "seller_id", "active", "last_import",
-                   "offers")
+                   "last_success", "schedule", "offers")
     column_labels = {
         "name": _l("Name"),
         "marketplace": _l("Marketplace"),
@@ -59,8 +64,12 @@ class IntegrationView(PluginModelView):
         "active": _l("Active"),
         "last_import": _l("Last import"),
         "offers": _l("Offers"),
+        "last_success": _l("Last success"),
+        "schedule": _l("Schedule"),
     }
-    column_formatters = {"last_import": _last_run_formatter, "offers": _offer_count_formatter}
+    column_formatters = {"last_import": _last_run_formatter, "offers": _offer_count_formatter,
+                         "last_success": integration_freshness_formatter,
+                         "schedule": integration_schedule_formatter}
     column_searchable_list = ("name", "seller_id")
     column_filters = ("marketplace", "account_type", "active")
     column_default_sort = "name"
@@ -138,6 +147,8 @@ class IntegrationView(PluginModelView):
             kwargs["import_form"] = self.csrf_form()
             kwargs["asin_setup_needed"] = model.marketplace_info.asin_column_needs_setup
             kwargs["asin_instruction"] = asin_instruction()
+            self.look_at_alerts(model.id)
+            kwargs.update(self.schedule_context(model))
         return super().render(template, **kwargs)
 
     @expose("/import/<int:integration_id>/", methods=("POST",))
