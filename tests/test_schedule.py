@@ -206,6 +206,16 @@ def test_three_failed_scheduled_runs_pause_alert_and_signal(amazon_host, amazon)
     client = host.app.test_client()
     listing = client.get("/admin/xsale-amazon/runs/").get_data(as_text=True)
     assert 'xa-menu-badge' in listing and 'id="xa-alert-banner"' in listing
+    pages = [r.rule for r in host.app.url_map.iter_rules()
+             if r.endpoint.startswith("xsale_amazon_")
+             and r.endpoint.endswith((".index_view", ".index"))
+             and not r.arguments]
+    pages.append(f"/admin/xsale-amazon/runs/details/?id={_runs(host, integ)[-1].id}")
+    assert len(pages) >= 4
+    for url in pages:  # every page of the plugin shows the banner
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert 'id="xa-alert-banner"' in response.get_data(as_text=True), url
     home = client.get("/admin/").get_data(as_text=True)  # the host's own pages: badge only
     assert re.search(r'xa-menu-badge"[^>]*>1</span>', home) and "xa-alert-banner" not in home
     host.access["allowed"] = False  # not an operator: no badge, no schedule changes
