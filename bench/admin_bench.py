@@ -161,6 +161,12 @@ def main() -> int:
             "search SKU, view=all": f"{OFFERS}?view=all&search={sku}",
             "search ASIN, view=all": f"{OFFERS}?view=all&search={asin}",
             "list, view=all": f"{OFFERS}?view=all",
+            # The workspace filters (flt0_<index>: integration 0, marketplace 1, account
+            # type 2, status 3, removed 4, auto-link ambiguous 5).
+            "filter marketplace DE, unlinked": f"{OFFERS}?flt0_1=DE",
+            "filter account type FBA, view=all": f"{OFFERS}?view=all&flt0_2=FBA",
+            "filter ambiguous by SKU, unlinked": f"{OFFERS}?flt0_5=sku",
+            "product picker, page 1": "/xsale-amazon/products/search?q=SKU-00&page=1",
         }
         page_ms: dict[str, float] = {}
 
@@ -187,6 +193,35 @@ def main() -> int:
                 print(rows[-1], flush=True)
             db.session.remove()
         rows.append(("autolink sku, all offers", f"{link_total:.2f} s", f"{n:,} offers"))
+        # The same auto-link of the first integration as a background run (id windows of
+        # AUTOLINK_BATCH offers, one transaction and progress update each), from scratch.
+        with app.app_context():
+            from xsale_amazon_plugin.autolink_runs import (
+                AutoLinkRequest,
+                run_autolink_job,
+                start_autolink,
+            )
+            from xsale_amazon_plugin.offer_scope import OfferScope
+
+            with db.engine.begin() as conn:
+                conn.execute(sa.text("DELETE FROM xsale_amazon_offer_product_link l USING "
+                                     "xsale_amazon_offer o WHERE o.id = l.offer_id "
+                                     "AND o.integration_id = :iid"), {"iid": integrations[0]})
+            host.configure(AUTOLINK_INLINE_LIMIT=0)
+            request = AutoLinkRequest.for_scope(
+                OfferScope(filters=(("integration", str(integrations[0])),)))
+            started = time.perf_counter()
+            outcome = start_autolink("sku", request, user="bench")  # queues; run it here
+            run_autolink_job(outcome.run_id)
+            windowed = time.perf_counter() - started
+            run = db.session.get(host.models.AutoLinkRun, outcome.run_id)
+            single = float(rows[-3][1].split()[0])
+            rows.append(("autolink sku, integration 1, background run", f"{windowed:.2f} s",
+                         f"{run.status}, linked {run.count_linked} in windows of "
+                         f"{host.amazon.settings.autolink_batch:,}; "
+                         f"{windowed / single:.2f}x the single statement"))
+            print(rows[-1], flush=True)
+            db.session.remove()
         with app.app_context(), db.engine.connect() as conn:
             conn.execute(sa.text("ANALYZE"))
             conn.commit()

@@ -103,7 +103,8 @@ def product_search():
     ``page`` (1-based) and ``limit`` page through the matches; ``more`` says another page
     exists and ``total`` how many match (capped). With ``offer_id`` the products whose SKU
     equals the offer's SKU, or whose EAN equals the offer's EAN, come first, marked
-    ``match: "sku"`` / ``"ean"``.
+    ``match: "sku"`` / ``"ean"``: fetched by equality (the host's key indexes), so the ordinary
+    page keeps its index order instead of sorting every match by a computed rank.
     """
     current_amazon.require_access()
     # NUL: PostgreSQL text cannot hold it (the query would fail with a 500).
@@ -112,40 +113,45 @@ def product_search():
     page = _int_arg("page", 1, 1, 10_000)
     m = current_amazon.models
     pk = m.product_pk
-    sku_col, ean_col = current_amazon.product_attr("sku"), current_amazon.product_attr("ean")
-    columns = [c for c in (sku_col, ean_col, current_amazon.product_attr("name"))
+    session = current_amazon.db.session
+    columns = [c for c in (current_amazon.product_attr(k) for k in ("sku", "ean", "name"))
                if c is not None]
     conditions = []
     if term:
         conditions.append(sa.or_(*(
             sa.cast(c, sa.String).icontains(term, autoescape=True) for c in columns
         )))
-    match_rank = _same_key_rank(request.args.get("offer_id"), sku_col, ean_col)
-    if match_rank is not None:
-        query = sa.select(m.product_model, match_rank.label("match_rank"))
-        order = [match_rank, *(columns[:1] or [pk]), pk]
-    else:
-        query = sa.select(m.product_model, sa.cast(sa.null(), sa.Integer).label("match_rank"))
-        order = [*(columns[:1] or [pk]), pk]
-    rows = current_amazon.db.session.execute(
-        query.where(*conditions).order_by(*order).offset((page - 1) * limit).limit(limit + 1)
-    ).all()
-    more = len(rows) > limit
-    counted = current_amazon.db.session.execute(sa.select(sa.func.count()).select_from(
+    first = _same_key_products(request.args.get("offer_id"), conditions)
+    start = (page - 1) * limit
+    shown: list[tuple[Any, str | None]] = list(first[start:start + limit])
+    rest_start = max(start - len(first), 0)
+    rest_limit = limit - len(shown)
+    query = sa.select(m.product_model).where(*conditions)
+    if first:
+        query = query.where(pk.not_in([getattr(p, pk.key) for p, _m in first]))
+    rest = session.execute(
+        query.order_by(*(columns[:1] or [pk]), pk).offset(rest_start).limit(rest_limit + 1)
+    ).scalars().all()
+    more = len(rest) > rest_limit
+    shown += [(p, None) for p in rest[:rest_limit]]
+    counted = session.execute(sa.select(sa.func.count()).select_from(
         sa.select(pk).where(*conditions).limit(PRODUCT_COUNT_CAP + 1).subquery()
     )).scalar_one()
     total_label = (format_count(PRODUCT_COUNT_CAP) + "+" if counted > PRODUCT_COUNT_CAP
                    else format_count(counted))
     return jsonify({
         "results": [
-            {"id": str(getattr(p, pk.key)), "text": product_label(p),
-             "match": {0: "sku", 1: "ean"}.get(rank)}
-            for p, rank in rows[:limit]
+            {"id": str(getattr(p, pk.key)), "text": product_label(p), "match": match}
+            for p, match in shown
         ],
         "more": more,
         "total": counted,
         "total_label": total_label,
     })
+
+
+#: Same-SKU / same-EAN products listed first, at most this many.
+SAME_KEY_LIMIT = 10
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
@@ -155,21 +161,30 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
         return default
 
 
-def _same_key_rank(offer_id: Any, sku_col: Any, ean_col: Any) -> Any:
-    """0: the product has the offer's SKU, 1: its EAN, else 2; None without an offer."""
-    offer = None
-    try:
-        number = int(offer_id) if offer_id else None
-    except (TypeError, ValueError):
-        number = None
-    if number is not None and 0 < number < 2**63:
-        offer = current_amazon.db.session.get(current_amazon.models.AmazonOffer, number)
-    whens = []
-    if offer is not None and sku_col is not None and offer.seller_sku:
-        whens.append((sku_col == offer.seller_sku, 0))
-    if offer is not None and ean_col is not None and offer.product_id:
-        whens.append((ean_col == offer.product_id, 1))
-    return sa.case(*whens, else_=2) if whens else None
+def _same_key_products(offer_id: Any, conditions: list[Any]) -> list[tuple[Any, str]]:
+    """(product, "sku" | "ean") with the offer's SKU, then its EAN; none without an offer."""
+    m = current_amazon.models
+    offer_pk = m.AmazonOffer.__table__.c.id
+    number = int_in_range(offer_id, offer_pk) if offer_id else None
+    offer = current_amazon.db.session.get(m.AmazonOffer, number) if number is not None else None
+    if offer is None:
+        return []
+    out: list[tuple[Any, str]] = []
+    seen: set[Any] = set()
+    for key, value in (("sku", offer.seller_sku), ("ean", offer.product_id)):
+        column = current_amazon.product_attr(key)
+        if column is None or not value:
+            continue
+        found = current_amazon.db.session.execute(
+            sa.select(m.product_model).where(column == value, *conditions)
+            .order_by(m.product_pk).limit(SAME_KEY_LIMIT)
+        ).scalars()
+        for product in found:
+            ident = getattr(product, m.product_pk.key)
+            if ident not in seen and len(out) < SAME_KEY_LIMIT:
+                seen.add(ident)
+                out.append((product, key))
+    return out
 
 
 def product_label(product: Any) -> str:

@@ -295,10 +295,11 @@ class OfferView(PluginModelView):
                         "url": self.get_url(".index_view", **args, view=view)})
         return out
 
-    def _autolink_context(self, scope: OfferScope) -> dict[str, Any]:
+    def _autolink_context(self, scope: OfferScope, listed: int | None) -> dict[str, Any]:
+        """The auto-link dialog; ``listed`` is the list's own (capped) count of the scope."""
         state = current_amazon
         keys = [(k, k.upper()) for k in AUTOLINK_KEYS if state.product_attr(k) is not None]
-        count = count_offers(scope.criteria(), cap=COUNT_CAP)
+        count = listed if listed is not None else count_offers(scope.criteria(), cap=COUNT_CAP)
         labels = {str(flt.field): str(flt.name) for flt in self._filters or ()
                   if isinstance(flt, ScopeFilter)}
         described = [f"{labels.get(f, f)}: {v}" for f, v in scope.filters]
@@ -324,7 +325,7 @@ class OfferView(PluginModelView):
             kwargs["product_search_url"] = url_for("xsale_amazon.product_search")
             kwargs["format_count"] = format_count
             scope = self.current_scope()
-            kwargs["autolink"] = self._autolink_context(scope)
+            kwargs["autolink"] = self._autolink_context(scope, kwargs.get("count"))
             data = kwargs.get("data")
             if scope.search and data is not None and not len(data) and not kwargs.get("page"):
                 kwargs["elsewhere"] = self._elsewhere(scope)
