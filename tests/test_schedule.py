@@ -352,3 +352,21 @@ def test_cli_contract(de_host):
         assert result.exit_code != 0 and message in result.output, (bad, result.output)
     missing = runner.invoke(args=["xsale-amazon", "schedule", "999", "--every", "5"])
     assert missing.exit_code != 0 and "does not exist" in missing.output
+
+
+def test_daily_schedule_in_the_configured_time_zone(de_host):
+    from xsale_amazon_plugin import SettingsError
+
+    host = de_host
+    host.configure(timezone="Europe/Warsaw")
+    integ = host.add_integration("DE")
+    runner = host.app.test_cli_runner()
+    out = runner.invoke(args=["xsale-amazon", "schedule", str(integ), "--daily", "03:30"])
+    assert out.exit_code == 0, out.output
+    schedule, next_run = out.output.strip().split("\t")[1:3]
+    assert schedule == "daily 03:30 Europe/Warsaw"
+    local = datetime.fromisoformat(next_run)
+    assert (local.hour, local.minute) == (3, 30)
+    assert local.utcoffset() == WARSAW.utcoffset(local.replace(tzinfo=None))
+    with pytest.raises(SettingsError, match="XSALE_AMAZON_TIMEZONE"):
+        host.configure(timezone="Mars/Olympus")
