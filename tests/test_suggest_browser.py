@@ -240,3 +240,30 @@ def test_link_dialog_shows_top_suggestions(served: tuple[Host, str], page: Any) 
     page.wait_for_load_state("load")
     page.locator(".alert-success").first.wait_for()
     assert links(host)["X-HDMI"][0] == product
+
+
+def test_mapping_csv_preview_then_apply(served: tuple[Host, str], page: Any,
+                                        tmp_path: Any) -> None:
+    host, _base = served
+    before = links(host)
+    mapping = tmp_path / "mapping.csv"
+    mapping.write_text("seller_sku;product\nX-HOSE;CAB-HDMI-5M\nX-NONE;MS-100\n"
+                       "X-HDMI;CAB-HDMI-5M\nX-HOSE;DOES-NOT-EXIST\n", encoding="utf-8")
+    page.goto("/admin/xsale-amazon/mapping-csv/")
+    page.set_input_files("#xa-import-file", str(mapping))
+    page.select_option("#xa-import-by", "sku")
+    page.locator("#xa-import-preview").click()
+    page.locator("#xa-import-summary").wait_for()
+    shot(page, "07-csv-preview")
+    assert page.locator("#xa-import-will-link").inner_text() == "1"
+    assert page.locator("#xa-import-unknown").inner_text() == "2"  # X-NONE, DOES-NOT-EXIST
+    problems = page.locator("#xa-import-problems tbody tr")
+    texts = [problems.nth(i).inner_text() for i in range(problems.count())]
+    assert any("X-NONE" in t for t in texts)
+    assert links(host) == before  # the preview changed nothing
+    page.locator("#xa-import-apply").click()
+    page.locator(".alert-success").first.wait_for()
+    after = links(host)
+    assert after["X-HOSE"] == (str(host.ids["products"][8]), "manual")  # type: ignore[attr-defined]
+    assert after["X-HDMI"] == before["X-HDMI"]  # existing link kept (no overwrite asked)
+    shot(page, "08-csv-applied")

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..babel import lazy_gettext as _l
 from .integrations import IntegrationView
+from .mapping_csv import MappingCsvView
 from .offers import OfferView
 from .runs import ImportRunView
 from .schedule import add_alert_badge
@@ -14,8 +15,8 @@ from .suggestions import SuggestionsView
 if TYPE_CHECKING:
     from ..extension import XsaleAmazon
 
-__all__ = ["IntegrationView", "OfferView", "ImportRunView", "SuggestionsView", "register_views",
-           "make_views", "add_alert_badge"]
+__all__ = ["IntegrationView", "OfferView", "ImportRunView", "SuggestionsView", "MappingCsvView",
+           "register_views", "make_views", "add_alert_badge"]
 
 
 def make_views(extension: XsaleAmazon, category: str | None = None) -> list[Any]:
@@ -38,6 +39,8 @@ def make_views(extension: XsaleAmazon, category: str | None = None) -> list[Any]
                       endpoint="xsale_amazon_run", url="xsale-amazon/runs"),
         SuggestionsView(name=_l("Suggestions"), category=category,
                         endpoint="xsale_amazon_suggestions", url="xsale-amazon/suggestions"),
+        MappingCsvView(name=_l("Mapping CSV"), category=category,
+                       endpoint="xsale_amazon_mapping_csv", url="xsale-amazon/mapping-csv"),
     ]
 
 
