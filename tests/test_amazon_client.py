@@ -302,21 +302,47 @@ def test_429_is_retried_with_growing_delays(emu, client, sleeps):
     report_id = client.create_report()
     emu.inject("getReport", 429, 429, 429)
     assert client.get_report(report_id)["processingStatus"] == "DONE"
-    assert sleeps == [2.0, 4.0, 8.0]
+    assert sleeps == [1.0, 2.0, 4.0]
     assert [r["status"] for r in _ops(emu, "getReport")] == [429, 429, 429, 200]
 
 
 def test_retry_after_is_honoured_and_backoff_capped(emu, make_client, sleeps):
-    client = make_client(backoff=3.0, max_backoff=5.0, max_retries=6)
+    client = make_client(backoff=3.0, max_backoff=5.0, max_retries=6, max_retry_wait=30)
     emu.inject("createReport", 429, retry_after=1.5)
-    emu.inject("createReport", 429, retry_after=600)
     emu.inject("createReport", 503, 503, 503)
     client.create_report()
-    assert sleeps == [1.5, 5.0, 5.0, 5.0, 5.0]
+    assert sleeps == [1.5, 5.0, 5.0, 5.0]
+
+
+def test_long_retry_after_is_not_slept_but_handed_to_the_caller(emu, make_client, sleeps):
+    """A worker must not sleep through Amazon's long waits: the error says how long to wait."""
+    client = make_client(max_retry_wait=8.0)
+    emu.inject("createReport", 429, retry_after=600)
+    with pytest.raises(AmazonError) as caught:
+        client.create_report()
+    error = caught.value
+    assert (error.kind, error.retryable, error.retry_after) == ("throttled", True, 600.0)
+    assert sleeps == []
+    assert len(_ops(emu, "createReport")) == 1
+    assert client.create_report()  # the injected 429 is used up: the next call goes through
+
+
+def test_in_process_waits_stay_within_the_budget(emu, make_client, sleeps):
+    """A 5xx streak: short retries up to the wait budget, then the caller re-schedules."""
+    client = make_client(backoff=1.0, max_backoff=4.0, max_retries=10, max_retry_wait=8.0)
+    emu.inject("getReports", *([503] * 20))
+    with pytest.raises(AmazonError) as caught:
+        client.find_recent_report(datetime.now(timezone.utc) - timedelta(hours=1))
+    assert sleeps == [1.0, 2.0, 4.0]  # the next 4 s would pass the 8 s budget
+    assert sum(sleeps) <= 8.0
+    assert (caught.value.kind, caught.value.retryable) == ("server", True)
+    assert caught.value.retry_after == 4.0
+    assert "4 attempts" in caught.value.message
+    assert len(_ops(emu, "getReports")) == 4
 
 
 def test_429_storm_gives_up_as_throttled(emu, make_client, sleeps):
-    client = make_client(max_retries=3)
+    client = make_client(max_retries=3, max_retry_wait=30)
     emu.inject("createReport", *([429] * 10))
     with pytest.raises(AmazonError) as caught:
         client.create_report()
@@ -324,7 +350,8 @@ def test_429_storm_gives_up_as_throttled(emu, make_client, sleeps):
     assert (error.kind, error.status, error.amazon_code) == ("throttled", 429, "QuotaExceeded")
     assert error.retryable is True
     assert "4 attempts" in error.message
-    assert sleeps == [2.0, 4.0, 8.0]
+    assert sleeps == [1.0, 2.0, 4.0]
+    assert error.retry_after is None  # out of attempts, not out of patience
     assert len(_ops(emu, "createReport")) == 4
 
 
@@ -345,7 +372,7 @@ def test_5xx_bursts_are_retried_then_reported_as_server(emu, make_client, sleeps
 def test_lwa_server_errors_are_retried(emu, client, sleeps):
     emu.inject("token", 500, 429)
     client.create_report()
-    assert sleeps == [2.0, 4.0]
+    assert sleeps == [1.0, 2.0]
     assert [r["status"] for r in _ops(emu, "token")] == [500, 429, 200]
 
 
@@ -373,7 +400,7 @@ def test_unreachable_endpoint_is_a_network_error(emu, make_client, sleeps):
     with pytest.raises(AmazonError) as caught:
         client.create_report()
     assert (caught.value.kind, caught.value.retryable) == ("network", True)
-    assert sleeps == [2.0, 4.0]
+    assert sleeps == [1.0, 2.0]
 
 
 # -- document download ------------------------------------------------------------------------
@@ -451,7 +478,7 @@ def test_s3_5xx_is_retried(emu, client, sleeps, tmp_path):
     report = _finished_report(client)
     emu.inject("download", 503, 500)
     client.download_document(report["reportDocumentId"], str(tmp_path / "d.tsv"))
-    assert sleeps == [2.0, 4.0]
+    assert sleeps == [1.0, 2.0]
 
 
 @pytest.mark.parametrize("gzipped", [True, False])

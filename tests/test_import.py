@@ -214,6 +214,37 @@ def test_throttling_and_server_errors_are_retried(amazon_host, amazon):
     assert run.retries >= 1
 
 
+def test_long_retry_after_reschedules_the_step_instead_of_sleeping(amazon_host, amazon):
+    """Amazon asks for 90 s: the step is re-scheduled on RQ's scheduler, the worker is free."""
+    import time
+
+    from rq import SimpleWorker
+    from rq.registry import ScheduledJobRegistry
+
+    from xsale_amazon_plugin.imports import start_import
+    from xsale_amazon_plugin.models import as_utc, utcnow
+
+    publish(amazon, "DE", list(demo_listings(5, seed=10, marketplace="DE")))
+    amazon_host.state.config.update(POLL_MAX_INTERVAL=120.0)
+    amazon.inject("getReport", 429, retry_after=90)
+    integ = amazon_host.add_integration("DE", "FBM")
+    with amazon_host.app.app_context():
+        run_id = start_import(integ, trigger="test").id
+    queue = amazon_host.state.queue
+    started = time.monotonic()
+    SimpleWorker([queue], connection=queue.connection, job_class=queue.job_class).work(
+        burst=True, logging_level="WARNING")
+    assert time.monotonic() - started < 20, "the worker slept through Amazon's Retry-After"
+    with amazon_host.app.app_context():
+        run = amazon_host.db.session.get(amazon_host.models.ImportRun, run_id)
+        assert (run.status, run.retries, run.poll_count) == ("waiting", 1, 0)
+        wait = (as_utc(run.next_poll_at) - utcnow()).total_seconds()
+        assert 70 < wait <= 90
+        scheduled = ScheduledJobRegistry(queue=queue)
+        assert scheduled.get_job_ids() == [run.rq_job_id]
+    assert [r["status"] for r in amazon.requests if r["operation"] == "getReport"] == [429]
+
+
 def test_bad_credentials_and_missing_role_have_distinct_messages(amazon_host, amazon):
     publish(amazon, "DE", list(demo_listings(5, seed=8)))
     integ = amazon_host.add_integration("DE", "FBM", client_id="wrong-client")

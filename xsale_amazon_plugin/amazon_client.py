@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -34,6 +34,15 @@ from sp_api.auth.exceptions import AuthorizationError
 from sp_api.base import exceptions as sp_exceptions
 from sp_api.base._transport_httpx import HttpxTransport
 from sp_api.base.credential_provider import FromCodeCredentialProvider
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_none,
+)
+from tenacity.stop import stop_base
 
 from .charsets import resolve_charset
 from .marketplaces import Marketplace
@@ -48,6 +57,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 REPORT_TYPE = "GET_MERCHANT_LISTINGS_ALL_DATA"
 DEFAULT_LWA_ENDPOINT = "https://api.amazon.com/auth/o2/token"
@@ -119,6 +130,7 @@ class AmazonError(Exception):
         status: int | None = None,
         amazon_code: str | None = None,
         retryable: bool | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -126,12 +138,16 @@ class AmazonError(Exception):
         self.status = status
         self.amazon_code = amazon_code
         self.retryable = kind in _RETRYABLE_KINDS if retryable is None else retryable
+        #: Seconds Amazon asked us to wait (``Retry-After``) or the back-off the client would
+        #: have waited next, when that is longer than it may wait in-process: the caller
+        #: should try again after this delay (e.g. through RQ's scheduler), not sleep.
+        self.retry_after = retry_after
 
     def __repr__(self) -> str:
         return (
             f"AmazonError(kind={self.kind!r}, status={self.status!r}, "
             f"amazon_code={self.amazon_code!r}, retryable={self.retryable!r}, "
-            f"message={self.message!r})"
+            f"retry_after={self.retry_after!r}, message={self.message!r})"
         )
 
 
@@ -245,6 +261,20 @@ class _UrlRejected(Exception):
         self.message = message
 
 
+class _StopBeforeLongWait(stop_base):
+    """Stop retrying when the sleeps so far plus the next one would exceed ``limit`` seconds.
+
+    A worker must not sleep through Amazon's long waits (a long ``Retry-After``, a 5xx
+    streak): past the budget the caller gets the error and re-schedules the call instead.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return retry_state.idle_for + retry_state.upcoming_sleep > self.limit
+
+
 class _Enough(Exception):
     """Raised by a bounded sink once it has collected enough output."""
 
@@ -349,12 +379,20 @@ class AmazonReportsClient:
         lwa_endpoint: str | None = None,
         timeout: float = 60.0,
         max_retries: int = 5,
-        backoff: float = 2.0,
-        max_backoff: float = 60.0,
+        backoff: float = 1.0,
+        max_backoff: float = 4.0,
+        max_retry_wait: float = 8.0,
         allowed_download_hosts: Sequence[str] = ("amazonaws.com", "amazon.com"),
         sleep: Callable[[float], None] = time.sleep,
         max_download_seconds: float = 3600.0,
     ) -> None:
+        """``max_retries`` bounds the in-process retries of one throttled (429), failing
+        (5xx) or unreachable call; they wait ``backoff`` × 2ⁿ seconds (at most
+        ``max_backoff``, or Amazon's ``Retry-After``) and at most ``max_retry_wait``
+        seconds in total. A longer wait is not slept: the retryable :class:`AmazonError`
+        is raised with ``retry_after`` set, so a job queue can run the call again later
+        without holding a worker.
+        """
         if not (credentials.client_id and credentials.client_secret and credentials.refresh_token):
             raise AmazonError(
                 "auth",
@@ -370,6 +408,7 @@ class AmazonReportsClient:
         self._max_retries = max(0, int(max_retries))
         self._backoff = backoff
         self._max_backoff = max_backoff
+        self._max_retry_wait = max(0.0, max_retry_wait)
         self._allowed_hosts = tuple(h.lower().strip(".") for h in allowed_download_hosts)
         self._sleep = sleep
         self._max_download_seconds = max_download_seconds
@@ -506,31 +545,41 @@ class AmazonReportsClient:
     def _download(
         self, document_id: str, sink: Any, chunk_size: int
     ) -> tuple[str | None, bool, int]:
-        refreshes = 0
-        transient = 0
-        while True:
+        """Download the document; when S3 refuses the pre-signed URL (it expired), ask
+        Amazon for a fresh one, at most ``URL_REFRESHES`` times."""
+
+        def with_a_fresh_url() -> tuple[str | None, bool, int]:
             info = self.get_document_info(document_id)
-            try:
-                return self._download_once(info, sink, chunk_size)
-            except _UrlRejected as exc:
-                refreshes += 1
-                if refreshes > URL_REFRESHES:
-                    detail = f"{exc.code}: {exc.message}" if exc.code else "no details"
-                    raise AmazonError(
-                        "download",
-                        f"The report download URL was refused (HTTP {exc.status}, {detail}) "
-                        f"even after {URL_REFRESHES} fresh URLs; try the import again later.",
-                        status=exc.status,
-                        amazon_code=exc.code,
-                    ) from None
-                log.info(
-                    "Report download URL refused (HTTP %s); requesting a fresh URL", exc.status
-                )
-            except AmazonError as exc:
-                if exc.kind not in ("throttled", "server") or transient >= self._max_retries:
-                    raise
-                self._sleep(self._delay(transient, None))
-                transient += 1
+            # S3 throttling or a 5xx before any byte arrived is retried like an API call. A
+            # cut or corrupt download is not retried here (the sink holds part of it); the
+            # import job retries it from scratch.
+            return self._retrying(
+                "the report download",
+                lambda: self._download_once(info, sink, chunk_size),
+                is_transient=lambda exc: exc.kind in ("throttled", "server"),
+            )
+
+        refreshing = Retrying(
+            retry=retry_if_exception_type(_UrlRejected),
+            stop=stop_after_attempt(URL_REFRESHES + 1),
+            wait=wait_none(),
+            before_sleep=lambda state: log.info(
+                "Report download URL refused (HTTP %s); requesting a fresh URL",
+                getattr(_outcome_error(state), "status", "?"),
+            ),
+            reraise=True,
+        )
+        try:
+            return refreshing(with_a_fresh_url)
+        except _UrlRejected as exc:
+            detail = f"{exc.code}: {exc.message}" if exc.code else "no details"
+            raise AmazonError(
+                "download",
+                f"The report download URL was refused (HTTP {exc.status}, {detail}) "
+                f"even after {URL_REFRESHES} fresh URLs; try the import again later.",
+                status=exc.status,
+                amazon_code=exc.code,
+            ) from None
 
     def _download_once(
         self, info: dict, sink: Any, chunk_size: int
@@ -639,45 +688,78 @@ class AmazonReportsClient:
 
     # -- retries and error mapping ---------------------------------------------------------
 
-    def _call(self, operation: str, func: Callable[[], Any]) -> Any:
-        attempt = 0
-        refreshed_token = False
-        while True:
+    def _call(self, operation: str, func: Callable[[], _T]) -> _T:
+        """Run one SP-API call with short in-process retries; errors become AmazonError."""
+
+        def mapped() -> _T:
             try:
                 return func()
             except Exception as exc:  # mapped below; unknown errors are re-raised untouched
-                error, retry_after = self._map_error(operation, exc)
+                error = self._map_error(operation, exc)
                 if error is None:
                     raise
-            if error.kind == "auth":
+            if error.kind in ("auth", "forbidden"):
                 self._token_client().invalidate()
-                raise error from None
-            if error.kind == "forbidden" and not refreshed_token:
-                # A stale or revoked access token also yields 403: retry once with a fresh one.
-                refreshed_token = True
-                self._token_client().invalidate()
-                continue
-            if not error.retryable or attempt >= self._max_retries:
-                if error.retryable:
-                    error.message = f"{error.message} Gave up after {attempt + 1} attempts."
-                    error.args = (error.message,)
-                raise error from None
-            delay = self._delay(attempt, retry_after)
-            log.info("%s failed (%s); retrying in %.1f s", operation, error.kind, delay)
-            self._sleep(delay)
-            attempt += 1
+            raise error from None
 
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        try:
+            return self._retrying(operation, mapped)
+        except AmazonError as error:
+            if error.kind != "forbidden":
+                raise
+        # A stale or revoked access token also yields 403: try once more with a fresh one.
+        return self._retrying(operation, mapped)
+
+    def _retrying(
+        self,
+        operation: str,
+        func: Callable[[], _T],
+        *,
+        is_transient: Callable[[AmazonError], bool] = lambda exc: exc.retryable,
+    ) -> _T:
+        """Call ``func``, retrying transient AmazonErrors while the waits stay short."""
+
+        def give_up(state: RetryCallState) -> NoReturn:
+            error = _outcome_error(state)
+            assert isinstance(error, AmazonError)
+            attempts = state.attempt_number
+            error.message += f" Gave up after {attempts} attempt{'s' if attempts > 1 else ''}."
+            error.args = (error.message,)
+            if state.idle_for + state.upcoming_sleep > self._max_retry_wait:
+                error.retry_after = state.upcoming_sleep  # wait longer, but not in-process
+            raise error
+
+        retrying = Retrying(
+            retry=retry_if_exception(
+                lambda exc: isinstance(exc, AmazonError) and is_transient(exc)
+            ),
+            wait=self._wait,
+            stop=stop_after_attempt(self._max_retries + 1)
+            | _StopBeforeLongWait(self._max_retry_wait),
+            sleep=self._sleep,
+            before_sleep=lambda state: log.info(
+                "%s failed (%s); retrying in %.1f s",
+                operation,
+                getattr(_outcome_error(state), "kind", "?"),
+                state.upcoming_sleep,
+            ),
+            retry_error_callback=give_up,
+        )
+        return retrying(func)
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = _outcome_error(state)
+        retry_after = getattr(error, "retry_after", None)
         if retry_after is not None:
-            return max(0.0, min(self._max_backoff, retry_after))
-        return min(self._max_backoff, self._backoff * (2**attempt))
+            return max(0.0, retry_after)
+        return min(self._max_backoff, self._backoff * (2 ** (state.attempt_number - 1)))
 
     def _token_client(self) -> _LwaTokenClient:
         return self._api._auth
 
-    def _map_error(self, operation: str, exc: Exception) -> tuple[AmazonError | None, float | None]:
+    def _map_error(self, operation: str, exc: Exception) -> AmazonError | None:
         if isinstance(exc, AuthorizationError):
-            return self._map_lwa_error(exc), None
+            return self._map_lwa_error(exc)
         if isinstance(exc, sp_exceptions.SellingApiException):
             status = getattr(exc, "status_code", None) or exc.code
             code = getattr(exc, "amzn_code", None)
@@ -704,16 +786,18 @@ class AmazonReportsClient:
             else:
                 kind = "bad_request"
                 message = f"Amazon rejected {operation} (HTTP {status}{detail})."
-            return AmazonError(kind, message, status=status, amazon_code=code), retry_after
+            return AmazonError(
+                kind, message, status=status, amazon_code=code, retry_after=retry_after
+            )
         if isinstance(exc, httpx.TimeoutException):
             return AmazonError(
                 "network", f"{operation} timed out talking to Amazon ({type(exc).__name__})."
-            ), None
+            )
         if isinstance(exc, httpx.TransportError):
             return AmazonError(
                 "network", f"{operation} could not reach Amazon ({type(exc).__name__})."
-            ), None
-        return None, None
+            )
+        return None
 
     def _map_lwa_error(self, exc: AuthorizationError) -> AmazonError:
         status = exc.status_code
@@ -764,6 +848,10 @@ class AmazonReportsClient:
     def __repr__(self) -> str:
         code, endpoint = self.marketplace.code, self._endpoint
         return f"AmazonReportsClient(marketplace={code!r}, endpoint={endpoint!r})"
+
+
+def _outcome_error(state: RetryCallState) -> BaseException | None:
+    return state.outcome.exception() if state.outcome is not None else None
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

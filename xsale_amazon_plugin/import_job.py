@@ -202,7 +202,10 @@ class _Step:
             if run.status == Status.PROCESSING:
                 fields.update(status=Status.WAITING, stage=Stage.WAITING)
             self._save(**fields)
-            delay = self._poll_delay(run.retries)
+            # Amazon's Retry-After (or the client's next back-off) when it was too long to
+            # wait in-process: the step waits for it on RQ's scheduler instead.
+            delay = max(self._poll_delay(run.retries), exc.retry_after or 0.0)
+            delay = min(delay, float(self.state.cfg("POLL_MAX_INTERVAL")))
             log.info("Import run %s: transient Amazon error (%s); retry in %.0fs", run.id,
                      exc.kind, delay)
             enqueue_step(run, delay)
