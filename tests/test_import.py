@@ -221,11 +221,11 @@ def test_long_retry_after_reschedules_the_step_instead_of_sleeping(amazon_host, 
     from rq import SimpleWorker
     from rq.registry import ScheduledJobRegistry
 
-    from xsale_amazon_plugin.imports import start_import
+    from xsale_amazon_plugin.lifecycle import start_import
     from xsale_amazon_plugin.models import as_utc, utcnow
 
     publish(amazon, "DE", list(demo_listings(5, seed=10, marketplace="DE")))
-    amazon_host.state.config.update(POLL_MAX_INTERVAL=120.0)
+    amazon_host.configure(POLL_MAX_INTERVAL=120.0)
     amazon.inject("getReport", 429, retry_after=90)
     integ = amazon_host.add_integration("DE", "FBM")
     with amazon_host.app.app_context():

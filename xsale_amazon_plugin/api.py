@@ -9,7 +9,6 @@ from flask import Blueprint, abort, jsonify, request
 
 from .babel import gettext
 from .formatting import format_count
-from .lifecycle import recover_stale_runs
 from .messages import error_text, stage_label, status_badge_class, status_label
 from .models import Status, as_utc, int_in_range, utcnow
 from .proxies import current_amazon
@@ -85,8 +84,6 @@ def run_status(run_id: int):
     run = session.get(current_amazon.models.ImportRun, run_id_ok) if run_id_ok else None
     if run is None:
         abort(404)
-    if run.is_active and recover_stale_runs(run.integration_id):
-        session.refresh(run)
     response = jsonify(run_progress(run))
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import Any
 
 import click
 import sqlalchemy as sa
 from flask import current_app
 from flask.cli import AppGroup
-from rq import SimpleWorker, Worker
+from rq import Worker
 
 from . import suggestions
 from .api import run_progress
@@ -29,6 +30,7 @@ from .proxies import current_amazon
 from .schedules import InvalidSchedule
 from .scheduling import plugin_timezone, schedule_status, set_schedule
 from .sync_tick import SyncTickThread
+from .worker import make_worker
 
 cli = AppGroup("xsale-amazon", help="Amazon offers import (xsale_amazon_plugin).")
 
@@ -64,6 +66,8 @@ def import_command(integration_id: int, wait: bool, timeout: float, allow_remova
 def _wait(run_id: int, timeout: float) -> int:
     session = current_amazon.db.session
     deadline = time.monotonic() + timeout
+    no_worker_check_at = time.monotonic() + 5  # a worker started with the command may lag
+    warned_no_worker = False
     last = None
     while True:
         session.expire_all()
@@ -82,8 +86,15 @@ def _wait(run_id: int, timeout: float) -> int:
         if time.monotonic() > deadline:
             click.echo("Timed out waiting; the import goes on in the background.", err=True)
             return 2
-        if run.is_active:
-            recover_stale_runs(run.integration_id)
+        # Runs whose worker died are ended by the workers' maintenance; without any worker
+        # nothing would ever end (or advance) this one, so say so once.
+        if not warned_no_worker and time.monotonic() > no_worker_check_at:
+            no_worker_check_at = time.monotonic() + 30
+            queue = current_amazon.queue
+            if not _workers_listening(queue):
+                click.echo(f"No worker is listening on queue {queue.name!r}: start "
+                           "`flask xsale-amazon worker`.", err=True)
+                warned_no_worker = True
         time.sleep(1.0)
     counts = info["counts"]
     click.echo(
@@ -132,19 +143,24 @@ def discard_command(run_id: int) -> None:
     click.echo(f"Import run #{run_id} discarded; no offer was changed.")
 
 
+def _workers_listening(queue: Any) -> int:
+    try:
+        return len(Worker.all(queue=queue))
+    except Exception:  # Redis unreachable: cannot tell, do not warn
+        return 1
+
+
 @cli.command("worker")
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
 @click.option("--simple", is_flag=True, help="Run jobs in this process (no fork).")
 def worker_command(burst: bool, simple: bool) -> None:
-    """Run an RQ worker (with the scheduler) for the import queue, bound to this app."""
-    queue = current_amazon.queue
-    cls = SimpleWorker if simple else Worker
-    # A short maintenance interval lets a replacement worker take over the scheduler lock
-    # (and clean up after a killed worker) within a minute instead of RQ's ten.
-    worker = cls([queue], connection=queue.connection, job_class=queue.job_class,
-                 maintenance_interval=60)
-    ticker = SyncTickThread(current_app._get_current_object(),  # type: ignore[attr-defined]
-                            current_amazon.settings.schedule_tick)
+    """Run an RQ worker (with the scheduler) for the import queue, bound to this app.
+
+    Besides running import steps it takes over RQ's scheduler from a dead worker and ends
+    imports whose worker died (see xsale_amazon_plugin.worker)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    worker = make_worker(app, simple=simple)
+    ticker = SyncTickThread(app, current_amazon.settings.schedule_tick)
     if not burst:
         ticker.start()
     try:

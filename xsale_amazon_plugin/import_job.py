@@ -90,12 +90,13 @@ def import_step(run_id: int) -> str:
         return "failed"
 
 
-def _fail_safely(run_id: int, code: str, detail: str) -> None:
+def _fail_safely(run_id: int, code: str, detail: str, job_id: str | None = None) -> None:
     session = current_amazon.db.session
     try:
         run = session.get(current_amazon.models.ImportRun, run_id)
         if run is not None and run.status in Status.ACTIVE:
-            finish_run(run, Status.FAILED, error_code=code, error_params={"detail": detail[:1000]})
+            finish_run(run, Status.FAILED, error_code=code, error_params={"detail": detail[:1000]},
+                       expect={"rq_job_id": job_id} if job_id else None)
     except Exception:  # the database itself may be down; the stale-run check will catch up
         log.exception("Could not record the failure of import run %s", run_id)
         session.rollback()
@@ -113,7 +114,10 @@ def on_job_failure(job: Any, connection: Any, exc_type: Any, value: Any, tb: Any
     if run_id is None:
         return
     with app.app_context():
-        _fail_safely(run_id, "worker_died", f"{getattr(exc_type, '__name__', exc_type)}: {value}")
+        # Only if the run still waits for this job: a worker killed just after its step
+        # scheduled the next one leaves an abandoned job behind while the run goes on.
+        _fail_safely(run_id, "worker_died", f"{getattr(exc_type, '__name__', exc_type)}: {value}",
+                     job_id=job.id)
 
 
 class _Step:
@@ -205,7 +209,7 @@ class _Step:
             # Amazon's Retry-After (or the client's next back-off) when it was too long to
             # wait in-process: the step waits for it on RQ's scheduler instead.
             delay = max(self._poll_delay(run.retries), exc.retry_after or 0.0)
-            delay = min(delay, float(self.state.cfg("POLL_MAX_INTERVAL")))
+            delay = min(delay, self.settings.poll_max_interval)
             log.info("Import run %s: transient Amazon error (%s); retry in %.0fs", run.id,
                      exc.kind, delay)
             enqueue_step(run, delay)
