@@ -180,6 +180,8 @@ def start_inline_worker(app: Flask, interval: float = 1.0) -> threading.Thread:
     from rq.scheduler import RQScheduler
     from rq.timeouts import TimerDeathPenalty
 
+    from xsale_amazon_plugin.lifecycle import recover_stale_runs
+
     class ThreadWorker(SimpleWorker):
         death_penalty_class = TimerDeathPenalty
 
@@ -204,6 +206,8 @@ def start_inline_worker(app: Flask, interval: float = 1.0) -> threading.Thread:
                 scheduler.enqueue_scheduled_jobs()
                 scheduler.release_locks()
                 worker.work(burst=True, logging_level="WARNING")
+                with app.app_context():  # what make_worker's maintenance does for real workers
+                    recover_stale_runs()
             except Exception:
                 logging.getLogger(__name__).exception("inline worker")
             time.sleep(interval)

@@ -24,6 +24,7 @@ from .signals import (
     offers_unlinked,
     schedule_paused,
 )
+from .worker import make_worker, register_periodic
 
 __version__ = "0.2.0.dev0"
 __all__ = [
@@ -47,8 +48,10 @@ __all__ = [
     "link_offers",
     "make_models",
     "make_views",
+    "make_worker",
     "offers_linked",
     "offers_unlinked",
+    "register_periodic",
     "schedule_paused",
     "start_autolink",
     "start_import",
