@@ -50,7 +50,7 @@ LOW = "low"
 GTIN_TYPES = ("EAN", "UPC", "JAN", "GTIN", "ISBN")
 
 #: Candidates retrieved per offer by title terms before scoring.
-TITLE_CANDIDATES = 30
+TITLE_CANDIDATES = 15
 #: Terms of an offer used for retrieval (the rarest ones).
 RETRIEVAL_TERMS = 8
 #: A term drives retrieval only while it is in at most this many products

@@ -48,6 +48,7 @@ class SuggestTables:
     catalog: sa.Table
     suggestion: sa.Table
     rejection: sa.Table
+    change: sa.Table
 
 
 _tables: weakref.WeakKeyDictionary[sa.MetaData, SuggestTables] = weakref.WeakKeyDictionary()
@@ -111,7 +112,13 @@ def make_suggest_tables(metadata: sa.MetaData, offer_id_type: Any) -> SuggestTab
         sa.Column("created_by", sa.String(200)),
         sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     )
-    tables = SuggestTables(product, term, term_df, catalog, suggestion, rejection)
+    #: PostgreSQL: one row per statement that changed the product table (written by a
+    #: trigger in the writer's transaction); empty means "nothing changed since the check".
+    change = sa.Table(
+        "xsale_amazon_suggest_change", metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    )
+    tables = SuggestTables(product, term, term_df, catalog, suggestion, rejection, change)
     _tables[metadata] = tables
     return tables
 
@@ -231,24 +238,74 @@ def _unlock(conn: sa.Connection) -> None:
         conn.execute(sa.text("SELECT RELEASE_LOCK('xsale_amazon_suggest')"))
 
 
+WATCH_TRIGGER = "xsale_amazon_suggest_watch"
+WATCH_FUNCTION = "xsale_amazon_suggest_product_changed"
+
+
+def _watched(conn: sa.Connection, tables: SuggestTables, cols: ProductColumns) -> str:
+    """PostgreSQL: make sure a statement-level trigger records every change of the product
+    table in ``xsale_amazon_suggest_change``. Returns ``"watched"``, ``"created"`` (changes
+    before now are unknown) or ``"unwatched"`` (other databases, or no right to create it)."""
+    if conn.dialect.name != "postgresql":
+        return "unwatched"
+    product = cols.pk.table
+    preparer = conn.dialect.identifier_preparer
+    qualified = preparer.format_table(product)
+    exists = conn.execute(sa.text(
+        "SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(:t) AND tgname = :n"),
+        {"t": qualified, "n": WATCH_TRIGGER}).first()
+    if exists:
+        return "watched"
+    schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
+    change = f"{preparer.quote_identifier(schema)}.{tables.change.name}"
+    function = f"{preparer.quote_identifier(schema)}.{WATCH_FUNCTION}"
+    try:
+        with conn.begin_nested():
+            conn.execute(sa.text(
+                f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql "
+                f"AS $$ BEGIN INSERT INTO {change} DEFAULT VALUES; RETURN NULL; END $$"))
+            conn.execute(sa.text(
+                f"CREATE TRIGGER {WATCH_TRIGGER} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE "
+                f"ON {qualified} FOR EACH STATEMENT EXECUTE FUNCTION {function}()"))
+    except sa.exc.DBAPIError:  # e.g. not the owner of the host's table: fingerprint only
+        return "unwatched"
+    return "created"
+
+
 def ensure_fresh(conn: sa.Connection, tables: SuggestTables, cols: ProductColumns,
                  affix_patterns: Iterable[str], pk_from_key: Any) -> RefreshResult:
     """Bring the index up to date with the product table; cheap when nothing changed.
 
-    Runs in the caller's transaction and leaves committing to it.
+    On PostgreSQL a trigger logs product changes, so "nothing changed" is one indexed
+    lookup; elsewhere (or without the right to add the trigger) the fingerprint aggregate is
+    compared. Runs in the caller's transaction and leaves committing to it.
     """
-    fp = fingerprint(conn, cols)
+    watch = _watched(conn, tables, cols)
     state = catalog_state(conn, tables)
-    if state is not None and state.fingerprint == fp:
+    change = tables.change
+    if watch == "watched" and state is not None and conn.execute(
+            sa.select(change.c.id).limit(1)).first() is None:
         return RefreshResult(state.version, state.product_count)
+    if watch == "unwatched":
+        fp = fingerprint(conn, cols)
+        if state is not None and state.fingerprint == fp:
+            return RefreshResult(state.version, state.product_count)
     _lock(conn)
     try:
+        # The change rows seen now are the ones this refresh accounts for; rows committed
+        # later stay and trigger the next refresh.
+        seen = (list(conn.execute(sa.select(change.c.id)).scalars())
+                if watch != "unwatched" else [])
         fp = fingerprint(conn, cols)
         state = catalog_state(conn, tables)
         if state is not None and state.fingerprint == fp:
-            return RefreshResult(state.version, state.product_count)
-        return _refresh(conn, tables, cols, compile_affixes(affix_patterns), pk_from_key, fp,
-                        state)
+            result = RefreshResult(state.version, state.product_count)
+        else:
+            result = _refresh(conn, tables, cols, compile_affixes(affix_patterns),
+                              pk_from_key, fp, state)
+        for part in _chunks(seen, 5000):
+            conn.execute(change.delete().where(change.c.id.in_(list(part))))
+        return result
     finally:
         _unlock(conn)
 
