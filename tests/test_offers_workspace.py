@@ -338,3 +338,29 @@ def test_capped_counts_follow_the_locale(host: Any) -> None:
     selected["locale"] = "en"
     with host.app.test_request_context("/"):
         assert format_count(CappedCount(COUNT_CAP + 1)) == "10,000+"
+
+
+def test_autolink_run_whose_worker_died_says_so(host: Any, shop: dict[str, Any]) -> None:
+    """A background run whose worker stopped reporting: the page tells the operator what to do,
+    and links made so far stay."""
+    from datetime import timedelta
+
+    from xsale_amazon_plugin.models import utcnow
+
+    m = host.models
+    with host.app.app_context():
+        run = m.AutoLinkRun(key="sku", request={"scope": {"view": "all"}}, status="running",
+                            offers_total=30, offers_done=10, count_linked=4,
+                            started_at=utcnow() - timedelta(hours=1),
+                            heartbeat_at=utcnow() - timedelta(minutes=30))
+        host.db.session.add(run)
+        host.db.session.commit()
+        run_id = run.id
+    client = host.app.test_client()
+    page = client.get(f"{OFFERS}autolink/{run_id}/").get_data(as_text=True)
+    assert "The worker stopped reporting progress" in page
+    assert 'aria-valuenow="33"' in page
+    status = client.get(f"/xsale-amazon/autolink/{run_id}.json").get_json()
+    assert (status["active"], status["percent"], status["linked"]) == (True, 33, 4)
+    assert client.get(f"{OFFERS}autolink/{2**40}/").status_code == 404
+    assert client.get("/xsale-amazon/autolink/999999.json").status_code == 404

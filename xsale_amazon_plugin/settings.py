@@ -95,7 +95,7 @@ class Settings:
     #: Auto-link over more offers than this runs as a background job with progress.
     autolink_inline_limit: int = 5000
     #: Offers per transaction (and progress step) of a background auto-link.
-    autolink_batch: int = 10000
+    autolink_batch: int = 50000
     #: Mapping assistant: regular expressions (case-insensitive, a list) of seller-SKU affixes
     #: ignored when comparing an offer's SKU with product codes ("-FBA", "/B", "AMZ-", ...).
     suggest_sku_affixes: tuple[str, ...] = DEFAULT_SKU_AFFIXES
