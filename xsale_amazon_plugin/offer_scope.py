@@ -9,7 +9,7 @@ it combines with Flask-Admin's own joins without naming a table twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -58,15 +58,6 @@ class OfferScope:
         out += [filter_criterion(name, value) for name, value in self.filters]
         out += search_criteria(self.search)
         return [c for c in out if c is not None]
-
-
-@dataclass
-class ScopeSummary:
-    """What a scope holds, for the auto-link dialog."""
-
-    total: int = 0
-    unlinked: int = 0
-    integrations: list[Any] = field(default_factory=list)
 
 
 def _int(value: Any) -> int | None:

@@ -38,6 +38,7 @@ from ..marketplaces import get_marketplace
 from ..models import int_in_range
 from ..offer_scope import (
     AUTOLINK_KEYS,
+    MAPPING_VIEWS,
     OfferScope,
     count_offers,
     search_criteria,
@@ -48,7 +49,7 @@ from .base import PluginModelView
 from .offer_filters import ScopeFilter, offer_filters
 from .shared import integration_options
 
-VIEWS = ("unlinked", "linked", "all")
+VIEWS = MAPPING_VIEWS
 #: The list counts at most this many offers; above, the count reads "10,000+" (see CappedCount).
 COUNT_CAP = 10_000
 
