@@ -209,6 +209,11 @@ def test_search_in_one_view_points_to_matches_in_the_others(host: Any,
     assert "view=linked" in href and "search=P-002" in href
     linked = client.get(href.replace("&amp;", "&")).get_data(as_text=True)
     assert re.search(r">\s*P-002\s*<", linked)
+    # The other way round: an unlinked offer searched among the linked ones.
+    page = client.get(OFFERS, query_string={"view": "linked", "search": "X-001"}).get_data(
+        as_text=True)
+    assert "No linked offers match “X-001”." in page
+    assert "1 match among offers without a linked product" in page
     # Something that exists nowhere: no hint, the plain empty message.
     nothing = client.get(OFFERS, query_string={"search": "NOPE-NOPE"}).get_data(as_text=True)
     assert "xa-elsewhere" not in nothing and "No offers match." in nothing
