@@ -240,6 +240,9 @@ def test_link_dialog_shows_top_suggestions(served: tuple[Host, str], page: Any) 
     page.wait_for_load_state("load")
     page.locator(".alert-success").first.wait_for()
     assert links(host)["X-HDMI"][0] == product
+    # the offers workspace leads to the Suggestions view
+    page.locator("#xa-view-suggestions").click()
+    page.locator("#xa-suggest").wait_for()
 
 
 def test_mapping_csv_preview_then_apply(served: tuple[Host, str], page: Any,
