@@ -37,7 +37,8 @@ KEY_LENGTH = 64
 TERM_LENGTH = 80
 #: Products read per query while refreshing.
 REFRESH_CHUNK = 5000
-_LOCK_ID = 0x5A6E_1D0
+#: Longest wait for another process's refresh of the same index, in seconds.
+LOCK_WAIT = 900
 
 
 @dataclass(frozen=True)
@@ -227,15 +228,25 @@ def _index_row(row: Any, affixes: Sequence[Any]) -> tuple[dict[str, Any], frozen
 
 
 def _lock(conn: sa.Connection) -> None:
+    """Serialise refreshes of this index (one per database schema), waiting boundedly."""
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
+        # Advisory locks are per database: key on the schema, so apps in other schemas of
+        # the same database do not wait for each other.
+        before = conn.execute(sa.text("SELECT current_setting('lock_timeout')")).scalar_one()
+        conn.execute(sa.text("SELECT set_config('lock_timeout', :v, true)"),
+                     {"v": f"{LOCK_WAIT}s"})
+        conn.execute(sa.text(
+            "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.xsale_amazon_suggest'))"))
+        conn.execute(sa.text("SELECT set_config('lock_timeout', :v, true)"), {"v": before})
     elif conn.dialect.name in ("mysql", "mariadb"):
-        conn.execute(sa.text("SELECT GET_LOCK('xsale_amazon_suggest', 600)"))
+        conn.execute(sa.text(
+            "SELECT GET_LOCK(CONCAT(DATABASE(), '.xsale_amazon_suggest'), :wait)"),
+            {"wait": LOCK_WAIT})
 
 
 def _unlock(conn: sa.Connection) -> None:
     if conn.dialect.name in ("mysql", "mariadb"):
-        conn.execute(sa.text("SELECT RELEASE_LOCK('xsale_amazon_suggest')"))
+        conn.execute(sa.text("SELECT RELEASE_LOCK(CONCAT(DATABASE(), '.xsale_amazon_suggest'))"))
 
 
 WATCH_TRIGGER = "xsale_amazon_suggest_watch"
