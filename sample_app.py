@@ -181,6 +181,7 @@ def start_inline_worker(app: Flask, interval: float = 1.0) -> threading.Thread:
     from rq.timeouts import TimerDeathPenalty
 
     from xsale_amazon_plugin.lifecycle import recover_stale_runs
+    from xsale_amazon_plugin.sync_tick import sync_tick
 
     class ThreadWorker(SimpleWorker):
         death_penalty_class = TimerDeathPenalty
@@ -192,15 +193,10 @@ def start_inline_worker(app: Flask, interval: float = 1.0) -> threading.Thread:
         state = app.extensions["xsale_amazon"]
         queue = state.queue
 
-    from xsale_amazon_plugin.sync_tick import SyncTickThread
-
-    ticker = SyncTickThread(app, app.extensions["xsale_amazon"].settings.schedule_tick)
-
     def loop() -> None:
         worker = ThreadWorker([queue], connection=queue.connection, job_class=queue.job_class)
         scheduler = RQScheduler([queue], connection=queue.connection)
         while True:
-            ticker.tick_once()  # scheduled imports, as every real worker does
             try:
                 scheduler.acquire_locks()
                 scheduler.enqueue_scheduled_jobs()
@@ -208,6 +204,7 @@ def start_inline_worker(app: Flask, interval: float = 1.0) -> threading.Thread:
                 worker.work(burst=True, logging_level="WARNING")
                 with app.app_context():  # what make_worker's maintenance does for real workers
                     recover_stale_runs()
+                    sync_tick()  # scheduled imports
             except Exception:
                 logging.getLogger(__name__).exception("inline worker")
             time.sleep(interval)

@@ -29,7 +29,6 @@ from .linking import autolink
 from .proxies import current_amazon
 from .schedules import InvalidSchedule
 from .scheduling import plugin_timezone, schedule_status, set_schedule
-from .sync_tick import SyncTickThread
 from .worker import make_worker
 
 cli = AppGroup("xsale-amazon", help="Amazon offers import (xsale_amazon_plugin).")
@@ -160,13 +159,7 @@ def worker_command(burst: bool, simple: bool) -> None:
     imports whose worker died (see xsale_amazon_plugin.worker)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     worker = make_worker(app, simple=simple)
-    ticker = SyncTickThread(app, current_amazon.settings.schedule_tick)
-    if not burst:
-        ticker.start()
-    try:
-        worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
-    finally:
-        ticker.stop()
+    worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
 
 
 @cli.command("autolink")

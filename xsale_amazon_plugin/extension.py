@@ -23,6 +23,8 @@ from .proxies import EXTENSION_KEY
 from .scheduling import on_import_finished
 from .settings import DEFAULTS, PREFIX, Settings
 from .signals import import_finished
+from .sync_tick import TASK_NAME, sync_tick
+from .worker import register_periodic
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +140,7 @@ class XsaleAmazon:
 
         app.register_blueprint(blueprint)
         import_finished.connect(on_import_finished)
+        register_periodic(TASK_NAME, sync_tick, self.settings.schedule_tick)
         if "xsale-amazon" not in app.cli.commands:
             app.cli.add_command(cli)
 
