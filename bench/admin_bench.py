@@ -1,4 +1,7 @@
-"""Benchmark: the offers admin list, SKU search and auto-link by SKU with 1M offers in PostgreSQL.
+"""Benchmark: the offers admin list, SKU search and auto-link by SKU with 1M offers.
+
+PostgreSQL by default; ``--database-url mysql+pymysql://root@127.0.0.1:3306/test`` (or
+``XSALE_BENCH_DB``) runs it on MariaDB, in a scratch database instead of a schema.
 
 Run from the repository root::
 
@@ -49,8 +52,86 @@ def schema_url(base: str, schema: str) -> str:
     return f"{base}{sep}options=-csearch_path%3D{schema}"
 
 
+def is_mysql(url: str) -> bool:
+    return sa.make_url(url).get_backend_name() in ("mysql", "mariadb")
+
+
+def create_scratch(admin: sa.Engine, name: str) -> str:
+    """A fresh schema (PostgreSQL) or database (MariaDB) named ``name``; its URL."""
+    with admin.begin() as conn:
+        if is_mysql(str(admin.url)):
+            conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+            url = admin.url.set(database=name, query={"charset": "utf8mb4"})
+            return url.render_as_string(hide_password=False)
+        conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
+    return schema_url(admin.url.render_as_string(hide_password=False), name)
+
+
+def drop_scratch(admin: sa.Engine, name: str) -> None:
+    with admin.begin() as conn:
+        if is_mysql(str(admin.url)):
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        else:
+            conn.execute(sa.text(f'DROP SCHEMA "{name}" CASCADE'))
+
+
+def fill_mariadb(conn: sa.Connection, n: int, integrations: list[int]) -> dict[str, float]:
+    """:func:`fill` for MariaDB (its SEQUENCE engine's seq_1_to_N stands for generate_series)."""
+    per = n // len(integrations)
+    matched = int(per * 0.7)
+    times: dict[str, float] = {}
+    started = time.perf_counter()
+    for iid in integrations:
+        conn.execute(sa.text(f"""
+            INSERT INTO xsale_amazon_offer (
+                integration_id, seller_sku, asin, name, listing_id, price, currency, quantity,
+                fulfillment_channel, status, product_id, product_id_type, open_date,
+                open_date_raw, first_seen_at, last_seen_at)
+            SELECT :iid, CONCAT('SKU-', LPAD(seq, 7, '0')),
+                   CONCAT('B0', UPPER(SUBSTR(MD5(seq), 1, 8))),
+                   CONCAT(ELT(1 + seq % 5, 'Acme', 'Nordwind', 'KitchenPro', 'Sakura', 'Helio'),
+                          ' ', ELT(1 + seq % 6, 'Stainless Steel Water Bottle', 'LED Desk Lamp',
+                                   'USB-C Cable 2 m', 'Organic Cotton T-Shirt XL',
+                                   'Wireless Mouse', 'Garden Hose 20 m'), ' ', seq),
+                   LPAD(seq * 7, 12, '0'), (seq % 9000) / 100.0 + 0.99, 'EUR',
+                   CASE WHEN :iid % 2 = 0 THEN NULL ELSE seq % 50 END,
+                   CASE WHEN :iid % 2 = 0 THEN 'AMAZON_EU' ELSE 'DEFAULT' END,
+                   ELT(1 + seq % 4, 'Active', 'Active', 'Active', 'Inactive'),
+                   CONCAT('40', LPAD(seq, 11, '0')), 'EAN',
+                   UTC_TIMESTAMP() - INTERVAL (seq % 3000) DAY, '2020-01-01 10:00:00 MET',
+                   UTC_TIMESTAMP(6), UTC_TIMESTAMP(6)
+            FROM seq_1_to_{int(per)}
+        """), {"iid": iid})
+    times["fill offers"] = time.perf_counter() - started
+    started = time.perf_counter()
+    conn.execute(sa.text(f"""
+        INSERT INTO product (sku, ean, name, asin)
+        SELECT CASE WHEN seq <= :matched THEN CONCAT('SKU-', LPAD(seq, 7, '0'))
+                    ELSE CONCAT('HOST-', LPAD(seq, 7, '0')) END,
+               CONCAT('40', LPAD(seq, 11, '0')), CONCAT('Host product ', seq), NULL
+        FROM seq_1_to_{int(n - AMBIGUOUS)}
+    """), {"matched": matched})
+    conn.execute(sa.text(f"""
+        INSERT INTO product (sku, ean, name)
+        SELECT CONCAT('SKU-', LPAD(seq, 7, '0')), NULL, CONCAT('Duplicate product ', seq)
+        FROM seq_1_to_{AMBIGUOUS}
+    """))
+    times["fill products"] = time.perf_counter() - started
+    return times
+
+
+def analyze(conn: sa.Connection) -> None:
+    if is_mysql(str(conn.engine.url)):
+        conn.execute(sa.text("ANALYZE TABLE xsale_amazon_offer, xsale_amazon_offer_product_link, "
+                             "product, xsale_amazon_integration"))
+    else:
+        conn.execute(sa.text("VACUUM ANALYZE"))
+
+
 def fill(conn: sa.Connection, n: int, integrations: list[int]) -> dict[str, float]:
     """Offers and products, set-based. Returns the seconds per step."""
+    if is_mysql(str(conn.engine.url)):
+        return fill_mariadb(conn, n, integrations)
     per = n // len(integrations)
     matched = int(per * 0.7)
     times: dict[str, float] = {}
@@ -115,7 +196,9 @@ def verdict(ok: bool) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--offers", type=int, default=1_000_000, help="offers (= products)")
-    ap.add_argument("--database-url", default=os.environ.get("XSALE_BENCH_PG", DEFAULT_URL))
+    ap.add_argument("--database-url",
+                    default=os.environ.get("XSALE_BENCH_DB",
+                                           os.environ.get("XSALE_BENCH_PG", DEFAULT_URL)))
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--keep", action="store_true", help="keep the schema")
     args = ap.parse_args()
@@ -126,12 +209,12 @@ def main() -> int:
     n = args.offers
     schema = "xa_bench_" + uuid.uuid4().hex[:8]
     admin_engine = sa.create_engine(args.database_url)
-    with admin_engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    url = create_scratch(admin_engine, schema)
+    backend = "MariaDB" if is_mysql(url) else "PostgreSQL"
     print(f"schema {schema}", flush=True)
     rows: list[tuple[str, str, str]] = []
     try:
-        host = make_host(schema_url(args.database_url, schema))
+        host = make_host(url)
         integrations = [host.add_integration("DE", "FBM", name="bench FBM"),
                         host.add_integration("DE", "FBA", name="bench FBA")]
         app, db = host.app, host.db
@@ -140,7 +223,7 @@ def main() -> int:
                 fill_times = fill(conn, n, integrations)
             started = time.perf_counter()
             with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(sa.text("VACUUM ANALYZE"))
+                analyze(conn)
             fill_times["vacuum analyze"] = time.perf_counter() - started
         for name, secs in fill_times.items():
             print(f"{name}: {secs:.1f}s", flush=True)
@@ -223,18 +306,20 @@ def main() -> int:
             print(rows[-1], flush=True)
             db.session.remove()
         with app.app_context(), db.engine.connect() as conn:
-            conn.execute(sa.text("ANALYZE"))
+            if is_mysql(url):
+                analyze(conn)
+            else:
+                conn.execute(sa.text("ANALYZE"))
             conn.commit()
 
         measure(" (after linking)")
     finally:
         if not args.keep:
-            with admin_engine.begin() as conn:
-                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+            drop_scratch(admin_engine, schema)
         admin_engine.dispose()
 
     print()
-    print(f"Offers admin benchmark: {n:,} offers (2 integrations), {n:,} products, PostgreSQL; "
+    print(f"Offers admin benchmark: {n:,} offers (2 integrations), {n:,} products, {backend}; "
           f"median of {args.repeat} after a warm-up")
     width = max(len(r[0]) for r in rows) + 2
     for name, value, note in rows:

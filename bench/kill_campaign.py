@@ -105,6 +105,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7, help="seed of the random points")
     parser.add_argument("--heartbeat-timeout", type=float, default=2.0)
     parser.add_argument("--batch-size", type=int, default=2000)
+    parser.add_argument("--backend", choices=("postgresql", "mariadb"), default="postgresql")
     parser.add_argument("--restart-postgres", action="store_true",
                         help="also restart the whole PostgreSQL cluster mid-import")
     args = parser.parse_args()
@@ -112,7 +113,7 @@ def main() -> int:
     started = time.monotonic()
     emulator = SpApiEmulator().start()
     lab = FaultLab(emulator, rows=args.rows, heartbeat_timeout=args.heartbeat_timeout,
-                   batch_size=args.batch_size)
+                   batch_size=args.batch_size, backend=args.backend)
     failed = False
     try:
         lab.open()

@@ -4,6 +4,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -12,7 +13,10 @@ import sqlalchemy as sa
 from .hostapp import REDIS_URL, Host, make_host
 
 PG_BASE = os.environ.get("XSALE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-BACKENDS = ("sqlite", "postgresql")
+MYSQL_BASE = os.environ.get("XSALE_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test")
+#: Database servers; with SQLite the backends every database test runs on.
+SERVER_BACKENDS = ("postgresql", "mariadb")
+BACKENDS = ("sqlite", *SERVER_BACKENDS)
 ARTIFACTS = os.environ.get("XSALE_ARTIFACTS", os.path.join(os.path.dirname(__file__), "..",
                                                            "artifacts"))
 
@@ -27,6 +31,24 @@ def db_url(request: Any, tmp_path: Any) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/host.sqlite"
         return
+    with server_database(request.param) as url:
+        yield url
+
+
+@contextmanager
+def server_database(backend: str) -> Iterator[str]:
+    """The URL of a fresh, empty database on ``backend`` ("postgresql" or "mariadb")."""
+    if backend == "mariadb":
+        with mysql_database() as url:
+            yield url
+        return
+    with postgres_schema() as url:
+        yield url
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema (unique name) for one test, dropped afterwards."""
     schema = "xa_" + uuid.uuid4().hex[:10]
     engine = sa.create_engine(PG_BASE)
     with engine.begin() as conn:
@@ -36,6 +58,22 @@ def db_url(request: Any, tmp_path: Any) -> Iterator[str]:
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@contextmanager
+def mysql_database() -> Iterator[str]:
+    """A fresh MariaDB/MySQL database (unique name) for one test, dropped afterwards."""
+    name = "xa_" + uuid.uuid4().hex[:12]
+    engine = sa.create_engine(MYSQL_BASE)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    try:
+        url = sa.make_url(MYSQL_BASE).set(database=name, query={"charset": "utf8mb4"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
         engine.dispose()
 
 

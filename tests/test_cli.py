@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from xsale_amazon_plugin.emulator.report_builder import demo_listings, render_report
 from xsale_amazon_plugin.marketplaces import get_marketplace
 
-from .conftest import PG_BASE
+from .conftest import SERVER_BACKENDS, server_database
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLASK = [sys.executable, "-m", "flask", "--app", "sample_app"]
@@ -28,19 +28,20 @@ OFFER_COLUMNS = ("seller_sku", "asin", "name", "listing_id", "price", "quantity"
                  "removed_at")
 
 
-@pytest.fixture
-def cli_env(emulator: Any, redis_conn: Any) -> Iterator[dict[str, str]]:
+@pytest.fixture(params=SERVER_BACKENDS)
+def cli_env(request: Any, emulator: Any, redis_conn: Any) -> Iterator[dict[str, str]]:
+    with server_database(request.param) as url:
+        yield from _cli_env(url, emulator)
+
+
+def _cli_env(url: str, emulator: Any) -> Iterator[dict[str, str]]:
     import sample_app
 
     emulator.reset()
     sample_app.seed_emulator(emulator)
-    schema = "xa_cli_" + uuid.uuid4().hex[:8]
-    engine = sa.create_engine(PG_BASE)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     env = dict(
         os.environ,
-        DATABASE_URL=f"{PG_BASE}?options=-csearch_path%3D{schema}",
+        DATABASE_URL=url,
         SECRET_KEY="cli-test-secret",
         XSALE_AMAZON_REDIS_URL='"redis://127.0.0.1:6379/9"',
         XSALE_AMAZON_QUEUE='"xa-cli-' + uuid.uuid4().hex[:8] + '"',
@@ -56,9 +57,6 @@ def cli_env(emulator: Any, redis_conn: Any) -> Iterator[dict[str, str]]:
     init = flask(env, "xsale-amazon", "recover")  # creates and seeds the schema once
     assert init.returncode == 0, init.stderr
     yield env
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    engine.dispose()
 
 
 def flask(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess:

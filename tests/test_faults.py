@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from xsale_amazon_plugin.emulator.report_builder import demo_listings, render_report
 from xsale_amazon_plugin.marketplaces import get_marketplace
 
-from .conftest import PG_BASE
+from .conftest import MYSQL_BASE, PG_BASE, SERVER_BACKENDS
 from .test_cli import FLASK, ROOT, cli_env, flask, kill_tree  # noqa: F401  (cli_env: fixture)
 
 DE = get_marketplace("DE").marketplace_id
@@ -150,17 +150,22 @@ class FaultLab:
     workers: list[subprocess.Popen] = field(default_factory=list)
     reference_id: int = 1
     target_id: int = 0
+    backend: str = "postgresql"
 
     # -- lifecycle ------------------------------------------------------------------------------
     def open(self) -> FaultLab:
         import sample_app
 
         self.schema = f"xa_fault_{self.tag}"
-        self.admin = sa.create_engine(PG_BASE)
-        with self.admin.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{self.schema}"'))
-        url = f"{PG_BASE}?options=-csearch_path%3D{self.schema}"
         self.app_name = f"xa-worker-{self.tag}"
+        if self.backend == "mariadb":
+            url, worker_url = self._open_mariadb()
+        else:
+            self.admin = sa.create_engine(PG_BASE)
+            with self.admin.begin() as conn:
+                conn.execute(sa.text(f'CREATE SCHEMA "{self.schema}"'))
+            url = f"{PG_BASE}?options=-csearch_path%3D{self.schema}"
+            worker_url = f"{url}&application_name={self.app_name}"
         self.env = dict(
             os.environ,
             DATABASE_URL=url,
@@ -177,7 +182,7 @@ class FaultLab:
             XSALE_AMAZON_MAX_RETRIES="1",
             PYTHONPATH=ROOT,
         )
-        self.worker_env = dict(self.env, DATABASE_URL=f"{url}&application_name={self.app_name}")
+        self.worker_env = dict(self.env, DATABASE_URL=worker_url)
         self.engine = sa.create_engine(url)
         self.emulator.reset()
         sample_app.seed_emulator(self.emulator)
@@ -195,12 +200,28 @@ class FaultLab:
                     proc.wait(timeout=10)
         with contextlib.suppress(Exception):
             self.engine.dispose()
+        self.terminate_worker_backends()
         with self.admin.begin() as conn:
-            conn.execute(sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = :a"), {"a": self.app_name})
-            conn.execute(sa.text(f'DROP SCHEMA "{self.schema}" CASCADE'))
+            if self.backend == "mariadb":
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{self.schema}`"))
+                conn.execute(sa.text(f"DROP USER IF EXISTS '{self.app_name}'@'%'"))
+            else:
+                conn.execute(sa.text(f'DROP SCHEMA "{self.schema}" CASCADE'))
         self.admin.dispose()
+
+    def _open_mariadb(self) -> tuple[str, str]:
+        """A database and, for the workers, a user of their own: their connections are the
+        ones of that user (MariaDB has no application_name)."""
+        self.admin = sa.create_engine(MYSQL_BASE)
+        self.app_name = f"xa_w_{self.tag}"
+        with self.admin.begin() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE `{self.schema}` CHARACTER SET utf8mb4"))
+            conn.execute(sa.text(f"CREATE USER '{self.app_name}'@'%' IDENTIFIED BY '{self.tag}'"))
+            conn.execute(sa.text(f"GRANT ALL ON `{self.schema}`.* TO '{self.app_name}'@'%'"))
+        base = sa.make_url(MYSQL_BASE).set(database=self.schema, query={"charset": "utf8mb4"})
+        worker = base.set(username=self.app_name, password=self.tag)
+        return (base.render_as_string(hide_password=False),
+                worker.render_as_string(hide_password=False))
 
     def __enter__(self) -> FaultLab:
         return self.open()
@@ -256,14 +277,48 @@ class FaultLab:
             self.spawn_worker()
         return self.wait_run_end(self.start_import(integration_id), timeout)
 
+    @property
+    def staging_statement(self) -> str:
+        """How the statements that stage report rows begin."""
+        return "INSERT INTO xsale_amazon_import_row" if self.backend == "mariadb" else "COPY"
+
     def worker_backends(self) -> list[dict[str, Any]]:
+        """The workers' database connections: pid, state (active/idle), wait_event_type
+        ("Lock" while waiting for a row lock) and the start of the query."""
+        if self.backend == "mariadb":
+            return self._mariadb_backends()
         with self.admin.connect() as conn:
             return [dict(r) for r in conn.execute(sa.text(
                 "SELECT pid, state, wait_event_type, left(query, 60) AS query "
                 "FROM pg_stat_activity WHERE application_name = :a"),
                 {"a": self.app_name}).mappings()]
 
+    def _mariadb_backends(self) -> list[dict[str, Any]]:
+        with self.admin.connect() as conn:
+            rows = [dict(r) for r in conn.execute(sa.text(
+                "SELECT p.id AS pid, "
+                "CASE WHEN p.command = 'Sleep' THEN 'idle' ELSE 'active' END AS state, "
+                # innodb_trx does not reliably show an UPDATE with a dependent subquery as
+                # LOCK WAIT; a statement of these small imports running for over 2 s waits
+                # for the row lock the test holds.
+                "CASE WHEN t.trx_state = 'LOCK WAIT' OR (p.command = 'Query' AND "
+                "p.time_ms > 2000) THEN 'Lock' END AS wait_event_type, "
+                "left(p.info, 400) AS query FROM information_schema.processlist p "
+                "LEFT JOIN information_schema.innodb_trx t ON t.trx_mysql_thread_id = p.id "
+                "WHERE p.user = :u"), {"u": self.app_name}).mappings()]
+        for row in rows:  # MySQL's multi-table UPDATE spelled like PostgreSQL's UPDATE ... FROM
+            query = (row["query"] or "").replace(", xsale_amazon_import_row SET", " SET")
+            row["query"] = query.replace("SET xsale_amazon_offer.", "SET ")[:60]
+        return rows
+
     def terminate_worker_backends(self) -> int:
+        if self.backend == "mariadb":
+            pids = [b["pid"] for b in self._mariadb_backends()]
+            with self.admin.begin() as conn:
+                for pid in pids:
+                    with contextlib.suppress(sa.exc.DBAPIError):  # already gone
+                        conn.execute(sa.text(f"KILL CONNECTION {int(pid)}"))
+            return len(pids)
         with self.admin.begin() as conn:
             return len(conn.execute(sa.text(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'test' "
@@ -441,9 +496,14 @@ def _fraction(share: float) -> Callable[[FaultLab, dict, list], bool]:
     return ready
 
 
-def _in_statement(stage: str, text: str, share: float = 0.0, waiting: bool = False
+#: Stands for the backend's staging statement (COPY, INSERT) in :func:`_in_statement`.
+STAGING_STATEMENT = "<staging>"
+
+
+def _in_statement(stage: str, needle: str, share: float = 0.0, waiting: bool = False
                   ) -> Callable[[FaultLab, dict, list], bool]:
     def ready(lab: FaultLab, run: dict, db: list) -> bool:
+        text = lab.staging_statement if needle == STAGING_STATEMENT else needle
         progressed = run["rows_done"] >= share * (run["rows_total"] or 0)
         return run["stage"] == stage and progressed and any(
             b["state"] == "active" and text in (b["query"] or "")
@@ -476,7 +536,8 @@ def default_points(count: int = 10, seed: int = 7) -> list[KillPoint]:
                   delay=0.8),
         KillPoint("parsing, before the first batch", "parsing", _fraction(0.0)),
         KillPoint("parsing ~25 %", "parsing", _fraction(0.25)),
-        KillPoint("mid-batch (COPY running)", "parsing", _in_statement("parsing", "COPY", 0.4)),
+        KillPoint("mid-batch (staging statement running)", "parsing",
+                  _in_statement("parsing", STAGING_STATEMENT, 0.4)),
         KillPoint("parsing ~75 %", "parsing", _fraction(0.75)),
         KillPoint("saving: updating changed offers", "saving",
                   _in_statement("saving", "UPDATE xsale_amazon_offer SET asin", waiting=True),
@@ -500,7 +561,9 @@ def default_points(count: int = 10, seed: int = 7) -> list[KillPoint]:
 
 
 def _statement(query: str) -> str:
-    for needle, label in (("COPY", "COPY to staging"), ("SET removed_at", "removal UPDATE"),
+    for needle, label in (("COPY", "COPY to staging"),
+                          ("INSERT INTO xsale_amazon_import_row", "INSERT to staging"),
+                          ("SET removed_at", "removal UPDATE"),
                           ("SET asin", "changed-offers UPDATE"), ("INSERT INTO xsale_amazon_offer",
                                                                   "new-offers INSERT")):
         if needle in query:
@@ -616,11 +679,13 @@ def final_convergence(lab: FaultLab) -> list[str]:
     return problems
 
 
-@pytest.fixture
-def lab_factory(emulator: Any, redis_conn: Any) -> Iterator[Callable[..., FaultLab]]:
+@pytest.fixture(params=SERVER_BACKENDS)
+def lab_factory(request: Any, emulator: Any, redis_conn: Any
+                ) -> Iterator[Callable[..., FaultLab]]:
     labs: list[FaultLab] = []
 
     def make(**kwargs: Any) -> FaultLab:
+        kwargs.setdefault("backend", request.param)
         lab = FaultLab(emulator, **kwargs)
         labs.append(lab)
         return lab.open()

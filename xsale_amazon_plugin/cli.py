@@ -69,7 +69,9 @@ def _wait(run_id: int, timeout: float) -> int:
     warned_no_worker = False
     last = None
     while True:
-        session.expire_all()
+        # A new transaction per poll: on InnoDB (REPEATABLE READ) one transaction would keep
+        # reading the snapshot of its first poll and never see the worker's progress.
+        session.rollback()
         run = session.get(current_amazon.models.ImportRun, run_id)
         info = run_progress(run)
         line = f"[{info['status_label']}] {info['stage_label']}"

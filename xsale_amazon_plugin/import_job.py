@@ -365,7 +365,7 @@ class _Step:
         started = time.monotonic()
         run_table = self.ext.models.ImportRun.__table__
         keep = self.settings.invalid_lines_kept
-        with self.ext.db.engine.begin() as conn:
+        with writer.engine.begin() as conn:  # its isolation level (see dialects.worker_engine)
             counts = writer.apply(conn, max_removed_share=guard)
             # Ending the run in the apply transaction: applied <=> succeeded. If the run was
             # ended meanwhile (e.g. declared dead), nothing of this transaction is kept.

@@ -15,9 +15,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import current_app
+from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from .dialects import is_mysql, session_read_committed
 from .models import LinkMethod, int_in_range, utcnow
 from .offer_scope import AUTOLINK_KEYS, key_present
 from .proxies import current_amazon
@@ -80,6 +82,8 @@ def _insert(conn: sa.Connection, table: sa.Table) -> Any:
         return postgresql_insert(table)
     if conn.dialect.name == "sqlite":
         return sqlite_insert(table)
+    if is_mysql(conn):
+        return mysql_insert(table)
     return table.insert()
 
 
@@ -197,9 +201,17 @@ def unlink_offers(offer_ids: Sequence[Any], *, commit: bool = True) -> int:
     link = current_amazon.models.OfferProductLink.__table__
     ids = _ids(offer_ids)
     session = current_amazon.db.session
-    removed = list(session.connection().execute(
-        link.delete().where(link.c.offer_id.in_(ids)).returning(link.c.offer_id)
-    ).scalars())
+    conn = session.connection()
+    if is_mysql(conn):  # MySQL has no DELETE ... RETURNING: lock, read, delete
+        removed = list(conn.execute(
+            sa.select(link.c.offer_id).where(link.c.offer_id.in_(ids)).with_for_update()
+        ).scalars())
+        if removed:
+            conn.execute(link.delete().where(link.c.offer_id.in_(removed)))
+    else:
+        removed = list(conn.execute(
+            link.delete().where(link.c.offer_id.in_(ids)).returning(link.c.offer_id)
+        ).scalars())
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if removed:
         _finish(session, commit,
@@ -263,6 +275,10 @@ def autolink(by: str, *, integration_id: int | None = None,
         .subquery()
     )
     session = current_amazon.db.session
+    if commit:
+        # On InnoDB's default REPEATABLE READ the INSERT ... SELECT below would lock every
+        # offer and product it reads, blocking (and blocked by) a running import's apply.
+        session_read_committed(session)
     conn = session.connection()
 
     # Counted before linking: the scope may say "unlinked", which linking changes.
@@ -280,20 +296,24 @@ def autolink(by: str, *, integration_id: int | None = None,
         else []
     )
 
+    now = utcnow()
     candidates = sa.select(
         matches.c.offer_id,
         matches.c.product_id,
         sa.literal(by, sa.String(10)),
         sa.literal(user, sa.String(200)),
-        sa.literal(utcnow(), link.c.created_at.type),
+        sa.literal(now, link.c.created_at.type),
     ).where(matches.c.n == 1)
     stmt = (
         _insert(conn, link)
         .from_select(["offer_id", "product_id", "method", "created_by", "created_at"], candidates)
     )
-    if hasattr(stmt, "on_conflict_do_nothing"):
-        stmt = stmt.on_conflict_do_nothing(index_elements=["offer_id"])
-    linked_ids = list(conn.execute(stmt.returning(link.c.offer_id)).scalars())
+    if is_mysql(conn):
+        linked_ids = _insert_without_returning(conn, stmt, link, by, now)
+    else:
+        if hasattr(stmt, "on_conflict_do_nothing"):
+            stmt = stmt.on_conflict_do_nothing(index_elements=["offer_id"])
+        linked_ids = list(conn.execute(stmt.returning(link.c.offer_id)).scalars())
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if linked_ids:
         _finish(session, commit, lambda: offers_linked.send(
@@ -309,3 +329,17 @@ def autolink(by: str, *, integration_id: int | None = None,
         no_key=no_key,
         total=total,
     )
+
+
+def _insert_without_returning(conn: sa.Connection, stmt: Any, link: sa.Table, by: str,
+                              now: Any) -> list[int]:
+    """MySQL's INSERT has no RETURNING: insert, then read back the links stamped ``now``.
+
+    An offer linked concurrently (after the candidates were read) keeps that link: the
+    duplicate key becomes a no-op update, and that link does not carry this call's stamp.
+    """
+    conn.execute(stmt.on_duplicate_key_update(method=link.c.method))
+    return list(conn.execute(
+        sa.select(link.c.offer_id).where(link.c.created_at == now, link.c.method == by)
+        .order_by(link.c.offer_id)
+    ).scalars())

@@ -15,8 +15,10 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
+from .dialects import MYSQL_FAMILY
 from .marketplaces import Marketplace, get_marketplace
 from .proxies import current_amazon
 from .report_parser import MAX_SKU_LENGTH
@@ -90,10 +92,32 @@ def int_in_range(value: Any, column: Any = None) -> int | None:
     return number if -(2**bits) <= number < 2**bits else None
 
 
-# A plain type (not a TypeDecorator) so Alembic autogenerate renders it without imports.
-UTCDateTime = sa.DateTime(timezone=True)
+# Plain types with dialect variants (not TypeDecorators), so Alembic autogenerate renders them.
+# MySQL/MariaDB DATETIME keeps whole seconds unless asked for microseconds.
+UTCDateTime = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), *MYSQL_FAMILY)
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _identifier(length: int) -> Any:
+    """A string column of Amazon identifiers (SKU, ASIN, product id).
+
+    They compare byte for byte, as on Amazon and in PostgreSQL: "ABC-1" and "abc-1" (or "café"
+    and "cafe") are two offers. MySQL/MariaDB's default collations are case- and
+    accent-insensitive, so these columns get a binary one. (utf8mb4_bin ignores trailing
+    spaces; the report parser strips identifiers, so none reach it.)
+    """
+    return sa.String(length).with_variant(
+        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), *MYSQL_FAMILY)
+
+
+#: Offer names can exceed MySQL's TEXT (64 KB); MEDIUMTEXT holds 16 MB.
+LongText = sa.Text().with_variant(mysql.MEDIUMTEXT(), *MYSQL_FAMILY)
+
+#: utf8mb4 whatever the host database's default (MySQL's old "utf8" cannot store emoji).
+#: Not on the link table: its product_id must match the host product key's character set.
+MYSQL_TABLE_OPTIONS: dict[str, Any] = {"mysql_charset": "utf8mb4",
+                                       "mysql_collate": "utf8mb4_unicode_ci"}
 
 
 def _secret_box() -> Any:
@@ -121,6 +145,7 @@ class AmazonIntegrationMixin:
     """One Amazon marketplace + account type (FBA or FBM) of one seller."""
 
     __tablename__ = "xsale_amazon_integration"
+    __table_args__ = MYSQL_TABLE_OPTIONS
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(120), nullable=False)
@@ -173,9 +198,9 @@ class AmazonOfferMixin:
     __tablename__ = "xsale_amazon_offer"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    seller_sku: Mapped[str] = mapped_column(sa.String(MAX_SKU_LENGTH), nullable=False)
-    asin: Mapped[str | None] = mapped_column(sa.String(ASIN_LENGTH))  # indexed in __table_args__
-    name: Mapped[str | None] = mapped_column(sa.Text)
+    seller_sku: Mapped[str] = mapped_column(_identifier(MAX_SKU_LENGTH), nullable=False)
+    asin: Mapped[str | None] = mapped_column(_identifier(ASIN_LENGTH))  # indexed below
+    name: Mapped[str | None] = mapped_column(LongText)
     listing_id: Mapped[str | None] = mapped_column(sa.String(LISTING_ID_LENGTH))
     price: Mapped[Decimal | None] = mapped_column(sa.Numeric(PRICE_PRECISION, PRICE_SCALE))
     currency: Mapped[str | None] = mapped_column(sa.String(3))
@@ -183,7 +208,7 @@ class AmazonOfferMixin:
     fulfillment_channel: Mapped[str | None] = mapped_column(sa.String(CHANNEL_LENGTH))
     status: Mapped[str | None] = mapped_column(sa.String(OFFER_STATUS_LENGTH))
     # indexed in __table_args__
-    product_id: Mapped[str | None] = mapped_column(sa.String(PRODUCT_ID_LENGTH))
+    product_id: Mapped[str | None] = mapped_column(_identifier(PRODUCT_ID_LENGTH))
     product_id_type: Mapped[str | None] = mapped_column(sa.String(PRODUCT_ID_TYPE_LENGTH))
     open_date: Mapped[datetime | None] = mapped_column(UTCDateTime)
     open_date_raw: Mapped[str | None] = mapped_column(sa.String(OPEN_DATE_RAW_LENGTH))
@@ -211,6 +236,7 @@ class AmazonOfferMixin:
                      postgresql_ops={"asin": "text_pattern_ops"}),
             sa.Index("ix_xsale_amazon_offer_product_id", "product_id",
                      postgresql_ops={"product_id": "text_pattern_ops"}),
+            MYSQL_TABLE_OPTIONS,
         )
 
     @property
@@ -245,6 +271,7 @@ class ImportRunMixin:
     """One "Import offers" run of one integration, from the click to the summary."""
 
     __tablename__ = "xsale_amazon_import_run"
+    __table_args__ = MYSQL_TABLE_OPTIONS
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     status: Mapped[str] = mapped_column(sa.String(20), nullable=False, default=Status.QUEUED,
@@ -562,6 +589,7 @@ def make_models(db: Any, product_model: type) -> Models:
         # Not needed by the usual hash joins, but it keeps the removal anti-join fast when
         # the planner misjudges the staged row count (seen: a 60k-row nested loop for minutes).
         sa.Index("ix_xsale_amazon_import_row_sku", "run_id", "seller_sku"),
+        **MYSQL_TABLE_OPTIONS,
     )
     # Staged rows are disposable (a run re-stages from the report), so PostgreSQL need not
     # WAL-log them; OfferWriter.apply detects a crash-emptied table (StagingLost).

@@ -30,6 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .dialects import is_mysql, worker_engine
 from .models import (
     ASIN_LENGTH,
     CHANNEL_LENGTH,
@@ -44,6 +45,7 @@ from .models import (
     Models,
     utcnow,
 )
+from .mysql_staging import MysqlInsertBatches, value_tuples
 from .report_parser import InvalidRow, OfferRow
 
 STAGED_COLUMNS = ("run_id", "line", "seller_sku", *REPORT_COLUMNS)
@@ -181,8 +183,7 @@ class OfferWriter:
 
     def __init__(self, models: Models, engine: sa.Engine, *, run_id: int, integration_id: int,
                  account_type: str, currency: str, invalid_lines_kept: int = 50) -> None:
-        self.models = models
-        self.engine = engine
+        self.engine = worker_engine(engine)
         self.run_id = run_id
         self.integration_id = integration_id
         self.account_type = account_type
@@ -216,13 +217,19 @@ class OfferWriter:
     ) -> StageCounts:
         counts = StageCounts()
         pg = self.engine.dialect.name == "postgresql"
+        mysql = is_mysql(self.engine)
         # The SKU filter must see every staged row of the run: only a first stage() uses it.
-        dups = _SkuFilter() if pg and self.staged_rows == 0 else None
+        dups = _SkuFilter() if (pg or mysql) and self.staged_rows == 0 else None
         self._dup_candidates = None
         accepted = self._accepted(rows, counts, has_channel_column)
         if pg:
             sink: _Batches = _CopyBatches(self.engine, self.staging.name)
             items: Iterator[Any] = _copy_lines(accepted, self.run_id, dups)
+        elif mysql:
+            mysql_sink = MysqlInsertBatches(self.engine, self.staging, COPY_COLUMNS)
+            sink = mysql_sink  # type: ignore[assignment]
+            items = value_tuples(accepted, self.run_id, mysql_sink.quote, dups,
+                                 len(STAGED_COLUMNS) - 3)
         else:
             sink = _InsertBatches(self.engine, self.staging)
             items = _insert_rows(accepted, self.run_id)
@@ -394,12 +401,10 @@ class OfferWriter:
             counts.created = self._insert(conn, o.insert().from_select(target, select_new), pg)
         else:
             match = sa.and_(valid, of_integration, o.c.seller_sku == s.c.seller_sku)
-            if pg:
-                differs = [o.c[c].is_distinct_from(s.c[c]) for c in COMPARED]
-            else:
-                differs = [o.c[c].op("IS NOT")(s.c[c]) for c in COMPARED]
+            # Rendered per dialect: IS DISTINCT FROM, IS NOT (SQLite), NOT (a <=> b) (MySQL).
+            differs = [o.c[c].is_distinct_from(s.c[c]) for c in COMPARED]
             differs.append(o.c.removed_at.is_not(None))
-            differs.append(o.c.currency.op("IS DISTINCT FROM" if pg else "IS NOT")(self.currency))
+            differs.append(o.c.currency.is_distinct_from(self.currency))
 
             counts.restored = conn.execute(
                 sa.select(sa.func.count())
@@ -446,7 +451,7 @@ class OfferWriter:
 
     def _insert(self, conn: Connection, ins: sa.Insert, pg: bool) -> int:
         """Run ``ins`` (INSERT ... SELECT into the offers); the number of rows it inserted."""
-        if pg:  # psycopg reports it; SQLAlchemy only passes it on when asked to
+        if pg or is_mysql(conn):  # the driver reports it; SQLAlchemy passes it on when asked
             return conn.execute(ins.execution_options(preserve_rowcount=True)).rowcount
         # INSERT ... SELECT rowcount is not reliable on every driver
         count = sa.select(sa.func.count()).select_from(self.offer).where(
@@ -455,20 +460,31 @@ class OfferWriter:
         conn.execute(ins)
         return conn.execute(count).scalar_one() - before
 
+    def _rows_with_skus(self, conn: Connection, skus: list[str],
+                        pg: bool) -> Iterator[tuple[int, str]]:
+        s = self.staging
+        of_run = s.c.run_id == self.run_id
+        if pg:
+            matches = s.c.seller_sku == sa.any_(sa.literal(skus, sa.ARRAY(sa.Text)))
+            for line, sku in conn.execute(sa.select(s.c.line, s.c.seller_sku)
+                                          .where(of_run, matches)):
+                yield line, sku
+            return
+        for i in range(0, len(skus), 5000):
+            query = sa.select(s.c.line, s.c.seller_sku).where(
+                of_run, s.c.seller_sku.in_(skus[i : i + 5000]))
+            for line, sku in conn.execute(query):
+                yield line, sku
+
     def _duplicates(self, conn: Connection, pg: bool) -> list[tuple[int, str, int]]:
         """(line, seller_sku, first line of that SKU) of every staged row to drop, by line."""
         s = self.staging
         of_run = sa.and_(s.c.run_id == self.run_id, s.c.kept_invalid.is_(None))
         candidates = self._dup_candidates
-        if pg and candidates is not None:
+        if candidates is not None:
             if not candidates:
                 return []
-            rows = conn.execute(
-                sa.select(s.c.line, s.c.seller_sku)
-                .where(of_run, s.c.seller_sku == sa.any_(sa.literal(sorted(candidates),
-                                                                   sa.ARRAY(sa.Text))))
-                .order_by(s.c.line)
-            ).all()
+            rows = sorted(self._rows_with_skus(conn, sorted(candidates), pg))
             first: dict[str, int] = {}
             dups = []
             for line, sku in rows:
@@ -503,6 +519,21 @@ class _SkuFilter:
     def __init__(self) -> None:
         self.bits = bytearray(1 << (_FILTER_BITS - 3))
         self.candidates: set[str] | None = set()
+
+    def add(self, sku: str) -> None:
+        """Record ``sku`` (the COPY path inlines the same steps for speed)."""
+        if self.candidates is None:
+            return
+        h = hash(sku) & _FILTER_MASK
+        bit = 1 << (h & 7)
+        h >>= 3
+        byte = self.bits[h]
+        if not byte & bit:
+            self.bits[h] = byte | bit
+        elif len(self.candidates) < _MAX_CANDIDATES:
+            self.candidates.add(sku)
+        else:
+            self.candidates = None
 
 
 def _copy_lines(rows: Iterable[OfferRow | InvalidRow], run_id: int,
