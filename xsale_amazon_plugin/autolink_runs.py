@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .babel import gettext as _
+from .dialects import session_read_committed
 from .linking import AutoLinkResult, autolink
 from .models import utcnow
 from .offer_scope import AUTOLINK_KEYS, OfferScope, count_offers
@@ -155,6 +156,7 @@ def run_autolink_job(run_id: int) -> None:
     last_id: int | None = None
     try:
         for _window in range(MAX_WINDOWS):
+            session_read_committed(session)  # MySQL/MariaDB: see linking.autolink
             after = [offer.id > last_id] if last_id is not None else []
             # The id that closes this window: the batch-th offer id in scope after the last one.
             ids = session.execute(
