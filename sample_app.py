@@ -19,8 +19,8 @@ import threading
 import time
 from typing import Any
 
-from flask import Flask, redirect, request, session, url_for
-from flask_admin import Admin
+from flask import Flask, Response, redirect, request, session, url_for
+from flask_admin import Admin, AdminIndexView, expose
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.theme import Bootstrap4Theme
 from flask_babel import Babel
@@ -51,6 +51,67 @@ class Product(db.Model):  # the host's own "towar"
 
 class ProductView(ModelView):
     column_searchable_list = ("code", "ean", "name")
+
+
+#: The demo's "start here" (the sample app is the host, so its texts are its own).
+START_HERE = {
+    "en": {
+        "title": "Start here",
+        "intro": "This demo back office runs the Amazon plugin against a local SP-API "
+                 "emulator with demo listings.",
+        "steps": [
+            "Amazon → Integrations → edit “Amazon DE” → Test connection, then Import offers.",
+            "Watch the import's live progress; Cancel import stops it safely.",
+            "Amazon → Offers: filter, search, link offers to products (one by one, in bulk or "
+            "automatically by SKU/EAN).",
+            "“Amazon FR” fails on purpose: Amazon's French report has no ASIN column; the run "
+            "page says what to do in Seller Central.",
+        ],
+        "go": "Integrations",
+        "switch": "Polski",
+        "lang": "pl",
+    },
+    "pl": {
+        "title": "Zacznij tutaj",
+        "intro": "To demo zaplecza uruchamia wtyczkę Amazon z lokalnym emulatorem SP-API i "
+                 "przykładowymi ofertami.",
+        "steps": [
+            "Amazon → Integracje → edytuj „Amazon DE” → Testuj połączenie, potem Importuj "
+            "oferty.",
+            "Obserwuj postęp importu na żywo; Anuluj import bezpiecznie go zatrzymuje.",
+            "Amazon → Oferty: filtruj, szukaj, powiąż oferty z towarami (pojedynczo, zbiorczo "
+            "lub automatycznie po SKU/EAN).",
+            "„Amazon FR” celowo kończy się błędem: francuski raport Amazona nie ma kolumny "
+            "ASIN; strona importu mówi, co zrobić w Seller Central.",
+        ],
+        "go": "Integracje",
+        "switch": "English",
+        "lang": "en",
+    },
+}
+
+START_HERE_TEMPLATE = """{% extends 'admin/master.html' %}
+{% block body %}
+<div class="jumbotron py-4 mt-3" id="start-here">
+  <h1 class="h3">{{ text.title }}</h1>
+  <p class="lead">{{ text.intro }}</p>
+  <ol>{% for step in text.steps %}<li class="mb-1">{{ step }}</li>{% endfor %}</ol>
+  <a class="btn btn-primary" id="start-here-go"
+     href="{{ url_for('xsale_amazon_integration.index_view') }}">{{ text.go }} →</a>
+  <a class="btn btn-link" href="{{ url_for('set_language', code=text.lang) }}">{{ text.switch }}</a>
+</div>
+{% endblock %}"""
+
+FAVICON = (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+           b'<rect width="16" height="16" rx="3" fill="#232f3e"/>'
+           b'<path d="M3 11c3 2 7 2 10 0" stroke="#ff9900" stroke-width="1.6" fill="none"/></svg>')
+
+
+class StartHereView(AdminIndexView):
+    @expose("/")
+    def index(self) -> Any:
+        lang = session.get("lang") or request.accept_languages.best_match(["pl", "en"]) or "en"
+        return self.render("sample/start_here.html", text=START_HERE.get(lang, START_HERE["en"]))
 
 
 def _env_config() -> dict[str, Any]:
@@ -88,7 +149,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     Babel(app, locale_selector=pick_locale)
     db.init_app(app)
-    admin = Admin(app, name="xSale demo", theme=Bootstrap4Theme(swatch="default"))
+    from jinja2 import ChoiceLoader, DictLoader
+
+    app.jinja_loader = ChoiceLoader([DictLoader({"sample/start_here.html": START_HERE_TEMPLATE}),
+                                     app.jinja_loader])
+    admin = Admin(app, name="xSale demo", theme=Bootstrap4Theme(swatch="default"),
+                  index_view=StartHereView())
     admin.add_view(ProductView(Product, db, name="Towary", endpoint="towar"))
 
     redis = None
@@ -107,6 +173,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     @app.get("/")
     def index():
         return redirect(url_for("admin.index"))
+
+    @app.get("/favicon.ico")
+    def favicon():
+        return Response(FAVICON, mimetype="image/svg+xml",
+                        headers={"Cache-Control": "public, max-age=86400"})
 
     @app.get("/lang/<code>")
     def set_language(code: str):
@@ -195,7 +266,8 @@ def start_inline_worker(app: Flask, interval: float = 1.0) -> threading.Thread:
 
     def loop() -> None:
         worker = ThreadWorker([queue], connection=queue.connection, job_class=queue.job_class)
-        scheduler = RQScheduler([queue], connection=queue.connection)
+        # WARNING: at INFO the scheduler logs "Acquired scheduler lock" on every round.
+        scheduler = RQScheduler([queue], connection=queue.connection, logging_level="WARNING")
         while True:
             try:
                 scheduler.acquire_locks()

@@ -131,7 +131,8 @@ def test_import_wait_succeeds_and_failure_exits_nonzero(cli_env, worker):
 
 
 def test_second_import_is_refused_while_one_runs(cli_env):
-    first = flask(cli_env, "xsale-amazon", "import", "2")  # no worker: it stays queued
+    # No worker: --queue-only leaves it queued for one started later.
+    first = flask(cli_env, "xsale-amazon", "import", "2", "--queue-only")
     assert first.returncode == 0, first.stderr
     second = flask(cli_env, "xsale-amazon", "import", "2")
     assert second.returncode != 0
@@ -177,7 +178,7 @@ def test_worker_killed_mid_import_is_recovered_and_rerun_converges(cli_env, work
         conn.execute(sa.text(
             "INSERT INTO xsale_amazon_integration (name, marketplace, account_type, seller_id, "
             "lwa_client_id, lwa_client_secret, refresh_token, active, created_at, updated_at) "
-            "SELECT 'DE copy', marketplace, account_type, seller_id, lwa_client_id, "
+            "SELECT 'DE copy', marketplace, account_type, 'A2COPY', lwa_client_id, "
             "lwa_client_secret, refresh_token, active, created_at, updated_at "
             "FROM xsale_amazon_integration WHERE id = 1"))
         copy_id = conn.execute(sa.text("SELECT max(id) FROM xsale_amazon_integration")).scalar()
@@ -221,3 +222,63 @@ def test_worker_killed_mid_import_is_recovered_and_rerun_converges(cli_env, work
         leftovers = conn.execute(sa.text("SELECT count(*) FROM xsale_amazon_import_row")).scalar()
     assert leftovers == 0
     engine.dispose()
+
+
+@pytest.fixture
+def memory_queue_env(cli_env: dict[str, str]) -> dict[str, str]:
+    """The sample app as README command 1 runs it: no Redis, an in-memory queue."""
+    env = dict(cli_env)
+    env.pop("XSALE_AMAZON_REDIS_URL")
+    return env
+
+
+def _runs(env: dict[str, str]) -> list[tuple]:
+    engine = db(env)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(sa.text(
+                "SELECT id, status, active_lock FROM xsale_amazon_import_run ORDER BY id")).all())
+    finally:
+        engine.dispose()
+
+
+def test_cli_import_on_the_in_memory_queue_refuses_or_runs_inline(memory_queue_env):
+    env = memory_queue_env
+    refused = flask(env, "xsale-amazon", "import", "1", "--wait", "--timeout", "15")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "--inline" in refused.stderr and "in memory" in refused.stderr
+    assert "goes on in the background" not in refused.stdout + refused.stderr
+    assert _runs(env) == [], "a refused CLI import must leave no run behind"
+
+    inline = flask(env, "xsale-amazon", "import", "1", "--inline", "--timeout", "90")
+    assert inline.returncode == 0, inline.stdout + inline.stderr
+    assert "Succeeded" in inline.stdout and "created" in inline.stdout
+    assert [(status, lock) for _id, status, lock in _runs(env)] == [("succeeded", None)]
+    engine = db(env)
+    assert len(offers_of(engine, 1)) > 0
+    engine.dispose()
+
+
+def test_cli_import_without_a_worker_refuses_clearly(cli_env):
+    refused = flask(cli_env, "xsale-amazon", "import", "1")
+    assert refused.returncode == 1
+    assert "No RQ worker is listening" in refused.stderr
+    assert "flask xsale-amazon worker" in refused.stderr
+    assert _runs(cli_env) == []
+
+
+def test_cli_cancel_ends_the_run_and_frees_the_integration(cli_env):
+    queued = flask(cli_env, "xsale-amazon", "import", "2", "--queue-only")
+    assert queued.returncode == 0, queued.stderr
+    run_id = _runs(cli_env)[0][0]
+    cancelled = flask(cli_env, "xsale-amazon", "cancel", str(run_id))
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert f"#{run_id} cancelled" in cancelled.stdout
+    assert _runs(cli_env) == [(run_id, "cancelled", None)]
+    again = flask(cli_env, "xsale-amazon", "cancel", str(run_id))
+    assert again.returncode == 1 and "already ended" in again.stderr
+    missing = flask(cli_env, "xsale-amazon", "cancel", "999999")
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
+    # The integration can import again at once.
+    next_run = flask(cli_env, "xsale-amazon", "import", "2", "--queue-only")
+    assert next_run.returncode == 0, next_run.stderr

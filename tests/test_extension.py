@@ -141,7 +141,8 @@ def test_blank_secret_on_edit_keeps_stored_value(db_url, redis_conn):
     response = client.post(
         f"/admin/xsale-amazon/integrations/edit/?id={integ_id}",
         data={"csrf_token": token, "name": "Renamed", "marketplace": "DE", "account_type": "FBM",
-              "seller_id": "A1SELLER", "lwa_client_id": "cid", "new_lwa_client_secret": "",
+              "seller_id": "A1SELLER", "lwa_client_id": "amzn1.application-oa2-client.cid",
+              "new_lwa_client_secret": "",
               "new_refresh_token": "", "active": "y"},
     )
     assert response.status_code == 302

@@ -250,7 +250,8 @@ class FaultLab:
         return flask(self.env, "xsale-amazon", *args, timeout=timeout)
 
     def start_import(self, integration_id: int) -> int:
-        out = self.cli("import", str(integration_id))
+        # --queue-only: the lab starts and kills its workers itself.
+        out = self.cli("import", str(integration_id), "--queue-only")
         assert out.returncode == 0, out.stdout + out.stderr
         return int(re.search(r"run #(\d+)", out.stdout).group(1))
 
@@ -370,7 +371,7 @@ class FaultLab:
                 "INSERT INTO xsale_amazon_integration (name, marketplace, account_type, "
                 "seller_id, lwa_client_id, lwa_client_secret, refresh_token, active, "
                 "created_at, updated_at) "
-                "SELECT 'DE target', marketplace, account_type, seller_id, lwa_client_id, "
+                "SELECT 'DE target', marketplace, account_type, 'A2TARGET', lwa_client_id, "
                 "lwa_client_secret, refresh_token, active, created_at, updated_at "
                 "FROM xsale_amazon_integration WHERE id = 1"))
             self.target_id = conn.execute(sa.text(

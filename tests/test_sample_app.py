@@ -41,6 +41,10 @@ def test_sample_app_runs_an_import_without_services(tmp_path):
                     assert time.monotonic() < deadline, "sample app did not start"
                     time.sleep(0.3)
             assert "Amazon" in index.text and "Integrations" in index.text
+            assert 'id="start-here"' in index.text and "Start here" in index.text
+            favicon = client.get("/favicon.ico")
+            assert favicon.status_code == 200 and favicon.headers["content-type"].startswith(
+                "image/")
             edit = client.get("/admin/xsale-amazon/integrations/edit/?id=1").text
             token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', edit).group(1)
             run_page = client.post("/admin/xsale-amazon/integrations/import/1/",
@@ -61,3 +65,8 @@ def test_sample_app_runs_an_import_without_services(tmp_path):
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait(timeout=10)
+    output = proc.stdout.read()
+    # The in-process scheduler took its lock on every round and said so at INFO.
+    assert "Acquired scheduler lock" not in output, output[-2000:]
+    assert " 404 " not in output, "no 404 (e.g. favicon) while using the demo"

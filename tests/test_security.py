@@ -149,13 +149,17 @@ def _admin_url(view: str) -> str:
 #: Realistic bodies of every POST endpoint (several for the bulk-action endpoints). Each would
 #: change state with a valid token (see ``EFFECTIVE`` for those proven to in the control test).
 POST_PAYLOADS: dict[str, Callable[[dict[str, Any]], list[dict[str, Any]]]] = {
-    "xsale_amazon_integration.create_view": lambda ids: [integration_form()],
+    "xsale_amazon_integration.create_view": lambda ids: [integration_form(seller_id="AFORGED")],
     "xsale_amazon_integration.edit_view": lambda ids: [integration_form(name="Renamed")],
     "xsale_amazon_integration.delete_view": lambda ids: [
         {"id": str(ids["d"]), "url": _admin_url("integration")}],
     "xsale_amazon_integration.action_view": lambda ids: [
-        {"action": "delete", "rowid": [str(ids["e"])], "url": _admin_url("integration")},
-        {"action": "import_offers", "rowid": [str(ids["c"])], "url": _admin_url("integration")}],
+        {"action": "import_offers", "rowid": [str(ids["c"])], "url": _admin_url("integration")},
+        # Bulk delete is not offered (deleting goes through delete_confirm_view).
+        {"action": "delete", "rowid": [str(ids["e"])], "url": _admin_url("integration")}],
+    "xsale_amazon_integration.delete_confirm_view": lambda ids: [{"id": str(ids["d"])}],
+    "xsale_amazon_integration.cancel_import_view": lambda ids: [{}],
+    "xsale_amazon_integration.test_connection_view": lambda ids: [{}],
     "xsale_amazon_integration.ajax_update": lambda ids: [
         {"list_form_pk": str(ids["a"]), "name": "Forged"}],
     "xsale_amazon_integration.import_view": lambda ids: [{}],
@@ -196,6 +200,7 @@ POST_PAYLOADS: dict[str, Callable[[dict[str, Any]], list[dict[str, Any]]]] = {
     "xsale_amazon_run.rerun_view": lambda ids: [{}],
     "xsale_amazon_run.confirm_view": lambda ids: [{}],
     "xsale_amazon_run.discard_view": lambda ids: [{}],
+    "xsale_amazon_run.cancel_view": lambda ids: [{}],
 }
 #: The endpoints whose payload changes state with a valid token, in an order where each one
 #: still has something to change (rerun before the import of B; deletes of distinct rows).
@@ -208,7 +213,7 @@ EFFECTIVE = (
     "xsale_amazon_integration.create_view",
     "xsale_amazon_integration.schedule_view",
     "xsale_amazon_integration.alerts_seen_view",
-    "xsale_amazon_integration.delete_view",
+    "xsale_amazon_integration.delete_confirm_view",
     "xsale_amazon_integration.action_view",
     "xsale_amazon_run.rerun_view",
     "xsale_amazon_integration.import_view",

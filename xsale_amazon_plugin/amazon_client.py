@@ -20,7 +20,7 @@ import os
 import re
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar
@@ -131,12 +131,15 @@ class AmazonError(Exception):
         amazon_code: str | None = None,
         retryable: bool | None = None,
         retry_after: float | None = None,
+        amazon_text: str | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.status = status
         self.amazon_code = amazon_code
+        #: Amazon's own words (code and message, English), when Amazon answered at all.
+        self.amazon_text = amazon_text
         self.retryable = kind in _RETRYABLE_KINDS if retryable is None else retryable
         #: Seconds Amazon asked us to wait (``Retry-After``) or the back-off the client would
         #: have waited next, when that is longer than it may wait in-process: the caller
@@ -462,8 +465,12 @@ class AmazonReportsClient:
             raise AmazonError("server", "Amazon's createReport answer has no reportId.")
         return str(report_id)
 
-    def find_recent_report(self, created_since: datetime) -> dict | None:
-        """Newest DONE report for exactly this marketplace created since ``created_since``."""
+    def find_recent_report(
+        self, created_since: datetime, exclude: Iterable[str] = ()
+    ) -> dict | None:
+        """Newest DONE report for exactly this marketplace created since ``created_since``
+        whose id is not in ``exclude``."""
+        excluded = set(exclude)
         since = as_utc(created_since)
         params: dict[str, Any] = {
             "reportTypes": [REPORT_TYPE],
@@ -484,6 +491,7 @@ class AmazonReportsClient:
                     and report.get("reportType", REPORT_TYPE) == REPORT_TYPE
                     and report.get("marketplaceIds") == [self.marketplace.marketplace_id]
                     and report.get("reportDocumentId")
+                    and str(report.get("reportId")) not in excluded
                     and created is not None
                     and created >= since
                     and (best_time is None or created > best_time)
@@ -494,6 +502,14 @@ class AmazonReportsClient:
                 break
             params = {"nextToken": response.next_token}
         return best
+
+    def test_connection(self) -> None:
+        """Exchange the refresh token for an access token and make one cheap Reports API call
+        (getReports, one result) for this marketplace; raises :class:`AmazonError` on failure.
+        """
+        params = {"reportTypes": [REPORT_TYPE], "marketplaceIds": [self.marketplace.marketplace_id],
+                  "pageSize": 1}
+        self._call("getReports", lambda: self._api.get_reports(**params))
 
     def get_report(self, report_id: str) -> dict:
         """The Report object (processingStatus, reportDocumentId, ...)."""
@@ -787,7 +803,8 @@ class AmazonReportsClient:
                 kind = "bad_request"
                 message = f"Amazon rejected {operation} (HTTP {status}{detail})."
             return AmazonError(
-                kind, message, status=status, amazon_code=code, retry_after=retry_after
+                kind, message, status=status, amazon_code=code, retry_after=retry_after,
+                amazon_text=f"HTTP {status}{detail}",
             )
         if isinstance(exc, httpx.TimeoutException):
             return AmazonError(
@@ -804,6 +821,7 @@ class AmazonReportsClient:
         code = exc.error_code
         text = self._redact(exc.message or "")
         detail = f"{code}: {text}" if code else (text or "no details")
+        amazon_text = f"HTTP {status}, {detail}"
         if status == 429:
             return AmazonError(
                 "throttled",
@@ -826,6 +844,7 @@ class AmazonReportsClient:
             status=status,
             amazon_code=code,
             retryable=False,
+            amazon_text=amazon_text,
         )
 
     def _redact(self, text: str) -> str:

@@ -9,7 +9,7 @@ from flask import Blueprint, abort, jsonify, request
 
 from .babel import gettext
 from .formatting import format_count
-from .messages import error_text, stage_label, status_badge_class, status_label
+from .messages import ended_stage_label, error_text, status_badge_class, status_label
 from .models import Status, as_utc, int_in_range, utcnow
 from .proxies import current_amazon
 from .suggestions import displayed, suggestions_for_offer
@@ -55,7 +55,7 @@ def run_progress(run: Any) -> dict[str, Any]:
         "status": run.status,
         "status_label": status_label(run.status),
         "stage": run.stage,
-        "stage_label": stage_label(run.stage),
+        "stage_label": ended_stage_label(run),
         "active": run.is_active,
         "rows_done": run.rows_done,
         "rows_total": run.rows_total,

@@ -11,21 +11,26 @@ import click
 import sqlalchemy as sa
 from flask import current_app
 from flask.cli import AppGroup
-from rq import Worker
+from rq import SimpleWorker, Worker
+from rq.scheduler import RQScheduler
 
 from . import suggestions
 from .api import run_progress
 from .freshness import last_successes
 from .lifecycle import (
+    CancelRefused,
     HoldNotPending,
     ImportAlreadyRunning,
     ImportRefused,
+    active_run,
+    cancel_import,
     confirm_run,
     discard_run,
     recover_stale_runs,
     start_import,
 )
 from .linking import autolink
+from .models import ReportMode
 from .proxies import current_amazon
 from .schedules import InvalidSchedule
 from .scheduling import plugin_timezone, schedule_status, set_schedule
@@ -44,22 +49,164 @@ EXIT_HELD = 3
               help="Show progress until the run ends; exit 1 if it failed, 3 if it is held "
                    "for confirmation.")
 @click.option("--timeout", type=float, default=24 * 3600, show_default=True,
-              help="With --wait: give up waiting after this many seconds.")
+              help="With --wait or --inline: give up waiting after this many seconds.")
 @click.option("--allow-removal", is_flag=True,
               help="Apply the report even if it removes more offers than "
                    "XSALE_AMAZON_REMOVAL_GUARD allows (confirm up front).")
-def import_command(integration_id: int, wait: bool, timeout: float, allow_removal: bool) -> None:
-    """Start importing the offers of INTEGRATION_ID."""
+@click.option("--inline", is_flag=True,
+              help="Run the import in this process instead of a worker (implies --wait; a run "
+                   "still active at --timeout is cancelled).")
+@click.option("--fresh", is_flag=True, help="Always request a fresh report from Amazon.")
+@click.option("--queue-only", is_flag=True,
+              help="Enqueue even if no worker listens right now (one started later runs it).")
+def import_command(integration_id: int, wait: bool, timeout: float, allow_removal: bool,
+                   inline: bool, fresh: bool, queue_only: bool) -> None:
+    """Start importing the offers of INTEGRATION_ID.
+
+    The import runs on a worker ('flask xsale-amazon worker'); without one listening on the
+    queue the command refuses (it never leaves a run nobody runs) unless --inline runs it
+    here.
+    """
+    running = active_run(integration_id)
+    if running is not None:
+        raise click.ClickException(
+            f"An import of this integration is already running (run #{running.id}). Not "
+            "starting another one."
+        )
+    queue = current_amazon.queue
+    if not inline:
+        in_memory = _in_memory_queue(queue)
+        if in_memory or not queue_only:
+            _require_worker(queue, in_memory)
     try:
         run = start_import(integration_id, trigger="cli", requested_by="cli",
-                           allow_removal=allow_removal)
+                           allow_removal=allow_removal,
+                           report_mode=ReportMode.FRESH if fresh else ReportMode.AUTO)
     except ImportAlreadyRunning as exc:
         raise click.ClickException(f"{exc} Not starting another one.") from None
     except (ImportRefused, LookupError) as exc:
         raise click.ClickException(str(exc)) from None
+    if inline:
+        click.echo(f"Import run #{run.id} of integration {integration_id} runs in this process.")
+        sys.exit(_run_inline(run.id, timeout))
     click.echo(f"Import run #{run.id} queued for integration {integration_id}.")
     if wait:
         sys.exit(_wait(run.id, timeout))
+
+
+WORKER_GRACE_SECONDS = 10.0
+
+
+def _in_memory_queue(queue: Any) -> bool:
+    """A fakeredis queue (the sample app without Redis) lives only in this process."""
+    return type(queue.connection).__module__.startswith("fakeredis")
+
+
+def _require_worker(queue: Any, in_memory: bool) -> None:
+    """Refuse (ClickException) unless an RQ worker serves ``queue``; waits a few seconds for
+    one that is starting at the same time."""
+    deadline = time.monotonic() + (0 if in_memory else WORKER_GRACE_SECONDS)
+    while True:
+        listening = _workers_listening(queue)
+        if listening is None or listening > 0:
+            return
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    if in_memory:
+        raise click.ClickException(
+            "This app's job queue is in memory (no XSALE_AMAZON_REDIS_URL), so no worker "
+            "outside this process can run the import. Run it in this process with --inline, "
+            "or set XSALE_AMAZON_REDIS_URL and start 'flask xsale-amazon worker'."
+        )
+    raise click.ClickException(
+        f"No RQ worker is listening on queue {queue.name!r}, so nothing would run this import. "
+        "Start one with 'flask xsale-amazon worker' (same Redis and queue), run the import in "
+        "this process with --inline, or enqueue it for a worker started later with "
+        "--queue-only."
+    )
+
+
+def _workers_listening(queue: Any) -> int | None:
+    """How many RQ workers serve ``queue`` (None: Redis could not tell)."""
+    try:
+        return len(Worker.all(queue=queue))
+    except Exception:  # Redis down: start_import reports it properly
+        return None
+
+
+def _run_inline(run_id: int, timeout: float) -> int:
+    """Work the run's steps (and its scheduled polls) in this process until it ends."""
+    queue = current_amazon.queue
+    worker = SimpleWorker([queue], connection=queue.connection, job_class=queue.job_class)
+    scheduler = RQScheduler([queue], connection=queue.connection, logging_level="WARNING")
+    deadline = time.monotonic() + timeout
+    session = current_amazon.db.session
+    last = None
+    while True:
+        scheduler.acquire_locks()
+        scheduler.enqueue_scheduled_jobs()
+        scheduler.release_locks()
+        worker.work(burst=True, logging_level="WARNING")
+        session.expire_all()
+        run = session.get(current_amazon.models.ImportRun, run_id)
+        last = _echo_progress(run, last)
+        if not run.is_active:
+            return _summary(run)
+        if time.monotonic() > deadline:
+            try:
+                cancel_import(run_id, cancelled_by="cli")
+            except CancelRefused:
+                session.expire_all()
+                return _summary(session.get(current_amazon.models.ImportRun, run_id))
+            click.echo("Timed out; the import was cancelled and nothing from it was applied.",
+                       err=True)
+            return 2
+        time.sleep(0.5)
+
+
+def _echo_progress(run: Any, last: str | None) -> str:
+    info = run_progress(run)
+    line = f"[{info['status_label']}] {info['stage_label']}"
+    if info["rows_total"]:
+        line += f" {info['rows_done']}/{info['rows_total']} ({info['percent']}%)"
+    elif info["rows_done"]:
+        line += f" {info['rows_done']} rows"
+    if line != last:
+        click.echo(line)
+    return line
+
+
+def _summary(run: Any) -> int:
+    info = run_progress(run)
+    counts = info["counts"]
+    click.echo(
+        "created {created}, updated {updated}, unchanged {unchanged}, removed {removed}, "
+        "skipped {skipped}, invalid {invalid}, duplicate {duplicate}".format(**counts)
+    )
+    if info["status"] == "failed":
+        click.echo(f"Import failed: {info['error']}", err=True)
+        return 1
+    if info["status"] == "held":
+        click.echo(
+            f"Import held for confirmation: {info['error']} Confirm it on the run page or with "
+            f"'flask xsale-amazon confirm {run.id}', discard it with 'flask xsale-amazon "
+            f"discard {run.id}', or import again with --allow-removal.", err=True)
+        return EXIT_HELD
+    if info["error"]:
+        click.echo(info["error"])
+    return 0
+
+
+@cli.command("cancel")
+@click.argument("run_id", type=int)
+def cancel_command(run_id: int) -> None:
+    """Cancel import run RUN_ID (nothing from it is applied)."""
+    try:
+        cancel_import(run_id, cancelled_by="cli")
+    except (CancelRefused, LookupError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Import run #{run_id} cancelled; nothing from it was applied.")
 
 
 def _wait(run_id: int, timeout: float) -> int:
@@ -97,23 +244,7 @@ def _wait(run_id: int, timeout: float) -> int:
                            "`flask xsale-amazon worker`.", err=True)
                 warned_no_worker = True
         time.sleep(1.0)
-    counts = info["counts"]
-    click.echo(
-        "created {created}, updated {updated}, unchanged {unchanged}, removed {removed}, "
-        "skipped {skipped}, invalid {invalid}, duplicate {duplicate}".format(**counts)
-    )
-    if info["status"] == "failed":
-        click.echo(f"Import failed: {info['error']}", err=True)
-        return 1
-    if info["status"] == "held":
-        click.echo(
-            f"Import held for confirmation: {info['error']} Confirm it on the run page or with "
-            f"'flask xsale-amazon confirm {run_id}', discard it with 'flask xsale-amazon "
-            f"discard {run_id}', or import again with --allow-removal.", err=True)
-        return EXIT_HELD
-    if info["error"]:
-        click.echo(info["error"])
-    return 0
+    return _summary(run)
 
 
 @cli.command("confirm")

@@ -104,3 +104,16 @@ def format_count(value: Any) -> str:
     if at_least is not None:
         return format_number(at_least) + "+"
     return format_number(value) if isinstance(value, int) else str(value)
+
+
+def format_time(value: datetime | None) -> str:
+    """Time of day (``22:15 UTC`` / ``10:15 PM UTC``) in the operator's locale and zone."""
+    if value is None:
+        return "—"
+    value = as_utc(value)
+    if not _babel_ready():
+        return value.strftime("%H:%M UTC")
+    from flask_babel import format_datetime
+    from flask_babel import format_time as babel_format_time
+
+    return f"{babel_format_time(value, 'short')} {format_datetime(value, 'zzz')}"

@@ -17,6 +17,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from redis.exceptions import RedisError
 from rq import get_current_job
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -26,13 +27,14 @@ from .lifecycle import (
     Heartbeat,
     end_values,
     enqueue_step,
+    failed_report_ids,
     finish_run,
     hold_run,
     owned,
     save_if_owned,
     send_finished,
 )
-from .models import Stage, Status, utcnow
+from .models import ReportMode, Stage, Status, utcnow
 from .offer_writer import OfferWriter, RemovalLimitExceeded, StageCounts, StagingLost
 from .proxies import current_amazon
 from .report_checks import ReportRejected, check_invalid_share
@@ -74,6 +76,7 @@ def import_step(run_id: int) -> str:
     try:
         return _Step(run).execute()
     except _RunEnded:
+        _drop_staging(run_id)
         return run.status
     except (OperationalError, DBAPIError) as exc:
         session.rollback()
@@ -88,6 +91,22 @@ def import_step(run_id: int) -> str:
         session.rollback()
         _fail_safely(run_id, "internal", f"{type(exc).__name__}: {exc}")
         return "failed"
+
+
+def _drop_staging(run_id: int) -> None:
+    """Rows this step staged after its run was ended elsewhere (e.g. cancelled) are garbage;
+    a held run keeps them for the operator's confirmation, an active one belongs to another
+    step."""
+    m = current_amazon.models
+    staging, runs = m.import_row, m.ImportRun.__table__
+    try:
+        with current_amazon.db.engine.begin() as conn:
+            status = conn.execute(sa.select(runs.c.status).where(runs.c.id == run_id)).scalar()
+            if status is None or status == Status.HELD or status in Status.ACTIVE:
+                return
+            conn.execute(staging.delete().where(staging.c.run_id == run_id))
+    except Exception:  # the database may be down; ending the run cleans up next time
+        log.debug("could not drop the staged rows of run %s", run_id, exc_info=True)
 
 
 def _fail_safely(run_id: int, code: str, detail: str, job_id: str | None = None) -> None:
@@ -214,8 +233,10 @@ class _Step:
                      exc.kind, delay)
             enqueue_step(run, delay)
             return "retrying"
-        self._end(Status.FAILED, _AMAZON_CODES.get(exc.kind, "amazon_unavailable"),
-                  detail=exc.message[:1000])
+        params: dict[str, Any] = {"detail": exc.message[:1000]}
+        if exc.amazon_text:
+            params["amazon"] = exc.amazon_text[:1000]
+        self._end(Status.FAILED, _AMAZON_CODES.get(exc.kind, "amazon_unavailable"), **params)
         return "failed"
 
     def _poll_delay(self, n: int) -> float:
@@ -225,10 +246,7 @@ class _Step:
 
     def _request_report(self, client: AmazonReportsClient) -> None:
         started = time.monotonic()
-        window = self.settings.report_reuse_window
-        report = None
-        if window > 0:
-            report = client.find_recent_report(utcnow() - timedelta(seconds=window))
+        report = self._reusable_report(client)
         if report:
             fields = {"report_id": report["reportId"], "report_reused": True,
                       "report_created_at": parse_amazon_time(report.get("createdTime"))}
@@ -236,6 +254,33 @@ class _Step:
             fields = {"report_id": client.create_report(custom=True, locale="en_US"),
                       "report_created_at": utcnow()}
         self._save(**fields, durations=self._time("request", started))
+
+    def _reusable_report(self, client: AmazonReportsClient) -> dict | None:
+        """The DONE report this run may use instead of requesting one (see ReportMode)."""
+        run = self.run
+        if run.report_mode == ReportMode.FRESH:
+            return None
+        excluded = failed_report_ids(self.integration.id)
+        if run.report_mode == ReportMode.REUSE and run.reuse_report_id:
+            # The operator chose this report in the Import dialog: use it only if Amazon still
+            # has it DONE for this marketplace, else request a fresh one.
+            try:
+                report = client.get_report(run.reuse_report_id)
+            except AmazonError as exc:
+                if exc.kind not in ("not_found", "bad_request"):
+                    raise
+                return None
+            usable = (
+                report.get("processingStatus") == "DONE"
+                and report.get("reportDocumentId")
+                and report.get("marketplaceIds") == [self.marketplace.marketplace_id]
+                and str(report.get("reportId")) not in excluded
+            )
+            return report if usable else None
+        window = self.settings.report_reuse_window
+        if window <= 0:
+            return None
+        return client.find_recent_report(utcnow() - timedelta(seconds=window), exclude=excluded)
 
     def _poll(self, client: AmazonReportsClient) -> bool:
         """True when the report is DONE; otherwise the run was re-scheduled or ended."""

@@ -36,8 +36,9 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from sqlalchemy.exc import IntegrityError
 
-from .messages import error_text
-from .models import Stage, Status, utcnow
+from .babel import gettext as _
+from .messages import error_text, status_label
+from .models import ReportMode, Stage, Status, utcnow
 from .offer_writer import ApplyCounts
 from .proxies import current_amazon
 from .signals import import_finished
@@ -72,12 +73,17 @@ class ImportNotPossible(ImportRefused):
 
 # -- start -------------------------------------------------------------------------------------
 def start_import(integration_id: int, *, trigger: str = "api",
-                 requested_by: str | None = None, allow_removal: bool = False) -> Any:
+                 requested_by: str | None = None, allow_removal: bool = False,
+                 report_mode: str = ReportMode.AUTO, reuse_report_id: str | None = None) -> Any:
     """Create an import run for the integration, commit it and enqueue its first step.
 
     ``allow_removal`` confirms up front that the report may soft-remove more offers than
     ``XSALE_AMAZON_REMOVAL_GUARD`` allows. A run of the integration held for confirmation is
     discarded: the newer report supersedes it.
+
+    ``report_mode`` (:class:`~xsale_amazon_plugin.models.ReportMode`): ``auto`` reuses a
+    recent report Amazon holds (never one a failed run of this integration used), ``fresh``
+    always requests a new one, ``reuse`` uses ``reuse_report_id`` (the Import dialog's choice).
 
     The run is committed (not only flushed) before its job is enqueued because a worker in
     another process must find it; so unlike the linking services this one always commits the
@@ -85,6 +91,10 @@ def start_import(integration_id: int, *, trigger: str = "api",
     :class:`ImportNotPossible` when the integration cannot import or the queue is down, and
     LookupError when the integration does not exist.
     """
+    if report_mode not in ReportMode.ALL:
+        raise ValueError(f"report_mode must be one of {ReportMode.ALL}")
+    if report_mode == ReportMode.REUSE and not reuse_report_id:
+        report_mode = ReportMode.AUTO
     m, session = current_amazon.models, current_amazon.db.session
     recover_stale_runs(integration_id)
     integration = session.get(m.AmazonIntegration, integration_id)
@@ -102,6 +112,8 @@ def start_import(integration_id: int, *, trigger: str = "api",
         trigger=trigger,
         requested_by=requested_by,
         allow_removal=allow_removal,
+        report_mode=report_mode,
+        reuse_report_id=reuse_report_id if report_mode == ReportMode.REUSE else None,
     )
     session.add(run)
     try:
@@ -111,7 +123,8 @@ def start_import(integration_id: int, *, trigger: str = "api",
         existing = active_run(integration_id)
         if existing is None:  # the other run ended between our insert and this read
             return start_import(integration_id, trigger=trigger, requested_by=requested_by,
-                                allow_removal=allow_removal)
+                                allow_removal=allow_removal, report_mode=report_mode,
+                                reuse_report_id=reuse_report_id)
         raise ImportAlreadyRunning(existing) from None
     try:
         enqueue_step(run)
@@ -130,6 +143,25 @@ def active_run(integration_id: int) -> Any:
     return current_amazon.db.session.execute(
         sa.select(m.ImportRun).where(m.ImportRun.active_lock == integration_id)
     ).scalar_one_or_none()
+
+
+def failed_report_ids(integration_id: int) -> set[str]:
+    """Reports a failed run of this integration used: never reused (the operator may have
+    fixed the cause in Seller Central, and the same report would fail the same way)."""
+    m = current_amazon.models
+    rows = current_amazon.db.session.execute(
+        sa.select(m.ImportRun.report_id).distinct().where(
+            m.ImportRun.integration_id == integration_id,
+            m.ImportRun.status == Status.FAILED,
+            m.ImportRun.report_id.is_not(None),
+        )
+    ).scalars()
+    return {str(r) for r in rows}
+
+
+def rerun_report_mode(run: Any) -> str:
+    """How *Run again* on ``run`` gets its report: after a failure always a fresh one."""
+    return ReportMode.FRESH if run.status == Status.FAILED else ReportMode.AUTO
 
 
 def enqueue_step(run: Any, delay: float | None = None, *, tag: str = "") -> None:
@@ -281,6 +313,49 @@ def _english() -> Iterator[None]:
         yield
     finally:
         context.__exit__(None, None, None)
+
+
+# -- cancel ------------------------------------------------------------------------------------
+class CancelRefused(Exception):
+    """The run cannot be cancelled (it already ended); ``str()`` is operator-readable."""
+
+
+def cancel_import(run_id: int, *, cancelled_by: str | None = None) -> Any:
+    """Cancel an active import run at whatever stage it is; returns the run.
+
+    Safe at every stage: the run is ended with the same guarded update every ending uses, so
+    a step still running loses ownership and stops at its next write, and an apply
+    transaction that has not committed yet rolls back (its final, ownership-guarded update
+    finds the run ended). If the apply committed first the run is ``succeeded`` and
+    :class:`CancelRefused` is raised. Amazon's report request is left alone; the integration
+    can import again at once. Raises LookupError for an unknown run.
+    """
+    session = current_amazon.db.session
+    run = session.get(current_amazon.models.ImportRun, run_id)
+    if run is None:
+        raise LookupError(f"Import run {run_id} does not exist.")
+    job_id = run.rq_job_id
+    params = {"by": cancelled_by} if cancelled_by else {}
+    if not run.is_active or not finish_run(run, Status.CANCELLED, error_code="cancelled",
+                                           error_params=params):
+        session.refresh(run)
+        raise CancelRefused(_("Import run #%(id)s already ended (%(status)s); nothing to cancel.",
+                              id=run.id, status=status_label(run.status)))
+    _drop_waiting_job(job_id)
+    log.info("Import run %s cancelled by %s", run.id, cancelled_by or "?")
+    return run
+
+
+def _drop_waiting_job(job_id: str | None) -> None:
+    """Remove the run's queued or scheduled RQ job (a running step stops by itself)."""
+    if not job_id:
+        return
+    try:
+        job = Job.fetch(job_id, connection=current_amazon.redis)
+        if job.get_status(refresh=True) in ("queued", "scheduled", "deferred"):
+            job.cancel()
+    except Exception:  # gone, or Redis down: the step finds the run ended and stops
+        log.debug("could not cancel job %s", job_id, exc_info=True)
 
 
 # -- recovery ----------------------------------------------------------------------------------

@@ -8,11 +8,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from babel import Locale
+from flask import current_app, has_request_context
+from flask_babel import get_locale
+
 from .babel import gettext as _
 from .charsets import resolve_charset
 from .formatting import format_number
 
 ASIN_INSTRUCTION_CODE = "missing_asin_column"
+#: Errors whose ``amazon`` parameter holds Amazon's own (English) words; pages show them
+#: apart, labelled as Amazon's message, instead of inside the translated explanation.
+AMAZON_MESSAGE_CODES = frozenset({
+    "amazon_auth", "amazon_forbidden", "amazon_throttled", "amazon_unavailable",
+    "amazon_bad_request", "report_fatal", "download_failed",
+})
+#: Errors that running the same import again cannot fix: the operator must act first.
+REMEDY_FIRST_CODES = frozenset({
+    ASIN_INSTRUCTION_CODE, "amazon_auth", "amazon_forbidden", "missing_credentials", "inactive",
+})
 
 
 def asin_instruction() -> str:
@@ -64,9 +78,17 @@ def _percent(value: Any) -> str:
     return format_number(int(value) if float(value).is_integer() else round(float(value), 1))
 
 
-def error_text(code: str | None, params: dict[str, Any] | None = None) -> str:
+def error_text(code: str | None, params: dict[str, Any] | None = None, *,
+               with_amazon_message: bool = True) -> str:
+    """The operator-facing text of an error ``code``.
+
+    With ``with_amazon_message=False`` errors in :data:`AMAZON_MESSAGE_CODES` leave out what
+    Amazon said (see :func:`amazon_message`), so a page can show it separately.
+    """
     p = dict(params or {})
     detail = str(p.get("detail") or "")
+    if code in AMAZON_MESSAGE_CODES and not with_amazon_message:
+        return _short_error_text(code, p)
     if code == "removal_held":
         return _(
             "This report would remove %(removed)s of the integration's %(live)s offers "
@@ -191,14 +213,79 @@ def error_text(code: str | None, params: dict[str, Any] | None = None) -> str:
         "internal": _(
             "Unexpected error: %(detail)s. Nothing from this run was applied.", detail=detail
         ),
+        "cancelled": _(
+            "The import was cancelled. Nothing from this run was applied; the offers are as "
+            "they were before."
+        ),
     }
     return texts.get(code or "", detail or (code or ""))
+
+
+def _short_error_text(code: str, p: dict[str, Any]) -> str:
+    texts = {
+        "amazon_auth": _(
+            "Amazon rejected the LWA credentials (client ID, client secret or refresh token). "
+            "Check them in the integration's Connection tab, then use Test connection."
+        ),
+        "amazon_forbidden": _(
+            "Amazon refused access to the Reports API: the SP-API application lacks the role "
+            "needed for inventory reports, or the seller revoked the authorisation. Grant the "
+            "role in the Developer Console or authorise the application again."
+        ),
+        "amazon_throttled": _("Amazon kept throttling the requests. Try again later."),
+        "amazon_unavailable": _(
+            "Amazon did not answer correctly (server or network error). Try again later."
+        ),
+        "amazon_bad_request": _("Amazon rejected the request."),
+        "report_fatal": _("Amazon could not generate the report (status FATAL)."),
+        "download_failed": _("Downloading the report from Amazon failed. No offer was changed."),
+    }
+    return texts[code]
+
+
+def amazon_message(code: str | None, params: dict[str, Any] | None = None) -> str | None:
+    """What Amazon itself said about the error (English, as Amazon wrote it), if anything."""
+    if code not in AMAZON_MESSAGE_CODES:
+        return None
+    p = params or {}
+    return str(p.get("amazon") or p.get("detail") or "") or None
+
+
+def remedy_first(code: str | None) -> bool:
+    """Whether re-running cannot help until the operator fixes something (see the code)."""
+    return code in REMEDY_FIRST_CODES
+
+
+def connection_result_text(kind: str | None) -> str:
+    """The result of *Test connection* (``kind`` None: it worked)."""
+    if kind is None:
+        return _("Connection works: Amazon accepted the credentials and answered a Reports API "
+                 "call for this marketplace.")
+    return {
+        "missing": _("Fill in the LWA client ID, client secret and refresh token first."),
+        "auth": _("Login with Amazon rejected the credentials: the LWA client ID, client "
+                  "secret or refresh token is wrong, or the seller revoked the authorisation."),
+        "forbidden": _("The credentials are valid, but Amazon refused the Reports API call: "
+                       "the application lacks the role for inventory reports, or it is not "
+                       "authorised for this seller and marketplace."),
+        "throttled": _("Amazon is throttling the requests right now. Try again in a minute."),
+    }.get(kind, _("Amazon could not be reached or answered with an error. Try again later."))
+
+
+def current_locale() -> Any:
+    """The request's Babel locale, or None outside a request / without Flask-Babel."""
+    if not has_request_context() or "babel" not in current_app.extensions:
+        return None
+    try:
+        return get_locale()
+    except Exception:  # a host locale selector that fails must not break the page
+        return None
 
 
 def status_badge_class(status: str) -> str:
     """The Bootstrap badge colour of a run status."""
     return {"succeeded": "success", "failed": "danger", "no_data": "secondary", "held": "warning",
-            "discarded": "secondary"}.get(status, "info")
+            "discarded": "secondary", "cancelled": "warning"}.get(status, "info")
 
 
 def status_label(status: str) -> str:
@@ -213,6 +300,7 @@ def status_label(status: str) -> str:
         "failed": _("Failed"),
         "held": _("Awaiting confirmation"),
         "discarded": _("Discarded"),
+        "cancelled": _("Cancelled"),
     }.get(status, status)
 
 
@@ -228,3 +316,38 @@ def stage_label(stage: str) -> str:
         "awaiting_confirmation": _("Awaiting confirmation"),
         "done": _("Done"),
     }.get(stage, stage)
+
+
+def ended_stage_label(run: Any) -> str:
+    """The stage to show for a run: where an ended run stopped, not where it last waited."""
+    if run.status == "no_data":
+        return _("No data at Amazon")
+    if run.status == "cancelled":
+        return _("Cancelled")
+    if run.status == "failed":
+        return _("Stopped while: %(stage)s", stage=stage_label(run.stage))
+    return stage_label(run.stage)
+
+
+_CHARSETS = {"utf-8": "UTF-8", "utf_8": "UTF-8", "cp1252": "Windows-1252", "cp932": "Shift-JIS",
+             "shift_jis": "Shift-JIS", "gb18030": "GB18030", "gbk": "GBK", "cp1250": "Windows-1250",
+             "cp1254": "Windows-1254", "latin-1": "ISO-8859-1", "iso-8859-1": "ISO-8859-1"}
+_FAMILY_LANGUAGES = {"jp": "ja", "cn": "zh"}
+
+
+def report_format_text(encoding: str | None, header_family: str | None) -> str | None:
+    """``Windows-1252 text, column names in English`` for a run's report, in plain words."""
+    if not encoding and not header_family:
+        return None
+    charset = _CHARSETS.get((encoding or "").lower(), (encoding or "?").upper())
+    if not header_family:
+        return _("%(charset)s text", charset=charset)
+    code = _FAMILY_LANGUAGES.get(header_family, header_family)
+    locale = current_locale()
+    language = None
+    if locale is not None:
+        language = locale.languages.get(code)
+    if language is None:
+        language = Locale("en").languages.get(code, header_family)
+    return _("%(charset)s text, column names in %(language)s", charset=charset,
+             language=language)

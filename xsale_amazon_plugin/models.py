@@ -45,9 +45,24 @@ class Status:
     HELD = "held"
     #: A held run the operator discarded (or a newer import / the expiry replaced).
     DISCARDED = "discarded"
+    #: Stopped by the operator (*Cancel import*); nothing of it was applied.
+    CANCELLED = "cancelled"
 
     ACTIVE = (QUEUED, REQUESTING, WAITING, PROCESSING)
-    ENDED = (SUCCEEDED, NO_DATA, FAILED, DISCARDED)
+    ENDED = (SUCCEEDED, NO_DATA, FAILED, DISCARDED, CANCELLED)
+
+
+class ReportMode:
+    """How a run gets its All Listings Report."""
+
+    #: Reuse a DONE report younger than REPORT_REUSE_WINDOW (never one a failed run used).
+    AUTO = "auto"
+    #: Always request a new report (e.g. *Run again* after a failure).
+    FRESH = "fresh"
+    #: Use the report the operator chose in the Import dialog (``reuse_report_id``).
+    REUSE = "reuse"
+
+    ALL = (AUTO, FRESH, REUSE)
 
 
 class Stage:
@@ -160,6 +175,13 @@ class AmazonIntegrationMixin:
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow,
                                                  onupdate=utcnow)
+
+    @declared_attr
+    def __table_args__(cls):
+        # One integration per seller, marketplace and account type: two would import the
+        # same offers twice and fight over them.
+        return (sa.UniqueConstraint("seller_id", "marketplace", "account_type",
+                                    name="uq_xsale_amazon_integration_account"),)
 
     @property
     def lwa_client_secret(self) -> str | None:
@@ -286,6 +308,11 @@ class ImportRunMixin:
     report_id: Mapped[str | None] = mapped_column(sa.String(100))
     report_document_id: Mapped[str | None] = mapped_column(sa.String(300))
     report_reused: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
+    #: See :class:`ReportMode`.
+    report_mode: Mapped[str] = mapped_column(sa.String(10), nullable=False,
+                                             default=ReportMode.AUTO)
+    #: With ``report_mode == "reuse"``: the report the operator chose.
+    reuse_report_id: Mapped[str | None] = mapped_column(sa.String(100))
     report_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     poll_count: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     next_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -13,9 +13,15 @@ from flask import flash, has_app_context, url_for
 from markupsafe import Markup, escape
 
 from ..babel import gettext as _
-from ..lifecycle import ImportAlreadyRunning, ImportRefused, start_import
+from ..lifecycle import (
+    CancelRefused,
+    ImportAlreadyRunning,
+    ImportRefused,
+    cancel_import,
+    start_import,
+)
 from ..messages import status_badge_class, status_label
-from ..models import int_in_range
+from ..models import ReportMode, int_in_range
 from ..proxies import current_amazon
 
 
@@ -38,7 +44,21 @@ def status_badge(status: str, href: str | None = None) -> Markup:
         status_badge_class(status), status_label(status))
 
 
-def start_import_from_view(integration_id: int, trigger: str = "ui") -> tuple[Any, Any]:
+def parse_report_choice(value: str | None) -> tuple[str, str | None]:
+    """The Import dialog's choice: ``fresh``, ``reuse:<report id>`` or nothing (``auto``)."""
+    value = (value or "").strip()
+    if value == ReportMode.FRESH:
+        return ReportMode.FRESH, None
+    if value.startswith("reuse:"):
+        report_id = value[len("reuse:"):].strip()
+        if report_id.isdigit() and len(report_id) <= 40:
+            return ReportMode.REUSE, report_id
+    return ReportMode.AUTO, None
+
+
+def start_import_from_view(integration_id: int, trigger: str = "ui", *,
+                           report_mode: str = ReportMode.AUTO,
+                           reuse_report_id: str | None = None) -> tuple[Any, Any]:
     """Start an import for an admin action; flash why not. Returns ``(run, error)``."""
     if int_in_range(integration_id) is None:  # beyond the id column: the database raises
         exc = LookupError(f"Amazon integration {integration_id} does not exist.")
@@ -46,7 +66,8 @@ def start_import_from_view(integration_id: int, trigger: str = "ui") -> tuple[An
         return None, exc
     try:
         run = start_import(integration_id, trigger=trigger,
-                           requested_by=current_amazon.current_user_name())
+                           requested_by=current_amazon.current_user_name(),
+                           report_mode=report_mode, reuse_report_id=reuse_report_id)
         return run, None
     except ImportAlreadyRunning as exc:
         flash(Markup('{} <a href="{}">{}</a>').format(
@@ -58,3 +79,15 @@ def start_import_from_view(integration_id: int, trigger: str = "ui") -> tuple[An
     except (ImportRefused, LookupError) as exc:
         flash(escape(str(exc)), "error")
         return None, exc
+
+
+def cancel_from_view(run_id: int) -> bool:
+    """Cancel an import run for an admin action; flash the outcome. True if cancelled."""
+    try:
+        cancel_import(run_id, cancelled_by=current_amazon.current_user_name())
+    except (CancelRefused, LookupError) as exc:
+        flash(escape(str(exc)), "warning")
+        return False
+    flash(_("Import cancelled. Nothing from it was applied; you can start a new import at "
+            "once."), "success")
+    return True

@@ -26,8 +26,11 @@
     var rows = String(data.rows_done || 0) + (data.rows_total ? " / " + data.rows_total : "");
     document.getElementById("xa-rows").textContent = rows;
     // Only a real estimate (while parsing); Amazon's preparation time cannot be predicted.
-    document.getElementById("xa-eta").textContent =
-      data.eta_seconds !== null && data.eta_seconds !== undefined ? fmt(data.eta_seconds) : "\u2014";
+    var eta = document.getElementById("xa-eta");
+    if (eta) {
+      eta.textContent =
+        data.eta_seconds !== null && data.eta_seconds !== undefined ? fmt(data.eta_seconds) : "\u2014";
+    }
     var bar = document.getElementById("xa-progress");
     var pct = data.percent !== null ? data.percent : 100;
     bar.style.width = pct + "%";
