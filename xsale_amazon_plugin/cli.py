@@ -239,7 +239,7 @@ def _wait(run_id: int, timeout: float) -> int:
         if not warned_no_worker and time.monotonic() > no_worker_check_at:
             no_worker_check_at = time.monotonic() + 30
             queue = current_amazon.queue
-            if not _workers_listening(queue):
+            if _workers_listening(queue) == 0:
                 click.echo(f"No worker is listening on queue {queue.name!r}: start "
                            "`flask xsale-amazon worker`.", err=True)
                 warned_no_worker = True
@@ -273,13 +273,6 @@ def discard_command(run_id: int) -> None:
     if not discard_run(run_id, "cli"):
         raise click.ClickException(f"Import run #{run_id} is not waiting for confirmation.")
     click.echo(f"Import run #{run_id} discarded; no offer was changed.")
-
-
-def _workers_listening(queue: Any) -> int:
-    try:
-        return len(Worker.all(queue=queue))
-    except Exception:  # Redis unreachable: cannot tell, do not warn
-        return 1
 
 
 @cli.command("worker")
