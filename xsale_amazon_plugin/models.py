@@ -160,7 +160,6 @@ class AmazonIntegrationMixin:
     """One Amazon marketplace + account type (FBA or FBM) of one seller."""
 
     __tablename__ = "xsale_amazon_integration"
-    __table_args__ = MYSQL_TABLE_OPTIONS
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(120), nullable=False)
@@ -179,9 +178,13 @@ class AmazonIntegrationMixin:
     @declared_attr
     def __table_args__(cls):
         # One integration per seller, marketplace and account type: two would import the
-        # same offers twice and fight over them.
-        return (sa.UniqueConstraint("seller_id", "marketplace", "account_type",
-                                    name="uq_xsale_amazon_integration_account"),)
+        # same offers twice and fight over them. (A fresh constraint per model class: the
+        # mixin serves every host db.)
+        return (
+            sa.UniqueConstraint("seller_id", "marketplace", "account_type",
+                                name="uq_xsale_amazon_integration_account"),
+            MYSQL_TABLE_OPTIONS,
+        )
 
     @property
     def lwa_client_secret(self) -> str | None:
