@@ -48,7 +48,8 @@ class Host:
         with self.app.app_context():
             integ = m.AmazonIntegration(
                 name=kwargs.pop("name", f"Amazon {marketplace} {account_type}"),
-                marketplace=marketplace, account_type=account_type, seller_id="A1SELLER",
+                marketplace=marketplace, account_type=account_type,
+                seller_id=kwargs.pop("seller_id", "A1SELLER"),
                 lwa_client_id=kwargs.pop("client_id", CLIENT_ID), **kwargs,
             )
             integ.lwa_client_secret = CLIENT_SECRET
