@@ -270,8 +270,10 @@ def failure_streak(integration_id: int) -> int:
     for outcome, status in session.execute(query).all():
         if outcome == SlotOutcome.NOT_STARTED or status == Status.FAILED:
             streak += 1
-        elif status is None or status in Status.ACTIVE:
-            continue  # run deleted or still going: neither a failure nor a success
+        elif status is None or status in (*Status.ACTIVE, Status.HELD, Status.DISCARDED):
+            # Run deleted, still going, or held for (or dropped without) an operator's
+            # confirmation of a mass removal: neither a failure nor a success.
+            continue
         else:
             break
     return streak
