@@ -370,3 +370,16 @@ def test_daily_schedule_in_the_configured_time_zone(de_host):
     assert local.utcoffset() == WARSAW.utcoffset(local.replace(tzinfo=None))
     with pytest.raises(SettingsError, match="XSALE_AMAZON_TIMEZONE"):
         host.configure(timezone="Mars/Olympus")
+
+
+def test_every_plugin_page_template_carries_the_alert_banner():
+    from pathlib import Path
+
+    import xsale_amazon_plugin
+
+    folder = Path(xsale_amazon_plugin.__file__).parent / "templates" / "xsale_amazon" / "admin"
+    pages = [p for p in folder.glob("*.html")
+             if not p.name.startswith("_") and "{% extends 'admin/" in p.read_text()]
+    assert len(pages) >= 8
+    missing = [p.name for p in pages if "_alerts_banner.html" not in p.read_text()]
+    assert missing == [], f"add the messages block with _alerts_banner.html to {missing}"
