@@ -347,3 +347,42 @@ def test_cli_import_wait_exits_nonzero_when_held_and_allow_removal_applies(
     assert up_front.returncode == 0, up_front.stdout + up_front.stderr
     assert "removed 180" in up_front.stdout
     engine.dispose()
+
+
+def test_scheduled_slots_hold_never_confirm_and_do_not_pause_the_schedule(
+        amazon_host: Any, amazon: Any) -> None:
+    """Through the real schedule (sync_tick): every scheduled run of a report that removes
+    most offers is held; the next slot supersedes it; none confirms itself, and held runs are
+    not failures, so the schedule is not paused."""
+    from datetime import UTC, datetime, timedelta
+
+    from xsale_amazon_plugin.scheduling import failure_streak, get_schedule, set_schedule
+    from xsale_amazon_plugin.sync_tick import sync_tick
+
+    host = amazon_host
+    rows = list(demo_listings(40, seed=9, marketplace="DE"))
+    publish(amazon, "DE", rows)
+    integ = host.add_integration("DE", "FBM")
+    assert run_import(host, integ).status == "succeeded"
+    before = snapshot(host)
+    publish(amazon, "DE", rows[:5])
+    t0 = datetime.now(UTC).replace(second=0, microsecond=0)
+    with host.app.app_context():
+        set_schedule(integ, "every", now=t0, every_minutes=1)
+    held: list[int] = []
+    for n in range(1, 5):
+        with host.app.app_context():
+            try:
+                (slot,) = sync_tick(t0 + timedelta(minutes=n, seconds=2))
+            finally:
+                host.db.session.remove()
+        run = drain(host, slot.run_id)
+        assert (run.status, run.trigger) == ("held", "schedule")
+        held.append(run.id)
+        drain(host, None)  # more worker rounds: still held
+        assert _run(host, run.id).status == "held"
+    assert [_run(host, i).status for i in held] == ["discarded"] * 3 + ["held"]
+    assert all(_run(host, i).error_params["reason"] == "superseded" for i in held[:3])
+    with host.app.app_context():
+        assert failure_streak(integ) == 0 and get_schedule(integ).paused_at is None
+    assert snapshot(host) == before
