@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 import pytest
+from flask import url_for
 from flask_admin.contrib.sqla import filters as sqla_filters
 from flask_admin.model import filters as base_filters
 
@@ -52,8 +53,12 @@ def workspace(host: Any) -> dict[str, Any]:
 
 
 def _views(host: Any) -> dict[str, Any]:
+    """Every list view of the plugin (Flask-Admin model views with the plugin's prefix)."""
+    from flask_admin.model import BaseModelView
+
     admin = host.app.extensions["admin"][0]
-    return {v.endpoint: v for v in admin._views if v.endpoint in LISTS}
+    return {v.endpoint: v for v in admin._views
+            if v.endpoint.startswith("xsale_amazon_") and isinstance(v, BaseModelView)}
 
 
 def _value_for(flt: Any, options: list[tuple[Any, Any]] | None, workspace: dict[str, Any]) -> str:
@@ -84,10 +89,15 @@ def _rows(page: str) -> list[str]:
 def test_every_filter_of_every_list_view_answers(host: Any, workspace: dict[str, Any]) -> None:
     client = host.app.test_client()
     views = _views(host)
-    assert set(views) == set(LISTS)
+    assert set(LISTS) <= set(views)
+    with host.app.test_request_context():
+        urls = {endpoint: url_for(f"{endpoint}.index_view") for endpoint in views}
+    assert {e: urls[e] for e in LISTS} == LISTS
     tried = 0
-    for endpoint, url in LISTS.items():
+    for endpoint, url in urls.items():
         view = views[endpoint]
+        if not view.column_filters:
+            continue
         assert client.get(url).status_code == 200
         # Filters build their option lists per request (integrations change).
         with host.app.test_request_context(url):
