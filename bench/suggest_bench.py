@@ -194,7 +194,7 @@ def scale(base: str, keep: bool, n_products: int, n_offers: int, samples: int) -
     figures: dict[str, Any] = {"products": len(products), "offers": n_offers,
                                "generate_s": gen_s}
     with Schema(base, keep) as url:
-        host = make_host(url, config={"XSALE_AMAZON_SUGGEST_BATCH_SIZE": 250})
+        host = make_host(url)
         t0 = time.perf_counter()
         integration = load(host, products, offers[:n_offers])
         sample_integration = load_offers_only(host, offers[n_offers:])

@@ -100,7 +100,7 @@ class Settings:
     #: ignored when comparing an offer's SKU with product codes ("-FBA", "/B", "AMZ-", ...).
     suggest_sku_affixes: tuple[str, ...] = DEFAULT_SKU_AFFIXES
     #: Mapping assistant: offers scored per batch (one set of queries per batch).
-    suggest_batch_size: int = 250
+    suggest_batch_size: int = 500
     #: IANA time zone of "daily at HH:MM" schedules and of the times the schedule shows;
     #: ``None`` uses the host's ``BABEL_DEFAULT_TIMEZONE`` (UTC when unset).
     timezone: str | None = None

@@ -56,7 +56,7 @@ RETRIEVAL_TERMS = 8
 #: A term drives retrieval only while it is in at most this many products
 #: (``max(MIN_TERM_DF, min(MAX_TERM_DF, N * COMMON_TERM_SHARE))``); it still counts in scoring.
 MIN_TERM_DF = 200
-MAX_TERM_DF = 1000
+MAX_TERM_DF = 400
 COMMON_TERM_SHARE = 0.002
 #: Below this score a product is not suggested at all.
 MIN_SCORE = 0.30
