@@ -230,7 +230,6 @@ class IntegrationView(ScheduleViewMixin, PluginModelView):
         ):
             text = _("•••••••• stored — leave blank to keep it") if stored else _("not set")
             form[field].render_kw = dict(form[field].render_kw or {}, placeholder=text)
-            form[field].description = _("stored") if stored else _("not set")
 
     def render(self, template: str, **kwargs: Any) -> str:
         model = kwargs.get("model")
