@@ -70,3 +70,14 @@ def test_sample_app_runs_an_import_without_services(tmp_path):
     # The in-process scheduler took its lock on every round and said so at INFO.
     assert "Acquired scheduler lock" not in output, output[-2000:]
     assert " 404 " not in output, "no 404 (e.g. favicon) while using the demo"
+
+
+def test_readme_commands_work_without_an_activated_venv():
+    """Commands in README code blocks name the venv's executables (`.venv/bin/…`): a bare
+    `flask …` or `python -m …` fails for a reader who did not activate the venv."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        text = fh.read()
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
+    bare = [line for block in blocks for line in block.splitlines()
+            if re.match(r"\s*(flask|python|pytest|pip|mypy|ruff)\b", line)]
+    assert bare == [], bare
