@@ -74,7 +74,7 @@ def test_two_workers_one_run_per_slot_skips_pauses_and_one_catch_up(cli_env, emu
             "SELECT 'Amazon IT', 'IT', account_type, seller_id, lwa_client_id, "
             "lwa_client_secret, refresh_token, active, created_at, updated_at "
             "FROM xsale_amazon_integration WHERE id = 1"))
-    busy_run = flask(env, "xsale-amazon", "import", "4")
+    busy_run = flask(env, "xsale-amazon", "import", "4", "--queue-only")  # workers start below
     assert busy_run.returncode == 0, busy_run.stderr
 
     down_env, down_schema, admin_engine, down_engine = _env(env, emulator)
