@@ -290,3 +290,32 @@ def test_suggestions_view_access_csrf_and_polish(db_url, redis_conn):
         host.db.session.remove()
         for engine in host.db.engines.values():
             engine.dispose()
+
+
+@pytest.mark.parametrize("pk", ["uuid", "str"])
+def test_any_product_primary_key(db_url, redis_conn, pk):
+    """UUID and string primary keys: keys in the JSON are the pk as a string, accepting links
+    the right product, deleting a product removes it from the index."""
+    from .hostapp import make_host
+
+    host = make_host(db_url, pk=pk, table="towar")
+    integ = host.add_integration()
+    products = host.add_products(PRODUCTS)
+    add_offers(host, integ, [{"seller_sku": "TN-2010-FBA", "name": "Toner"}])
+    lines = [json.loads(x) for x in _cli(host, integ, "--json").output.splitlines()]
+    assert lines[0]["suggestions"][0]["product_id"] == str(products[1])
+    assert _cli(host, integ, "--accept", "high").output.strip() == "linked 1"
+    assert list(links(host).values()) == [(products[1], "suggestion")]
+    with host.app.app_context():
+        host.db.session.execute(sa.delete(host.Product).where(host.Product.id == products[0]))
+        host.db.session.commit()
+        from xsale_amazon_plugin.suggest_index import suggest_tables
+        from xsale_amazon_plugin.suggestions import refresh_index
+
+        refresh_index()
+        t = suggest_tables(host.models)
+        keys = set(host.db.session.execute(sa.select(t.product.c.product_key)).scalars())
+        assert str(products[0]) not in keys and len(keys) == len(PRODUCTS) - 1
+        host.db.session.remove()
+        for engine in host.db.engines.values():
+            engine.dispose()
