@@ -369,3 +369,30 @@ def test_autolink_run_whose_worker_died_says_so(host: Any, shop: dict[str, Any])
     assert (status["active"], status["percent"], status["linked"]) == (True, 33, 4)
     assert client.get(f"{OFFERS}autolink/{2**40}/").status_code == 404
     assert client.get("/xsale-amazon/autolink/999999.json").status_code == 404
+
+
+def test_autolink_with_hostile_scopes_never_fails(host: Any, shop: dict[str, Any]) -> None:
+    """Forged scope documents and id lists: no 500, no auto-link outside what they can mean."""
+    client = host.app.test_client()
+    token = _token(client.get(OFFERS).get_data(as_text=True))
+    scopes = [
+        "not json", "[]", "5", '{"filters": 5}', '{"filters": [[1, 2, 3], "x", null]}',
+        '{"filters": [["status", "\\u0000Active"]]}', '{"filters": [["integration", "1e99"]]}',
+        json.dumps({"search": "a " * 5000}), json.dumps({"search": "%_\\\\" * 300}),
+        json.dumps({"filters": [["integration", str(i)] for i in range(500)]}),
+        json.dumps({"view": "<script>", "filters": [["ambiguous", "nope"]]}),
+    ]
+    for scope in scopes:
+        response = client.post(OFFERS + "autolink/", data={
+            "csrf_token": token, "by": "sku", "target": "filter", "scope": scope})
+        assert response.status_code == 302, scope[:80]
+    many = [str(i) for i in range(60_000)] + ["x", "-1", str(2**70)]
+    response = client.post(OFFERS + "autolink/", data={
+        "csrf_token": token, "by": "ean", "target": "selected", "offer_id": many})
+    assert response.status_code == 302
+    for bad in ({"by": "nope"}, {"by": "sku", "target": "integration", "integration_id": "x"},
+                {"by": "sku", "target": "selected"}):
+        response = client.post(OFFERS + "autolink/", data={"csrf_token": token, **bad},
+                               follow_redirects=True)
+        assert response.status_code == 200
+        assert "alert-danger" in response.get_data(as_text=True), bad

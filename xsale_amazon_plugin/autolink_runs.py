@@ -24,6 +24,8 @@ from .offer_scope import AUTOLINK_KEYS, OfferScope, count_offers
 from .proxies import current_amazon
 
 JOB_FUNC = "xsale_amazon_plugin.autolink_runs.run_autolink_job"
+#: Offer ids one request may name (bound parameters stay far below every database's limit).
+MAX_OFFER_IDS = 10_000
 #: Upper bound of windows one job processes (1M offers / 10k = 100; this is far above).
 MAX_WINDOWS = 100_000
 
@@ -58,8 +60,9 @@ class AutoLinkRequest:
 
     @classmethod
     def for_offers(cls, ids: Any) -> AutoLinkRequest:
+        """Ticked offers (at most :data:`MAX_OFFER_IDS`; a list page holds at most 500)."""
         numbers = []
-        for value in ids:
+        for value in list(ids)[:MAX_OFFER_IDS]:
             try:
                 number = int(value)
             except (TypeError, ValueError):

@@ -23,6 +23,13 @@ FIELDS = ("integration", "marketplace", "account_type", "status", "removed", "am
 #: Offer product-id types that hold a GTIN comparable with the host's EAN.
 GTIN_TYPES = ("EAN", "UPC", "JAN", "GTIN", "ISBN")
 AUTOLINK_KEYS = ("sku", "ean", "asin")
+#: Search limits (the offers list applies the same): every term adds a level to the SQL
+#: expression tree (SQLite refuses trees deeper than 1000); PostgreSQL text cannot hold NUL.
+MAX_SEARCH_LENGTH = 500
+MAX_SEARCH_TERMS = 20
+#: Filters of one scope and the length of one filter value.
+MAX_FILTERS = 20
+MAX_FILTER_VALUE = 200
 
 
 @dataclass(frozen=True)
@@ -38,19 +45,18 @@ class OfferScope:
                 "search": self.search}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any] | None) -> OfferScope:
-        data = data or {}
+    def from_json(cls, data: Any) -> OfferScope:
+        """The scope of a JSON document (from a form or a run record), whatever it holds:
+        unknown fields and malformed entries are dropped, the search is cut like the list's."""
+        data = data if isinstance(data, dict) else {}
         view = str(data.get("view")) if data.get("view") in MAPPING_VIEWS else "all"
+        raw = data.get("filters")
         filters = tuple(
-            (str(f[0]), str(f[1])) for f in data.get("filters") or ()
-            if len(f) == 2 and f[0] in FIELDS
+            (str(f[0]), _clean(f[1])[:MAX_FILTER_VALUE])
+            for f in (raw if isinstance(raw, list) else [])[:MAX_FILTERS]
+            if isinstance(f, (list, tuple)) and len(f) == 2 and f[0] in FIELDS
         )
-        return cls(view=view, filters=filters, search=str(data.get("search") or ""))
-
-    def integration_id(self) -> int | None:
-        """The integration the scope is limited to, when one filter names exactly one."""
-        ids = {value for name, value in self.filters if name == "integration"}
-        return _int(next(iter(ids))) if len(ids) == 1 else None
+        return cls(view=view, filters=filters, search=clean_search(data.get("search")))
 
     def criteria(self) -> list[Any]:
         """SQL conditions on the offer table selecting the offers of this scope."""
@@ -58,6 +64,16 @@ class OfferScope:
         out += [filter_criterion(name, value) for name, value in self.filters]
         out += search_criteria(self.search)
         return [c for c in out if c is not None]
+
+
+def _clean(value: Any) -> str:
+    return str(value if value is not None else "").replace("\x00", "")
+
+
+def clean_search(search: Any) -> str:
+    """A search cut to the first :data:`MAX_SEARCH_TERMS` terms of its first characters."""
+    terms = _clean(search)[:MAX_SEARCH_LENGTH].split()
+    return " ".join(terms[:MAX_SEARCH_TERMS])
 
 
 def _int(value: Any) -> int | None:

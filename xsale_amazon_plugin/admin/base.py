@@ -15,14 +15,12 @@ from flask_admin.model.filters import BaseIntFilter, BaseIntListFilter
 
 from ..babel import gettext as _
 from ..models import int_in_range
+from ..offer_scope import clean_search
 from ..proxies import current_amazon
 
-#: Query-string limits of the list views. Every search term adds one level to the SQL
-#: expression tree (SQLite refuses trees deeper than 1000), a page number beyond what an
-#: OFFSET can hold fails on the database and PostgreSQL text cannot hold NUL, so hostile or
-#: mistyped URLs answered 500.
-MAX_SEARCH_LENGTH = 500
-MAX_SEARCH_TERMS = 20
+#: Query-string limits of the list views (search limits: see offer_scope.clean_search). A page
+#: number beyond what an OFFSET can hold fails on the database, so hostile or mistyped URLs
+#: answered 500.
 MAX_PAGE = 1_000_000
 
 
@@ -123,6 +121,5 @@ class PluginModelView(ModelView):
         args.page = min(max(args.page or 0, 0), MAX_PAGE)
         if args.search:
             # Longer searches are cut to their first terms (no real search needs more).
-            terms = args.search.replace("\x00", "")[:MAX_SEARCH_LENGTH].split()
-            args.search = " ".join(terms[:MAX_SEARCH_TERMS])
+            args.search = clean_search(args.search)
         return args
