@@ -34,7 +34,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from flask import Flask
@@ -46,6 +45,7 @@ from rq.worker import BaseWorker
 
 from .lifecycle import recover_stale_runs
 from .proxies import current_amazon
+from .timeutil import as_utc, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def _break_lock_of_silent_scheduler(connection: Any, queue_name: str, own_name: 
     except SchedulerNotFound:
         last_beat = None
     if last_beat is not None:
-        silent_for = (datetime.now(timezone.utc) - _as_utc(last_beat)).total_seconds()
+        silent_for = (utcnow() - as_utc(last_beat)).total_seconds()
         if silent_for < SCHEDULER_SILENT_AFTER:
             return False
     if release_lock(connection, key, holder):
@@ -209,10 +209,6 @@ def _break_lock_of_silent_scheduler(connection: Any, queue_name: str, own_name: 
                     "the scheduler over", holder, queue_name, _RQ_SCHEDULER_LOCK_TTL - ttl)
         return True
     return False
-
-
-def _as_utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 class PluginWorker(_PluginMaintenance, Worker):
