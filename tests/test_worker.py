@@ -299,8 +299,10 @@ def test_step_of_a_killed_worker_ends_within_two_heartbeat_timeouts(
 
 
 def test_import_wait_without_any_worker_says_what_to_start(crash_env: dict[str, str]) -> None:
-    """Without a worker nothing advances or ends a run; --wait must not wait in silence."""
-    out = flask(crash_env, "xsale-amazon", "import", "1", "--wait", "--timeout", "8")
+    """Without a worker nothing advances or ends a run; --wait must not wait in silence (the
+    start itself refuses without a worker unless --queue-only)."""
+    out = flask(crash_env, "xsale-amazon", "import", "1", "--queue-only", "--wait",
+                "--timeout", "8")
     assert out.returncode == 2, out.stdout + out.stderr
     assert "No worker is listening on queue" in out.stderr
     assert "flask xsale-amazon worker" in out.stderr
