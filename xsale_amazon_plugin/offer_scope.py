@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from .dialects import is_mysql
 from .models import int_in_range
 from .proxies import current_amazon
 
@@ -88,6 +89,15 @@ def has_link() -> Any:
 
 def view_criterion(view: str) -> Any:
     if view == "unlinked":
+        if is_mysql(current_amazon.db.engine):
+            # MariaDB turns NOT EXISTS into an anti-join against the whole link table,
+            # materialized for every page (2.3 s per query at 700k links); a correlated count
+            # stays an index lookup per offer read in id order (0.1 s).
+            m = current_amazon.models
+            link = m.OfferProductLink
+            linked = (sa.select(sa.func.count()).where(link.offer_id == m.AmazonOffer.id)
+                      .scalar_subquery())
+            return linked == 0
         return ~has_link()
     if view == "linked":
         return has_link()
@@ -135,7 +145,11 @@ def filter_criterion(name: str, value: str) -> Any:
         return offer.integration_id == number if number is not None else sa.false()
     if name in ("marketplace", "account_type"):
         column = integ.marketplace if name == "marketplace" else integ.account_type
-        return offer.integration_id.in_(sa.select(integ.id).where(column == value))
+        # The few integration ids as literals: given a subquery, MariaDB drives the join from
+        # the integration table and sorts every matching offer for the page (8.6 s at 1M).
+        ids = current_amazon.db.session.execute(
+            sa.select(integ.id).where(column == value)).scalars().all()
+        return offer.integration_id.in_(ids)
     if name == "status":
         return offer.status == value
     if name == "removed":
