@@ -182,7 +182,8 @@ def _summary(run: Any) -> int:
     counts = info["counts"]
     click.echo(
         "created {created}, updated {updated}, unchanged {unchanged}, removed {removed}, "
-        "skipped {skipped}, invalid {invalid}, duplicate {duplicate}".format(**counts)
+        "skipped {skipped}, invalid {invalid} (kept {kept}), duplicate {duplicate}"
+        .format(**counts)
     )
     if info["status"] == "failed":
         click.echo(f"Import failed: {info['error']}", err=True)
