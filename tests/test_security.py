@@ -35,6 +35,9 @@ PLUGIN_TABLES = (
     "xsale_amazon_import_run",
     "xsale_amazon_schedule",
     "xsale_amazon_schedule_slot",
+    "xsale_amazon_autolink_run",
+    "xsale_amazon_suggestion",
+    "xsale_amazon_suggestion_rejection",
 )
 #: The blueprint's CSS/JS assets carry no data and are served to anyone, like the host's own.
 PUBLIC_ENDPOINTS = {"xsale_amazon.static"}
@@ -128,7 +131,8 @@ def build_url(host: Host, rule: Any, ids: dict[str, Any], **query: Any) -> str:
     values: dict[str, Any] = {}
     for arg in rule.arguments:
         values[arg] = {"integration_id": ids["b"], "run_id": ids["run"],
-                       "export_type": "csv", "filename": "js/offers.js"}[arg]
+                       "export_type": "csv", "filename": "js/offers.js",
+                       "offer_id": ids["offers"][0], "job_id": "no-such-job"}[arg]
     name = rule.endpoint.rsplit(".", 1)[1]
     if name in ("edit_view", "details_view"):
         values["id"] = view_id(rule.endpoint, ids)
@@ -201,6 +205,19 @@ POST_PAYLOADS: dict[str, Callable[[dict[str, Any]], list[dict[str, Any]]]] = {
     "xsale_amazon_run.confirm_view": lambda ids: [{}],
     "xsale_amazon_run.discard_view": lambda ids: [{}],
     "xsale_amazon_run.cancel_view": lambda ids: [{}],
+    "xsale_amazon_suggestions.decide": lambda ids: [
+        {"action": "accept", "offer_id": str(ids["offers"][2]),
+         "product_key": str(ids["products"][0])},
+        {"action": "reject", "offer_id": str(ids["offers"][2]),
+         "product_key": str(ids["products"][1])},
+        {"action": "no_match", "offer_id": str(ids["offers"][2])}],
+    "xsale_amazon_suggestions.accept_high_view": lambda ids: [
+        {"integration": str(ids["a"]), "offer_id": [str(o) for o in ids["offers"]]}],
+    "xsale_amazon_mapping_csv.preview": lambda ids: [
+        {"by": "sku", "integration": str(ids["a"]), "overwrite": "1"}],
+    "xsale_amazon_mapping_csv.apply": lambda ids: [
+        {"by": "sku", "integration": str(ids["a"]), "overwrite": "1", "digest": "",
+         "text": "seller_sku,product\nSKU-2,P-2\n"}],
 }
 #: The endpoints whose payload changes state with a valid token, in an order where each one
 #: still has something to change (rerun before the import of B; deletes of distinct rows).
@@ -217,6 +234,7 @@ EFFECTIVE = (
     "xsale_amazon_integration.action_view",
     "xsale_amazon_run.rerun_view",
     "xsale_amazon_integration.import_view",
+    "xsale_amazon_suggestions.decide",
 )
 
 
@@ -228,11 +246,14 @@ def expected_refusal(host: Host, endpoint: str) -> str:
     view = views[view_endpoint]
     if name == "ajax_update" and not view.column_editable_list:
         return "404"
-    if {"create_view": view.can_create, "edit_view": view.can_edit,
-            "delete_view": view.can_delete}.get(name, True) is False:
+    if {"create_view": getattr(view, "can_create", True),
+            "edit_view": getattr(view, "can_edit", True),
+            "delete_view": getattr(view, "can_delete", True)}.get(name, True) is False:
         return "no-permission"
     if name in ("create_view", "edit_view"):
         return "rerender"
+    if endpoint == "xsale_amazon_suggestions.decide":  # answers the page's script in JSON
+        return "json-400"
     return "expired"
 
 
@@ -287,6 +308,9 @@ def test_csrf_enforced_on_every_state_changing_request(csrf_host):
                             where, messages)
                     elif expect == "404":
                         assert response.status_code == 404, where
+                    elif expect == "json-400":
+                        assert response.status_code == 400, where
+                        assert FORM_EXPIRED in response.get_json()["error"], where
                     else:  # the view cannot create/edit/delete at all
                         assert response.status_code == 302, where
                 checked += 1

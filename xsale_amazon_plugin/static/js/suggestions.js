@@ -69,7 +69,7 @@
   function render() {
     var item = items[index];
     var list = el("xa-suggest-list");
-    list.innerHTML = "";
+    list.textContent = "";
     if (!item) {
       el("xa-suggest-position").textContent = "";
       ["xa-suggest-offer-title", "xa-suggest-offer-sku", "xa-suggest-offer-asin", "xa-suggest-offer-ean"]
