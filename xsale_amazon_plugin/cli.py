@@ -148,7 +148,9 @@ def _run_inline(run_id: int, timeout: float) -> int:
         scheduler.enqueue_scheduled_jobs()
         scheduler.release_locks()
         worker.work(burst=True, logging_level="WARNING")
-        session.expire_all()
+        # A new transaction per poll (see _wait): InnoDB's REPEATABLE READ snapshot would
+        # otherwise show the run as it was before the worker ran its steps.
+        session.rollback()
         run = session.get(current_amazon.models.ImportRun, run_id)
         last = _echo_progress(run, last)
         if not run.is_active:
@@ -157,7 +159,7 @@ def _run_inline(run_id: int, timeout: float) -> int:
             try:
                 cancel_import(run_id, cancelled_by="cli")
             except CancelRefused:
-                session.expire_all()
+                session.rollback()
                 return _summary(session.get(current_amazon.models.ImportRun, run_id))
             click.echo("Timed out; the import was cancelled and nothing from it was applied.",
                        err=True)
