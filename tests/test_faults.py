@@ -880,7 +880,8 @@ def test_database_connection_dropped_mid_import(lab_factory: Callable[..., Fault
         assert terminated >= 1
     run = _settle(lab, run_id)
     outcome = _assert_all_or_nothing(lab, run)
-    assert outcome in ("failed/database", "failed/worker_died", "succeeded"), outcome
+    assert outcome in ("failed/database", "failed/worker_died", "succeeded"), (
+        outcome, run["error_message"])
     if run["status"] == "failed":
         assert "Nothing from this run was applied" in run["error_message"] or \
             "stopped before it finished" in run["error_message"]

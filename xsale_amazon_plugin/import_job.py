@@ -87,6 +87,11 @@ def import_step(run_id: int) -> str:
         _fail_safely(run_id, "queue_unavailable", f"{type(exc).__name__}: {exc}")
         return "failed"
     except Exception as exc:
+        # The driver's own errors reach here from raw cursors (COPY, MySQL staging batches).
+        if isinstance(exc, ext.db.engine.dialect.loaded_dbapi.Error):
+            session.rollback()
+            _fail_safely(run_id, "database", str(exc))
+            return "failed"
         log.exception("Import run %s failed unexpectedly", run_id)
         session.rollback()
         _fail_safely(run_id, "internal", f"{type(exc).__name__}: {exc}")

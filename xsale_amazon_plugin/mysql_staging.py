@@ -11,7 +11,7 @@ few values that need escaping escaped the way the session's ``sql_mode`` reads t
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -126,13 +126,28 @@ class MysqlInsertBatches:
             self._send(statement)
 
     def _send(self, tuples: list[str]) -> None:
-        # No parameters: the driver sends the text as is (no %-formatting).
-        self.cursor.execute(self.head + ",".join(tuples))
+        # No parameters: the driver sends the text as is (no %-formatting). Its errors (e.g.
+        # a dropped connection) become SQLAlchemy's, like those of every other statement.
+        with self._database_errors():
+            self.cursor.execute(self.head + ",".join(tuples))
+
+    @contextmanager
+    def _database_errors(self) -> Iterator[None]:
+        """The driver's errors (e.g. a dropped connection, also when the raw cursor closes)
+        as SQLAlchemy's, like those of every other statement of the import."""
+        dbapi = self.engine.dialect.loaded_dbapi
+        try:
+            yield
+        except dbapi.Error as exc:
+            raise sa.exc.DBAPIError.instance(
+                self.head + "...", None, exc, dbapi.Error,
+                dialect=self.engine.dialect) from exc
 
     def commit(self) -> None:
         if self._open is not None:
             stack, self._open = self._open, None
-            stack.close()
+            with self._database_errors():
+                stack.close()
 
     def __enter__(self) -> MysqlInsertBatches:
         return self
@@ -140,4 +155,5 @@ class MysqlInsertBatches:
     def __exit__(self, *exc: Any) -> None:
         if self._open is not None:  # an error mid-batch: roll back
             stack, self._open = self._open, None
-            stack.__exit__(*exc)
+            with self._database_errors():
+                stack.__exit__(*exc)
