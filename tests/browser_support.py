@@ -139,7 +139,7 @@ def seed_emulator(emulator_url: str) -> None:
 @contextlib.contextmanager
 def running_stack(log_dir: str = os.path.join(ARTIFACTS, "logs"),
                   extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
-    """Fresh PG schema + flushed Redis db + emulator + sample app + worker; all torn down.
+    """Fresh PG schema + own RQ queue + emulator + sample app + worker; all torn down.
 
     ``extra_env`` adds or overrides environment variables (app configuration) of the stack."""
     import sqlalchemy as sa
@@ -147,8 +147,9 @@ def running_stack(log_dir: str = os.path.join(ARTIFACTS, "logs"),
 
     schema = "xa_browser_" + uuid.uuid4().hex[:8]
     engine = sa.create_engine(PG_BASE)
+    # No FLUSHDB: the stack's queue name is its own, and tests in other processes share this
+    # Redis database.
     redis = Redis.from_url(REDIS_URL)
-    redis.flushdb()
     with engine.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     app_port, emu_port = free_port(), free_port()
@@ -189,5 +190,4 @@ def running_stack(log_dir: str = os.path.join(ARTIFACTS, "logs"),
         with engine.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         engine.dispose()
-        redis.flushdb()
         redis.close()
