@@ -223,16 +223,8 @@ def _wait(run_id: int, timeout: float) -> int:
         # reading the snapshot of its first poll and never see the worker's progress.
         session.rollback()
         run = session.get(current_amazon.models.ImportRun, run_id)
-        info = run_progress(run)
-        line = f"[{info['status_label']}] {info['stage_label']}"
-        if info["rows_total"]:
-            line += f" {info['rows_done']}/{info['rows_total']} ({info['percent']}%)"
-        elif info["rows_done"]:
-            line += f" {info['rows_done']} rows"
-        if line != last:
-            click.echo(line)
-            last = line
-        if not info["active"]:
+        last = _echo_progress(run, last)
+        if not run.is_active:
             break
         if time.monotonic() > deadline:
             click.echo("Timed out waiting; the import goes on in the background.", err=True)
