@@ -10,7 +10,14 @@ from __future__ import annotations
 from .admin import make_views
 from .autolink_runs import AutoLinkRequest, AutoLinkUnavailable, start_autolink
 from .extension import XsaleAmazon
-from .lifecycle import ImportAlreadyRunning, ImportNotPossible, ImportRefused, start_import
+from .lifecycle import (
+    CancelRefused,
+    ImportAlreadyRunning,
+    ImportNotPossible,
+    ImportRefused,
+    cancel_import,
+    start_import,
+)
 from .linking import AutoLinkResult, autolink, link_offers, unlink_offers
 from .models import Models, make_models
 from .offer_scope import OfferScope
@@ -28,6 +35,8 @@ from .worker import make_worker, register_periodic
 
 __version__ = "0.2.0.dev0"
 __all__ = [
+    "CancelRefused",
+    "cancel_import",
     "AutoLinkRequest",
     "AutoLinkResult",
     "AutoLinkUnavailable",
