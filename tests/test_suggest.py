@@ -116,6 +116,95 @@ def test_engine_ranks_by_keys_models_and_variants(host, shop):
     assert all(s["confidence"] != "high" for s in hose)
 
 
+def test_title_features_numbers_and_code_parts():
+    f = title_features("Microsoft Excel 2004 (Mac), 2nd edition, 12 feet, 42-inches")
+    assert f.numbers == {"2004", "2"}  # units are variants, not numbers
+    assert f.variants["ft"] == {"12ft"} and f.variants["in"] == {"42in"}
+    # a code's code-like parts name the model too; a spaced code gives its number part
+    assert {"sght249", "t249"} <= title_features("Samsung SGH-T249 phone").models
+    assert {"n1183px", "1183px"} <= title_features("Trommel Kasol N 1183PX").models
+
+
+CONTRAST_PRODUCTS = [
+    {"sku": "WOF-1", "ean": None, "name": "Wheel of Fortune"},
+    {"sku": "WOF-2", "ean": None, "name": "Wheel of Fortune Deluxe Edition"},
+    {"sku": "XL-04", "ean": None, "name": "Microsoft Excel 2004 Mac"},
+    {"sku": "XL-07", "ean": None, "name": "Microsoft Excel 2007 PC"},
+    {"sku": "CAM-1", "ean": None, "name": "Samsung EC-ST65 digital camera indigo blue"},
+    {"sku": "CAM-2", "ean": None, "name": "Samsung EC-ST30 digital camera indigo blue"},
+    {"sku": "SB-1", "ean": None, "name": "Adobe Soundbooth CS3"},
+    {"sku": "SB-2", "ean": None, "name": "Adobe Soundbooth CS3 audio editing software"},
+    {"sku": "RAM-1", "ean": None, "name": "Kingston 2 GB DDR2 240-pin server memory KTH-MLG4"},
+    {"sku": "RAM-2", "ean": None, "name": "Kingston 2 GB DDR2 240-pin memory KTH-XW4300"},
+    {"sku": "RAM-3", "ean": None, "name": "Kingston 1 GB DDR2 240-pin memory KTH-XW4400"},
+]
+
+
+@pytest.fixture
+def contrast_shop(host):
+    integ = host.add_integration("DE", "FBM")
+    products = host.add_products(CONTRAST_PRODUCTS)
+    offers = add_offers(host, integ, [
+        {"seller_sku": "C1", "name": "Wheel of Fortune Deluxe"},
+        {"seller_sku": "C2", "name": "Microsoft Excel 2004 (Mac)"},
+        {"seller_sku": "C3", "name": "Microsoft Excel 2007"},
+        {"seller_sku": "C4", "name": "Samsung EC-ST65ZZBPU indigo blue 14.2 MP camera"},
+        {"seller_sku": "C5", "name": "Adobe Soundbooth CS3"},
+        {"seller_sku": "C6", "name": "Kingston KTH-MLG4 2GB DDR2 240-pin SDRAM module"},
+    ])
+    return {"products": products, "offers": offers}
+
+
+def test_engine_tells_editions_versions_and_extended_codes_apart(host, contrast_shop):
+    p, o = contrast_shop["products"], contrast_shop["offers"]
+    best = {i: _suggest(host, o[i]) for i in range(len(o))}
+    # "Deluxe" is a word another candidate has: the candidate without it loses, although
+    # all of its own name is in the offer
+    assert best[0][0]["product_key"] == str(p[1])
+    # versions are numbers that must agree; the other version says why it ranks lower
+    assert best[1][0]["product_key"] == str(p[2])
+    assert best[2][0]["product_key"] == str(p[3])
+    other = next(s for s in best[1] if s["product_key"] == str(p[3]))
+    assert {"code": "number_differs", "value": "2007", "offer_value": "2004"} in other["reasons"]
+    # EC-ST65ZZBPU extends EC-ST65 (same model, a colour/region suffix), not EC-ST30
+    assert best[3][0]["product_key"] == str(p[4])
+    assert {"code": "model", "value": "EC-ST65"} in best[3][0]["reasons"]
+    # a rare code decides; DDR2 and 240-PIN are in every memory module and decide nothing
+    assert best[5][0]["product_key"] == str(p[8])
+    assert {"code": "model", "value": "KTH-MLG4"} in best[5][0]["reasons"]
+
+
+def test_high_band_never_guesses_between_rivals(host, contrast_shop):
+    """Two products have every word of the offer: however large the score gap that the
+    longer name causes, the best one is only a guess, so it is not ``high``."""
+    p, o = contrast_shop["products"], contrast_shop["offers"]
+    found = _suggest(host, o[4])
+    assert found[0]["product_key"] == str(p[6])
+    assert found[1]["product_key"] == str(p[7])
+    assert found[0]["confidence"] != "high"
+    # with the rival gone the same offer is a confident match
+    with host.app.app_context():
+        host.db.session.execute(sa.delete(host.Product).where(host.Product.id == p[7]))
+        host.db.session.commit()
+    alone = _suggest(host, o[4])
+    assert [s["product_key"] for s in alone if s["confidence"] == "high"] == [str(p[6])]
+
+
+def test_index_rebuilds_when_the_text_features_change(host, shop, monkeypatch):
+    """A new version of the text features re-indexes every product, even when the trigger
+    log (PostgreSQL) says nothing changed."""
+    from xsale_amazon_plugin import suggest_index, suggestions
+
+    with host.app.app_context():
+        first = suggestions.refresh_index()
+        assert suggestions.refresh_index().checked_only
+        monkeypatch.setattr(suggest_index, "FEATURES_VERSION", 99)
+        again = suggestions.refresh_index()
+        assert not again.checked_only
+        assert again.indexed == len(PRODUCTS) and again.version == first.version + 1
+        assert suggestions.refresh_index().checked_only
+
+
 def test_index_notices_plain_sql_changes(host, shop):
     """Products edited, added and deleted with plain SQL (no ORM events) are seen."""
     p, o = shop["products"], shop["offers"]

@@ -13,14 +13,27 @@ retrieval bounded by only querying an offer's rarest terms (a term in more than
 ``MAX_TERM_DF`` products never drives retrieval), keeps one offer to a few indexed lookups
 at a million products and lets a batch of offers share one query per step (on PostgreSQL
 the per-offer sums and top-k are one aggregate query over a ``VALUES`` list). Candidates
-are then scored in Python with IDF-weighted overlap and RapidFuzz's token-set ratio (C++,
-typo tolerant), model codes and variant attributes.
+are then scored in Python (see ``SuggestionEngine._score``):
+
+* IDF-weighted word overlap, measured two ways: a cosine, and a *contrast* among the
+  retrieved candidates: the product's words the offer lacks count against it, and so does
+  an offer word that some other candidate has and this one lacks ("deluxe", "upgrade", a
+  colour), while offer words no candidate has (Amazon's keyword stuffing) count against
+  none;
+* RapidFuzz's token-set ratio (C++, typo tolerant);
+* model codes weighted by rarity: a code few products carry identifies a model, a code that
+  extends another ("EC-ST65" / "EC-ST65ZZBPU") is a weaker match, two different identifying
+  codes contradict; numbers without a unit (versions, years) and variant attributes
+  (capacity, size, colour) that disagree contradict as well.
 
 Scores are in [0, 1]. Exact keys (EAN/GTIN, ASIN, SKU) score highest; normalised SKUs next;
-title evidence is capped below them. The ``high`` band requires either a unique exact key or
-strong, unambiguous title evidence (a clear lead over the runner-up, no contradicting model
-code or variant); it is designed to be precise first, so anything doubtful lands in
-``medium``.
+title evidence is scaled below them. The ``high`` band requires either a unique exact key or
+strong, unambiguous title evidence: a clear lead over the runner-up, nothing contradicting
+or unconfirmed (a model code the offer does not name), and no uncontradicted rival that has
+nearly as much of the offer's words (then the choice would be a guess). It is designed to be
+precise first, so anything doubtful lands in ``medium``. ``bench/suggest_bench.py`` measures
+all of this against a TF-IDF baseline, on its own labelled sets and on public
+entity-matching benchmarks.
 """
 
 from __future__ import annotations
@@ -50,7 +63,7 @@ LOW = "low"
 GTIN_TYPES = ("EAN", "UPC", "JAN", "GTIN", "ISBN")
 
 #: Candidates retrieved per offer by title terms before scoring.
-TITLE_CANDIDATES = 15
+TITLE_CANDIDATES = 30
 #: Terms of an offer used for retrieval (the rarest ones).
 RETRIEVAL_TERMS = 8
 #: A term drives retrieval only while it is in at most this many products
@@ -59,15 +72,30 @@ MIN_TERM_DF = 200
 MAX_TERM_DF = 400
 COMMON_TERM_SHARE = 0.002
 #: Below this score a product is not suggested at all.
-MIN_SCORE = 0.30
-HIGH_TITLE_SCORE = 0.78
+MIN_SCORE = 0.15
+HIGH_TITLE_SCORE = 0.55
+#: ``high`` needs every uncontradicted rival to explain at least this much less of the offer.
+EXPLAIN_GAP = 0.1
 HIGH_MARGIN = 0.15
 MEDIUM_SCORE = 0.55
 TITLE_CAP = 0.94
 #: Added to the title score when both name the same model code.
 MODEL_BONUS = 0.2
+#: Shortest model code another code may extend and still name the same model.
+MIN_CODE_PREFIX = 5
+#: A model code in at most this many products identifies a model.
+IDENTIFYING_CODE_DF = 10
+#: Title evidence at or above this maps to ``TITLE_CAP``.
+TEXT_MAX = 1.0
+#: Factor on the title score when both name numbers (versions, years) and none agree.
+NUMBER_PENALTY = 0.8
 #: Weight of a shared stem whose words differ ("kabel"/"kabla"; "belver"/"belverhel").
 STEM_ONLY_WEIGHT = 0.6
+
+#: Weights of the title measures (see ``_score``); they add up to 1.
+W_CONTRAST = 0.5
+W_COSINE = 0.3
+W_FUZZY = 0.2
 
 KEY_SCORES = {"ean": 1.0, "asin": 1.0, "sku": 0.99, "sku_norm": 0.97}
 
@@ -117,6 +145,10 @@ class _Scored:
     #: Something contradicts or cannot confirm the match (never ``high`` on the title).
     conflicts: bool
     reasons: list[dict[str, Any]]
+    #: A model code, number or variant contradicts the offer (not a rival for ``high``).
+    contradicted: bool = False
+    #: Share of the offer's known words (by weight) the product has.
+    explains: float = 0.0
 
 
 class SuggestionEngine:
@@ -145,16 +177,28 @@ class SuggestionEngine:
         self._retrieve_by_terms([o.id for o in offers], feats, df, candidates)
         keyed = self._retrieve_by_keys(offers, skus, gtins, asins, candidates)
         products = self._load_products({k for c in candidates.values() for k in c})
+        # Weights of the candidates' own words (a product word the offer lacks counts
+        # against it by how rare it is).
+        df.update(self._document_frequencies(
+            {t for p in products.values() for t in p.features.terms} - df.keys()))
 
         out: dict[int, list[Suggestion]] = {}
         for offer in offers:
             scored = []
-            for key in candidates[offer.id] - rejected.get(offer.id, set()):
+            keys = candidates[offer.id] - rejected.get(offer.id, set())
+            # Offer words some candidate has: each one tells candidates apart ("deluxe",
+            # "upgrade", a colour), so a candidate without it is less likely the item. Words
+            # no candidate has (keyword stuffing) say nothing about any of them.
+            pool: set[str] = set()
+            for key in keys:
+                if key in products:
+                    pool |= products[key].features.terms
+            for key in sorted(keys):
                 product = products.get(key)
                 if product is None:
                     continue
                 s = self._score(offer, feats[offer.id], skus[offer.id], gtins[offer.id],
-                                asins[offer.id], product, df)
+                                asins[offer.id], product, df, pool)
                 if s.score >= MIN_SCORE:
                     scored.append(s)
             scored.sort(key=lambda s: (-s.score, s.product.key))
@@ -286,7 +330,8 @@ class SuggestionEngine:
     # --- scoring --------------------------------------------------------------------------
 
     def _score(self, offer: OfferInput, of: TitleFeatures, sku: Any, gtin: str | None,
-               asin: str | None, product: _Product, df: dict[str, int]) -> _Scored:
+               asin: str | None, product: _Product, df: dict[str, int],
+               pool: set[str] | frozenset[str] = frozenset()) -> _Scored:
         reasons: list[dict[str, Any]] = []
         key_match = None
         if gtin and product.gtin == gtin:
@@ -306,38 +351,62 @@ class SuggestionEngine:
                 reasons.append({"code": "sku_normalised"})
 
         pf = product.features
-        # Model codes are compared as codes below; here only the words count.
-        p_terms = pf.terms - pf.model_terms
-        o_terms = of.terms - of.model_terms
+        # A model code weighs as one term ("#dr2010c"), not as its pieces ("dr", "2010c").
+        # Product codes only weigh when the offer names codes at all: titles often omit
+        # them (that case is handled below as "unconfirmed").
+        p_terms = (pf.terms - pf.model_terms) | (
+            {"#" + c for c in pf.models} if of.models else set())
+        o_terms = (of.terms - of.model_terms) | {"#" + c for c in of.models}
         weight = {t: self.idf(df.get(t, 0)) ** 2 for t in p_terms}
         shared = 0.0
         for t in p_terms & o_terms:
             same_word = bool(pf.words.get(t, frozenset()) & of.words.get(t, frozenset()))
             shared += weight[t] * (1.0 if same_word else STEM_ONLY_WEIGHT)
         product_mass = sum(weight.values()) or 1.0
+        missing_in_offer = product_mass - sum(weight[t] for t in p_terms & o_terms)
+        telling = sum(self.idf(df.get(t, 0)) ** 2 for t in (o_terms & pool) - p_terms)
+        contrast = shared / (shared + missing_in_offer + telling or 1.0)
         offer_mass = sum(self.idf(df[t]) ** 2 for t in o_terms if df.get(t, 0) > 0) or 1.0
-        containment = shared / product_mass
         cosine = shared / math.sqrt(product_mass * offer_mass)
         fuzzy = fuzz.token_set_ratio(pf.folded, of.folded) / 100.0 if pf.folded else 0.0
-        text = 0.5 * containment + 0.3 * cosine + 0.2 * fuzzy
+        text = W_CONTRAST * contrast + W_COSINE * cosine + W_FUZZY * fuzzy
 
         conflicts = False
         unconfirmed = False
-        common_models = pf.models & of.models
+        # Only codes few products carry identify a model; "DDR2" or "240-PIN" are just words.
+        p_codes = {c for c in pf.models if df.get("#" + c, 0) <= IDENTIFYING_CODE_DF}
+        o_codes = {c for c in of.models if df.get("#" + c, 0) <= IDENTIFYING_CODE_DF}
+        common_models = p_codes & o_codes
+        # A code that extends the other ("EC-ST65" / "EC-ST65ZZBPU", "GS716T" / "GS716T-200")
+        # usually names the same model in a colour, region or packaging.
+        extended = {min(a, b, key=len) for a in p_codes for b in o_codes
+                    if a != b and min(len(a), len(b)) >= MIN_CODE_PREFIX
+                    and (a.startswith(b) or b.startswith(a))}
         if common_models:
             code = sorted(common_models, key=len)[-1]
-            text = min(1.0, text + MODEL_BONUS)
+            text += MODEL_BONUS
             reasons.append({"code": "model", "value": pf.model_display.get(code, code)})
-        elif pf.models and of.models:
+        elif extended:
+            code = sorted(extended, key=len)[-1]
+            text += MODEL_BONUS / 2
+            unconfirmed = True
+            reasons.append({"code": "model", "value": pf.model_display.get(code, code.upper())})
+        elif p_codes and o_codes:
             conflicts = True
             text *= 0.6
             reasons.append({"code": "model_differs",
-                            "value": ", ".join(sorted(pf.model_display[c] for c in pf.models))})
-        elif pf.models:
+                            "value": ", ".join(sorted(pf.model_display[c] for c in p_codes))})
+        elif p_codes:
             # The product names a model code the offer does not mention (titles often omit
             # it, but then a sibling model cannot be ruled out: never "high" on the title).
             text *= 0.92
             unconfirmed = True
+        if pf.numbers and of.numbers and not pf.numbers & of.numbers:
+            # Versions, years, editions: "Excel 2004" is not "Excel 2007".
+            conflicts = True
+            text *= NUMBER_PENALTY
+            reasons.append({"code": "number_differs", "value": ", ".join(sorted(pf.numbers)),
+                            "offer_value": ", ".join(sorted(of.numbers))})
         for dimension in sorted(set(pf.variants) & set(of.variants)):
             if not pf.variants[dimension] & of.variants[dimension]:
                 conflicts = True
@@ -348,8 +417,10 @@ class SuggestionEngine:
         if pf.folded:
             reasons.append({"code": "title", "percent": int(round(100 * min(text, 1.0)))})
 
-        score = KEY_SCORES[key_match] if key_match else min(text, TITLE_CAP)
-        return _Scored(product, round(score, 4), key_match, conflicts or unconfirmed, reasons)
+        # Title evidence stays below exact keys; scaled, not clipped, so it still ranks.
+        score = KEY_SCORES[key_match] if key_match else TITLE_CAP * min(text, TEXT_MAX) / TEXT_MAX
+        return _Scored(product, round(score, 4), key_match, conflicts or unconfirmed, reasons,
+                       contradicted=conflicts, explains=shared / offer_mass)
 
     def _banded(self, scored: list[_Scored], key_counts: dict[str, int]) -> list[Suggestion]:
         out = []
@@ -363,7 +434,11 @@ class SuggestionEngine:
                 confidence = HIGH if unique and not (
                     len(scored) > 1 and scored[1].key_match == s.key_match) else MEDIUM
             elif (i == 0 and not s.conflicts and s.score >= HIGH_TITLE_SCORE
-                  and s.score - runner_up >= HIGH_MARGIN):
+                  and s.score - runner_up >= HIGH_MARGIN
+                  and not any(r.explains >= s.explains - EXPLAIN_GAP
+                              for r in scored[1:] if not r.contradicted)):
+                # A rival that has the offer's words as well as the best one does makes the
+                # choice a guess, however big the score gap its extra words cause.
                 confidence = HIGH
             elif s.score >= MEDIUM_SCORE or s.key_match:
                 confidence = MEDIUM

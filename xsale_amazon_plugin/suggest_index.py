@@ -29,7 +29,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .suggest_text import compile_affixes, normalise_gtin, normalise_sku, row_hash, title_features
+from .suggest_text import (
+    FEATURES_VERSION,
+    compile_affixes,
+    normalise_gtin,
+    normalise_sku,
+    row_hash,
+    title_features,
+)
 from .timeutil import utcnow
 
 UTCDateTime = sa.DateTime(timezone=True)
@@ -185,7 +192,8 @@ def fingerprint(conn: sa.Connection, cols: ProductColumns) -> str:
         agg = sa.literal(time.time_ns())
     table = cols.pk.table
     count, total = conn.execute(sa.select(sa.func.count(), agg).select_from(table)).one()
-    return f"{count}:{total}"
+    # The features version is part of it: a new version of the text features re-indexes.
+    return f"v{FEATURES_VERSION}:{count}:{total}"
 
 
 @dataclass(frozen=True)
@@ -223,7 +231,7 @@ def _index_row(row: Any, affixes: Sequence[Any]) -> tuple[dict[str, Any], frozen
         "gtin": normalise_gtin(row.ean),
         "asin": (str(row.asin).strip().upper()[:20] or None) if row.asin else None,
         "title": row.name,
-        "row_hash": row_hash(key, row.sku, row.ean, row.name, row.asin),
+        "row_hash": row_hash(FEATURES_VERSION, key, row.sku, row.ean, row.name, row.asin),
     }, frozenset(t[:TERM_LENGTH] for t in features.terms)
 
 
@@ -294,8 +302,9 @@ def ensure_fresh(conn: sa.Connection, tables: SuggestTables, cols: ProductColumn
     watch = _watched(conn, tables, cols)
     state = catalog_state(conn, tables)
     change = tables.change
-    if watch == "watched" and state is not None and conn.execute(
-            sa.select(change.c.id).limit(1)).first() is None:
+    if (watch == "watched" and state is not None
+            and state.fingerprint.startswith(f"v{FEATURES_VERSION}:")
+            and conn.execute(sa.select(change.c.id).limit(1)).first() is None):
         return RefreshResult(state.version, state.product_count)
     if watch == "unwatched":
         fp = fingerprint(conn, cols)

@@ -16,6 +16,8 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+#: Version of what :func:`title_features` indexes; a new version re-indexes every product.
+FEATURES_VERSION = 2
 #: Length of the prefix a word is reduced to before comparison.
 STEM_LENGTH = 5
 
@@ -80,7 +82,8 @@ _UNIT_ALIASES = {
     "liter": "l", "litre": "l", "g": "g", "gr": "g", "kg": "kg", "mg": "mg", "mm": "mm",
     "cm": "cm", "m": "m", "w": "w", "kw": "kw", "v": "v", "mah": "mah", "ah": "ah",
     "hz": "hz", "khz": "khz", "mhz": "mhz", "ghz": "ghz", '"': "in", "in": "in",
-    "inch": "in", "zoll": "in", "cali": "in", "oz": "oz", "lb": "lb", "lbs": "lb",
+    "inch": "in", "inches": "in", "zoll": "in", "cali": "in", "ft": "ft", "feet": "ft",
+    "foot": "ft", "oz": "oz", "lb": "lb", "lbs": "lb",
     "st": "pcs", "stk": "pcs", "stuck": "pcs", "szt": "pcs", "pcs": "pcs", "pack": "pcs",
     "er": "pcs", "db": "db", "mp": "mp", "k": "k", "p": "p",
     "litr": "l", "litry": "l", "litrow": "l", "liters": "l", "litres": "l",
@@ -97,10 +100,12 @@ _DIMENSIONS = re.compile(
 # Letters and digits separated by a space ("GCR 6335"), upper case in the original.
 _SPACED_CODE = re.compile(r"(?<![A-Za-z0-9])([A-Z]{1,4}) (\d{2,}[A-Z0-9]*)(?![A-Za-z0-9])")
 _NUMBER_UNIT = re.compile(
-    r"(?<![a-z0-9])(\d+(?:[.,]\d+)?)\s*(" + "|".join(
+    r"(?<![a-z0-9])(\d+(?:[.,]\d+)?)(?:\s*|-)(" + "|".join(
         sorted((re.escape(u) for u in _UNIT_ALIASES), key=len, reverse=True)
     ) + r")(?![a-z0-9])"
 )
+# A number standing alone (a version, a year, an edition): "2007", "7.2", "2nd".
+_BARE_NUMBER = re.compile(r"(?<![a-z0-9.,])(\d+(?:[.,]\d+)?)(?:st|nd|rd|th)?(?![a-z0-9])")
 _CODE = re.compile(r"(?<![a-z0-9])[a-z0-9]+(?:[-/.][a-z0-9]+)*(?![a-z0-9])")
 _WORD = re.compile(r"[a-z0-9]+")
 _DIGIT = re.compile(r"\d")
@@ -147,6 +152,14 @@ class TitleFeatures:
     words: dict[str, frozenset[str]] = field(default_factory=dict, compare=False, hash=False)
     #: Terms that are parts of model codes (weighed through ``models`` instead).
     model_terms: frozenset[str] = frozenset()
+    #: Numbers standing alone, without a unit: versions, years, editions ("2007", "7.2").
+    numbers: frozenset[str] = frozenset()
+
+
+def _is_code(code: str) -> bool:
+    compact = re.sub(r"[-/.]", "", code)
+    return bool(len(compact) >= 4 and _DIGIT.search(compact) and _ALPHA.search(compact)
+                and not _NUMBER_UNIT.fullmatch(code) and not _DIMENSIONS.fullmatch(code))
 
 
 @functools.lru_cache(maxsize=100_000)
@@ -163,16 +176,25 @@ def title_features(title: str | None) -> TitleFeatures:
             canon, factor = _UNIT_BASE[canon]
             value *= factor
         variants.setdefault(canon, set()).add(f"{value:g}{canon}")
+    no_units = _NUMBER_UNIT.sub(" ", _DIMENSIONS.sub(" ", text))
+    numbers = {f"{_number(n):g}" for n in _BARE_NUMBER.findall(no_units)}
     models: dict[str, str] = {}
     for match in _CODE.finditer(text):
         code = match.group(0)
-        compact = re.sub(r"[-/.]", "", code)
-        if (len(compact) >= 4 and _DIGIT.search(compact) and _ALPHA.search(compact)
-                and not _NUMBER_UNIT.fullmatch(code) and not _DIMENSIONS.fullmatch(code)):
-            models.setdefault(compact, code.upper())
+        if _is_code(code):
+            models.setdefault(re.sub(r"[-/.]", "", code), code.upper())
+            # Its code-like parts name the model too: "SGH-T249" is sold as "T249",
+            # "NEW-108R00602" is "108R00602".
+            parts = re.split(r"[-/.]", code)
+            if len(parts) > 1:
+                for part in parts:
+                    if _is_code(part):
+                        models.setdefault(part, part.upper())
     original = fold_case(title)
     for letters, digits in _SPACED_CODE.findall(original):
         models.setdefault((letters + digits).lower(), f"{letters} {digits}")
+        if _is_code(digits.lower()):
+            models.setdefault(digits.lower(), digits)
     model_words = {w for code in models.values() for w in _WORD.findall(code.lower())}
     words = _WORD.findall(text)
     terms: set[str] = set()
@@ -200,6 +222,7 @@ def title_features(title: str | None) -> TitleFeatures:
         folded=" ".join(words),
         words={k: frozenset(v) for k, v in by_term.items()},
         model_terms=frozenset(stem(w) for w in model_words) | {"#" + c for c in models},
+        numbers=frozenset(numbers - {n for c in models for n in re.findall(r"\d+", c)}),
     )
 
 
