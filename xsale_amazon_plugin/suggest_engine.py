@@ -137,6 +137,19 @@ class _Product:
     features: TitleFeatures
 
 
+@dataclass(frozen=True)
+class _OfferView:
+    """What scoring needs of an offer, computed once for all its candidates."""
+
+    features: TitleFeatures
+    #: Stemmed words and model codes (as ``#code``) of the title.
+    terms: frozenset[str]
+    #: Weight of the terms some product has.
+    mass: float
+    #: Terms some retrieved candidate has: one of them missing counts against a candidate.
+    telling: frozenset[str]
+
+
 @dataclass
 class _Scored:
     product: _Product
@@ -161,6 +174,7 @@ class SuggestionEngine:
         self.n = max(product_count, 1)
         self.affixes = affixes
         self.term_cap = max(MIN_TERM_DF, min(MAX_TERM_DF, int(self.n * COMMON_TERM_SHARE)))
+        self._weights: dict[str, float] = {}
 
     # --- public ---------------------------------------------------------------------------
 
@@ -193,12 +207,13 @@ class SuggestionEngine:
             for key in keys:
                 if key in products:
                     pool |= products[key].features.terms
+            view = self._offer_view(feats[offer.id], df, pool)
             for key in sorted(keys):
                 product = products.get(key)
                 if product is None:
                     continue
-                s = self._score(offer, feats[offer.id], skus[offer.id], gtins[offer.id],
-                                asins[offer.id], product, df, pool)
+                s = self._score(offer, view, skus[offer.id], gtins[offer.id],
+                                asins[offer.id], product, df)
                 if s.score >= MIN_SCORE:
                     scored.append(s)
             scored.sort(key=lambda s: (-s.score, s.product.key))
@@ -226,6 +241,19 @@ class SuggestionEngine:
 
     def idf(self, df: int) -> float:
         return math.log((self.n + 1) / (df + 1)) + 1.0
+
+    def _weight(self, term: str, df: dict[str, int]) -> float:
+        """IDF squared (a term's weight in both title vectors), cached per engine."""
+        w = self._weights.get(term)
+        if w is None:
+            w = self._weights[term] = self.idf(df.get(term, 0)) ** 2
+        return w
+
+    def _offer_view(self, of: TitleFeatures, df: dict[str, int], pool: set[str]) -> _OfferView:
+        # A model code weighs as one term ("#dr2010c"), not as its pieces ("dr", "2010c").
+        terms = (of.terms - of.model_terms) | {"#" + c for c in of.models}
+        mass = sum(self._weight(t, df) for t in terms if df.get(t, 0) > 0) or 1.0
+        return _OfferView(of, frozenset(terms), mass, frozenset(terms & pool))
 
     def _retrieve_by_terms(self, offer_ids: Sequence[int], feats: dict[int, TitleFeatures],
                            df: dict[str, int], candidates: dict[int, set[str]]) -> None:
@@ -329,9 +357,9 @@ class SuggestionEngine:
 
     # --- scoring --------------------------------------------------------------------------
 
-    def _score(self, offer: OfferInput, of: TitleFeatures, sku: Any, gtin: str | None,
-               asin: str | None, product: _Product, df: dict[str, int],
-               pool: set[str] | frozenset[str] = frozenset()) -> _Scored:
+    def _score(self, offer: OfferInput, view: _OfferView, sku: Any, gtin: str | None,
+               asin: str | None, product: _Product, df: dict[str, int]) -> _Scored:
+        of = view.features
         reasons: list[dict[str, Any]] = []
         key_match = None
         if gtin and product.gtin == gtin:
@@ -351,22 +379,23 @@ class SuggestionEngine:
                 reasons.append({"code": "sku_normalised"})
 
         pf = product.features
-        # A model code weighs as one term ("#dr2010c"), not as its pieces ("dr", "2010c").
         # Product codes only weigh when the offer names codes at all: titles often omit
         # them (that case is handled below as "unconfirmed").
-        p_terms = (pf.terms - pf.model_terms) | (
-            {"#" + c for c in pf.models} if of.models else set())
-        o_terms = (of.terms - of.model_terms) | {"#" + c for c in of.models}
-        weight = {t: self.idf(df.get(t, 0)) ** 2 for t in p_terms}
+        p_terms = pf.terms - pf.model_terms
+        if of.models:
+            p_terms = p_terms | {"#" + c for c in pf.models}
+        o_terms = view.terms
+        weight = self._weight
+        common = p_terms & o_terms
         shared = 0.0
-        for t in p_terms & o_terms:
+        for t in common:
             same_word = bool(pf.words.get(t, frozenset()) & of.words.get(t, frozenset()))
-            shared += weight[t] * (1.0 if same_word else STEM_ONLY_WEIGHT)
-        product_mass = sum(weight.values()) or 1.0
-        missing_in_offer = product_mass - sum(weight[t] for t in p_terms & o_terms)
-        telling = sum(self.idf(df.get(t, 0)) ** 2 for t in (o_terms & pool) - p_terms)
+            shared += weight(t, df) * (1.0 if same_word else STEM_ONLY_WEIGHT)
+        product_mass = sum(weight(t, df) for t in p_terms) or 1.0
+        missing_in_offer = product_mass - sum(weight(t, df) for t in common)
+        telling = sum(weight(t, df) for t in view.telling - p_terms)
         contrast = shared / (shared + missing_in_offer + telling or 1.0)
-        offer_mass = sum(self.idf(df[t]) ** 2 for t in o_terms if df.get(t, 0) > 0) or 1.0
+        offer_mass = view.mass
         cosine = shared / math.sqrt(product_mass * offer_mass)
         fuzzy = fuzz.token_set_ratio(pf.folded, of.folded) / 100.0 if pf.folded else 0.0
         text = W_CONTRAST * contrast + W_COSINE * cosine + W_FUZZY * fuzzy
