@@ -303,8 +303,29 @@ def _resolve_products(plan: ImportPlan) -> None:
             x.product_id = matches[0]
 
 
+def product_labels(product_ids: Iterable[Any]) -> dict[str, str]:
+    """``SKU · name`` of each product (by its primary key as a string), as the offers list
+    shows linked products; a product without either is left out (callers show its id)."""
+    m = current_amazon.models
+    pk = m.product_pk
+    cols = []
+    for which in ("sku", "name"):
+        attr = current_amazon.product_attr(which)
+        cols.append((attr.expression if hasattr(attr, "expression") else attr).label(which)
+                    if attr is not None else sa.null().label(which))
+    conn = current_amazon.db.session.connection()
+    out: dict[str, str] = {}
+    for part in _chunks(list({str(i): i for i in product_ids if i is not None}.values())):
+        for row in conn.execute(sa.select(pk.label("pk"), *cols).where(pk.in_(part))):
+            label = " · ".join(str(v) for v in (row.sku, row.name) if v not in (None, ""))
+            if label:
+                out[str(row.pk)] = label
+    return out
+
+
 def _classify(plan: ImportPlan) -> None:
     targets: dict[int, Any] = {}
+    conflicts: list[PlanLine] = []
     for x in plan.lines:
         if x.outcome or x.offer_id is None:
             continue
@@ -321,8 +342,12 @@ def _classify(plan: ImportPlan) -> None:
             x.outcome = "same"
         else:
             x.outcome = "conflict"
-            x.message = _("Offer %(sku)s is linked to another product (%(product)s).",
-                          sku=x.seller_sku, product=x.current_product)
+            conflicts.append(x)
+    labels = product_labels(x.current_product for x in conflicts)
+    for x in conflicts:
+        product = labels.get(str(x.current_product)) or _("ID %(id)s", id=x.current_product)
+        x.message = _("Offer %(sku)s is linked to another product (%(product)s).",
+                      sku=x.seller_sku, product=product)
 
 
 def apply_plan(plan: ImportPlan, *, user: str | None = None) -> int:

@@ -11,10 +11,9 @@ from flask_admin import BaseView, expose
 from ..babel import gettext as _
 from ..babel import ngettext
 from ..mapping_csv import KEYS, MAX_ERRORS_KEPT, apply_plan, export_csv, plan_import
-from ..models import int_in_range
 from ..proxies import current_amazon
 from .base import PluginForm, flash_form_expired
-from .shared import integration_options
+from .shared import integration_options, requested_integration
 
 #: Largest mapping file accepted, in bytes.
 MAX_UPLOAD = 10 * 1024 * 1024
@@ -27,13 +26,11 @@ class MappingCsvView(BaseView):
     def inaccessible_callback(self, name: str, **kwargs: Any) -> Any:
         abort(403)
 
-    def _integration(self) -> int | None:
-        raw = request.values.get("integration") or ""
-        value = int_in_range(raw) if raw else None
-        options = {int(k) for k, _label in integration_options()}
-        return value if value in options else None
-
     def _page(self, **context: Any) -> Any:
+        plan = context.get("plan")
+        if plan is not None and not plan.file_error:
+            context["apply_label"] = ngettext("Link %(num)s offer", "Link %(num)s offers",
+                                              plan.will_link)
         return self.render("xsale_amazon/admin/mapping_csv.html",
                            integrations=integration_options(), keys=KEYS,
                            csrf_form=PluginForm(), max_errors=MAX_ERRORS_KEPT,
@@ -41,11 +38,11 @@ class MappingCsvView(BaseView):
 
     @expose("/")
     def index(self) -> Any:
-        return self._page(plan=None, integration_id=self._integration())
+        return self._page(plan=None, integration_id=requested_integration())
 
     @expose("/export.csv")
     def export(self) -> Any:
-        integration_id = self._integration()
+        integration_id = requested_integration()
         name = f"amazon-offers-{integration_id or 'all'}.csv"
         response = Response(stream_with_context(export_csv(integration_id)),
                             mimetype="text/csv; charset=utf-8")
@@ -56,7 +53,7 @@ class MappingCsvView(BaseView):
         by = request.form.get("by", "sku")
         if by not in KEYS:
             by = "sku"
-        return plan_import(text, by=by, integration_id=self._integration(),
+        return plan_import(text, by=by, integration_id=requested_integration(),
                            overwrite=request.form.get("overwrite") == "1")
 
     @expose("/preview/", methods=("POST",))
@@ -79,7 +76,7 @@ class MappingCsvView(BaseView):
                   "error")
             return redirect(self.get_url(".index"))
         plan = self._form_plan(text)
-        return self._page(plan=plan, text=text, integration_id=self._integration())
+        return self._page(plan=plan, text=text, integration_id=requested_integration())
 
     @expose("/apply/", methods=("POST",))
     def apply(self) -> Any:
@@ -91,8 +88,8 @@ class MappingCsvView(BaseView):
         if plan.file_error or plan.digest != request.form.get("digest"):
             flash(_("Offers or products changed since the preview. Check the new preview and "
                     "apply again."), "warning")
-            return self._page(plan=plan, text=text, integration_id=self._integration())
+            return self._page(plan=plan, text=text, integration_id=requested_integration())
         linked = apply_plan(plan, user=current_amazon.current_user_name())
         flash(ngettext("Linked %(num)s offer from the file.",
                        "Linked %(num)s offers from the file.", linked), "success")
-        return redirect(self.get_url(".index", integration=self._integration() or ""))
+        return redirect(self.get_url(".index", integration=requested_integration() or ""))

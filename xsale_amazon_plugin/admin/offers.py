@@ -10,7 +10,7 @@ from flask import abort, flash, jsonify, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.helpers import is_safe_url
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from sqlalchemy import orm
 
 from ..api import product_label
@@ -157,6 +157,18 @@ def _removed(view: Any, context: Any, model: Any, name: str) -> Markup:
     return Markup('<span class="badge badge-secondary">{} {}</span>').format(
         _("removed"), format_date(model.removed_at)
     )
+
+
+def no_offers_yet_message() -> Markup:
+    """What the offers list says before any offer was imported: where to import them."""
+    text = escape(_("No offers have been imported yet. Open an integration in "
+                    "%(integrations)s and click “Import offers”."))
+    try:
+        target = Markup('<a href="{}">{}</a>').format(
+            url_for("xsale_amazon_integration.index_view"), _("Integrations"))
+    except Exception:  # the host placed the views under other endpoints
+        target = escape(_("Integrations"))
+    return Markup(text) % {"integrations": target}
 
 
 class OfferView(PluginModelView):
@@ -333,6 +345,8 @@ class OfferView(PluginModelView):
         return super().render(template, **kwargs)
 
     def get_empty_list_message(self) -> str:
+        if not request.args.get("search") and not count_offers([], cap=0):
+            return no_offers_yet_message()
         if self.current_mapping_view() == "unlinked" and not request.args.get("search"):
             return _("Every offer here is linked to a product.")
         return _("No offers match.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from flask import flash, has_app_context, url_for
+from flask import flash, has_app_context, request, url_for
 from markupsafe import Markup, escape
 
 from ..babel import gettext as _
@@ -33,6 +33,17 @@ def integration_options() -> list[tuple[str, str]]:
     integ = current_amazon.models.AmazonIntegration
     rows = current_amazon.db.session.execute(sa.select(integ).order_by(integ.name)).scalars()
     return [(str(i.id), str(i)) for i in rows]
+
+
+def requested_integration(*, default_first: bool = False) -> int | None:
+    """The integration the request's ``integration`` argument (query string or form) names,
+    if it exists; otherwise None ("all integrations"), or with ``default_first`` the first
+    integration of :func:`integration_options` (None when there is none)."""
+    options = integration_options()
+    value = int_in_range(request.values.get("integration") or "")
+    if value is not None and any(key == str(value) for key, _label in options):
+        return value
+    return int(options[0][0]) if default_first and options else None
 
 
 def status_badge(status: str, href: str | None = None) -> Markup:

@@ -32,7 +32,7 @@ from ..suggestions import (
     suggestions_for_offer,
 )
 from .base import PluginForm, flash_form_expired
-from .shared import integration_options
+from .shared import integration_options, requested_integration
 
 #: Stale offers computed while the page loads; more go to an RQ job with progress.
 INLINE_COMPUTE_LIMIT = 300
@@ -54,13 +54,7 @@ class SuggestionsView(BaseView):
         abort(403)
 
     def _integration_id(self) -> int | None:
-        raw = request.values.get("integration")
-        options = integration_options()
-        if raw is not None:
-            value = int_in_range(raw)
-            if value is not None and any(str(value) == key for key, _label in options):
-                return value
-        return int(options[0][0]) if options else None
+        return requested_integration(default_first=True)
 
     def _csrf_ok(self) -> bool:
         return PluginForm(request.form).validate()
