@@ -23,6 +23,8 @@ from .proxies import EXTENSION_KEY
 from .scheduling import on_import_finished
 from .settings import DEFAULTS, PREFIX, Settings
 from .signals import import_finished
+from .suggest_refresh import TASK_NAME as SUGGEST_TASK_NAME
+from .suggest_refresh import after_import, periodic_check
 from .sync_tick import TASK_NAME, sync_tick
 from .worker import register_periodic
 
@@ -103,8 +105,14 @@ class XsaleAmazon:
         ``HTTP_TIMEOUT``, ``DOWNLOAD_HOSTS``, ``INVALID_LINES_KEPT``, ``REGISTER_ADMIN``,
         ``ADMIN_CATEGORY``, ``PRODUCT_SKU_ATTR``, ``PRODUCT_EAN_ATTR``, ``PRODUCT_NAME_ATTR``,
         ``PRODUCT_ASIN_ATTR``, ``PRODUCT_ADMIN_ENDPOINT``, ``PAGE_SIZE``, ``TIMEZONE``,
-        ``SCHEDULE_TICK``, ``STALE_AFTER``, ``SCHEDULE_MAX_FAILURES``; also ``SECRET_KEY``
-        when no encryption key is set. A bad value raises
+        ``SCHEDULE_TICK``, ``STALE_AFTER``, ``SCHEDULE_MAX_FAILURES``,
+        ``AUTOLINK_INLINE_LIMIT``, ``AUTOLINK_BATCH``, ``SUGGEST_SKU_AFFIXES``,
+        ``SUGGEST_BATCH_SIZE``, ``SUGGEST_AFTER_IMPORT`` (default True: an import that added,
+        changed or restored offers starts the suggestion job of its integration) and
+        ``SUGGEST_REFRESH_INTERVAL`` (default 600 s, 0 disables: how often one worker checks
+        whether the product catalogue changed, e.g. with plain SQL, and then starts the
+        suggestion job of every active integration with unlinked offers); also
+        ``SECRET_KEY`` when no encryption key is set. A bad value raises
         :class:`~xsale_amazon_plugin.settings.SettingsError` naming the key.
         """
         if EXTENSION_KEY in app.extensions:
@@ -140,7 +148,12 @@ class XsaleAmazon:
 
         app.register_blueprint(blueprint)
         import_finished.connect(on_import_finished)
+        import_finished.connect(after_import)
         register_periodic(TASK_NAME, sync_tick, self.settings.schedule_tick)
+        if self.settings.suggest_refresh_interval > 0:
+            # Runs in every worker; a Redis lock lets one worker per interval enqueue the check.
+            register_periodic(SUGGEST_TASK_NAME, periodic_check,
+                              self.settings.suggest_refresh_interval)
         if "xsale-amazon" not in app.cli.commands:
             app.cli.add_command(cli)
 

@@ -101,6 +101,13 @@ class Settings:
     suggest_sku_affixes: tuple[str, ...] = DEFAULT_SKU_AFFIXES
     #: Mapping assistant: offers scored per batch (one set of queries per batch).
     suggest_batch_size: int = 500
+    #: Mapping assistant: after an import that added, changed or restored offers, start the
+    #: suggestion job for its integration (the Suggestions view is ready without a click).
+    suggest_after_import: bool = True
+    #: Mapping assistant: seconds between two checks (by one of the workers) whether the host's
+    #: product catalogue changed, e.g. with plain SQL; when it did, the suggestion job starts
+    #: for every active integration with unlinked offers. 0 disables the check.
+    suggest_refresh_interval: float = 600.0
     #: IANA time zone of "daily at HH:MM" schedules and of the times the schedule shows;
     #: ``None`` uses the host's ``BABEL_DEFAULT_TIMEZONE`` (UTC when unset).
     timezone: str | None = None
@@ -148,7 +155,7 @@ class Settings:
             if getattr(self, name) <= 0:
                 _fail(name, getattr(self, name), "a number greater than 0")
         for name in ("report_reuse_window", "max_retries", "invalid_lines_kept",
-                     "autolink_inline_limit"):
+                     "autolink_inline_limit", "suggest_refresh_interval"):
             if getattr(self, name) < 0:
                 _fail(name, getattr(self, name), "a number of 0 or more")
         for name in ("removal_guard", "max_invalid_share"):

@@ -9,6 +9,7 @@ offer and never offered again.
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -141,6 +142,8 @@ class ComputeResult:
     offers: int
     computed: int
     catalog_version: int
+    #: Stale offers left for later because ``max_seconds`` ran out.
+    remaining: int = 0
 
 
 def _stale_rows(ctx: _Context, integration_id: int | None, version: int,
@@ -213,8 +216,13 @@ def review_queue(integration_id: int | None, *, offset: int = 0, limit: int = 50
 
 def compute_for_integration(integration_id: int | None, *, force: bool = False,
                             progress: Callable[[int, int], None] | None = None,
-                            batch_size: int | None = None) -> ComputeResult:
-    """Compute missing or stale suggestions for the integration's unlinked live offers."""
+                            batch_size: int | None = None,
+                            max_seconds: float | None = None) -> ComputeResult:
+    """Compute missing or stale suggestions for the integration's unlinked live offers.
+
+    With ``max_seconds`` it stops after the batch that used the time up and reports the
+    stale offers it left in ``remaining`` (the next call continues with them)."""
+    started = time.monotonic()
     ctx = _context()
     fresh = refresh_index()
     batch = int(batch_size or ctx.state.settings.suggest_batch_size)
@@ -234,7 +242,9 @@ def compute_for_integration(integration_id: int | None, *, force: bool = False,
         done += len(part)
         if progress:
             progress(done, len(stale))
-    return ComputeResult(total, len(stale), fresh.version)
+        if max_seconds is not None and time.monotonic() - started >= max_seconds:
+            break
+    return ComputeResult(total, done, fresh.version, remaining=len(stale) - done)
 
 
 def stored_for_integration(integration_id: int | None, *, limit: int = 5
