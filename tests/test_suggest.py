@@ -123,6 +123,7 @@ def test_title_features_numbers_and_code_parts():
     # a code's code-like parts name the model too; a spaced code gives its number part
     assert {"sght249", "t249"} <= title_features("Samsung SGH-T249 phone").models
     assert {"n1183px", "1183px"} <= title_features("Trommel Kasol N 1183PX").models
+    assert "webra" in title_features("Web Radio Recorder").joined
 
 
 CONTRAST_PRODUCTS = [
@@ -137,6 +138,8 @@ CONTRAST_PRODUCTS = [
     {"sku": "RAM-1", "ean": None, "name": "Kingston 2 GB DDR2 240-pin server memory KTH-MLG4"},
     {"sku": "RAM-2", "ean": None, "name": "Kingston 2 GB DDR2 240-pin memory KTH-XW4300"},
     {"sku": "RAM-3", "ean": None, "name": "Kingston 1 GB DDR2 240-pin memory KTH-XW4400"},
+    {"sku": "WR-1", "ean": None, "name": "MAGIX Webradio Recorder"},
+    {"sku": "WR-2", "ean": None, "name": "MP3 radio recorder for iPod"},
 ]
 
 
@@ -151,6 +154,7 @@ def contrast_shop(host):
         {"seller_sku": "C4", "name": "Samsung EC-ST65ZZBPU indigo blue 14.2 MP camera"},
         {"seller_sku": "C5", "name": "Adobe Soundbooth CS3"},
         {"seller_sku": "C6", "name": "Kingston KTH-MLG4 2GB DDR2 240-pin SDRAM module"},
+        {"seller_sku": "C7", "name": "Web Radio Recorder"},
     ])
     return {"products": products, "offers": offers}
 
@@ -172,6 +176,8 @@ def test_engine_tells_editions_versions_and_extended_codes_apart(host, contrast_
     # a rare code decides; DDR2 and 240-PIN are in every memory module and decide nothing
     assert best[5][0]["product_key"] == str(p[8])
     assert {"code": "model", "value": "KTH-MLG4"} in best[5][0]["reasons"]
+    # two words written as one ("Web Radio" / "Webradio") are the same word
+    assert best[6][0]["product_key"] == str(p[11])
 
 
 def test_high_band_never_guesses_between_rivals(host, contrast_shop):

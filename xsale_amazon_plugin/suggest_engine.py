@@ -186,7 +186,7 @@ class SuggestionEngine:
         gtins = {o.id: self._offer_gtin(o) for o in offers}
         asins = {o.id: (o.asin or "").strip().upper() or None for o in offers}
 
-        df = self._document_frequencies({t for f in feats.values() for t in f.terms})
+        df = self._document_frequencies({t for f in feats.values() for t in f.terms | f.joined})
         candidates: dict[int, set[str]] = {o.id: set() for o in offers}
         self._retrieve_by_terms([o.id for o in offers], feats, df, candidates)
         keyed = self._retrieve_by_keys(offers, skus, gtins, asins, candidates)
@@ -251,7 +251,8 @@ class SuggestionEngine:
 
     def _offer_view(self, of: TitleFeatures, df: dict[str, int], pool: set[str]) -> _OfferView:
         # A model code weighs as one term ("#dr2010c"), not as its pieces ("dr", "2010c").
-        terms = (of.terms - of.model_terms) | {"#" + c for c in of.models}
+        terms = ((of.terms - of.model_terms) | {"#" + c for c in of.models}
+                 | {t for t in of.joined if df.get(t, 0) > 0})
         mass = sum(self._weight(t, df) for t in terms if df.get(t, 0) > 0) or 1.0
         return _OfferView(of, frozenset(terms), mass, frozenset(terms & pool))
 
@@ -381,7 +382,7 @@ class SuggestionEngine:
         pf = product.features
         # Product codes only weigh when the offer names codes at all: titles often omit
         # them (that case is handled below as "unconfirmed").
-        p_terms = pf.terms - pf.model_terms
+        p_terms = (pf.terms - pf.model_terms) | (pf.joined & view.terms)
         if of.models:
             p_terms = p_terms | {"#" + c for c in pf.models}
         o_terms = view.terms

@@ -10,6 +10,7 @@ clothing sizes, units of capacity/size). Nothing is tuned to particular products
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import unicodedata
 import zlib
@@ -154,6 +155,9 @@ class TitleFeatures:
     model_terms: frozenset[str] = frozenset()
     #: Numbers standing alone, without a unit: versions, years, editions ("2007", "7.2").
     numbers: frozenset[str] = frozenset()
+    #: Stems of two neighbouring words written as one ("web radio" -> "webra", as in
+    #: "webradio"): compared with the other title's words, never indexed.
+    joined: frozenset[str] = frozenset()
 
 
 def _is_code(code: str) -> bool:
@@ -214,6 +218,14 @@ def title_features(title: str | None) -> TitleFeatures:
         terms.add(term)
         by_term.setdefault(term, set()).add(word)
     terms.update("#" + code for code in models)
+    joined: set[str] = set()
+    for first, second in itertools.pairwise(words):
+        if (first.isalpha() and second.isalpha() and first not in STOPWORDS
+                and second not in STOPWORDS):
+            term = stem(first + second)
+            if term not in terms:
+                joined.add(term)
+                by_term.setdefault(term, set()).add(first + second)
     return TitleFeatures(
         terms=frozenset(terms),
         models=frozenset(models),
@@ -223,6 +235,7 @@ def title_features(title: str | None) -> TitleFeatures:
         words={k: frozenset(v) for k, v in by_term.items()},
         model_terms=frozenset(stem(w) for w in model_words) | {"#" + c for c in models},
         numbers=frozenset(numbers - {n for c in models for n in re.findall(r"\d+", c)}),
+        joined=frozenset(joined),
     )
 
 
