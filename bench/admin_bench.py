@@ -249,6 +249,11 @@ def main() -> int:
             "filter marketplace DE, unlinked": f"{OFFERS}?flt0_1=DE",
             "filter account type FBA, view=all": f"{OFFERS}?view=all&flt0_2=FBA",
             "filter ambiguous by SKU, unlinked": f"{OFFERS}?flt0_5=sku",
+            "filter ambiguous by SKU, view=all": f"{OFFERS}?view=all&flt0_5=sku",
+            "filter ambiguous by SKU, unlinked, search": f"{OFFERS}?flt0_5=sku&search=SKU-00000",
+            "filter ambiguous by SKU, view=all, search":
+                f"{OFFERS}?view=all&flt0_5=sku&search=SKU-00000",
+            "filter ambiguous by EAN, view=all": f"{OFFERS}?view=all&flt0_5=ean",
             "product picker, page 1": "/xsale-amazon/products/search?q=SKU-00&page=1",
         }
         page_ms: dict[str, float] = {}
@@ -259,6 +264,24 @@ def main() -> int:
                 key = f"{name}{suffix}"
                 page_ms[key] = ms
                 rows.append((key, f"{ms:.0f} ms", f"HTTP {status}, {size // 1024} KiB"))
+                print(f"{key}: {ms:.0f} ms", flush=True)
+            # The workspace's own capped count of the review filter's scope (the auto-link
+            # dialog's "all N offers the current view shows").
+            from xsale_amazon_plugin.offer_scope import OfferScope, count_offers
+
+            for view in ("unlinked", "all"):
+                scope = OfferScope(view=view, filters=(("ambiguous", "sku"),))
+                with app.test_request_context():
+                    samples = []
+                    for _ in range(args.repeat + 1):
+                        started = time.perf_counter()
+                        found = count_offers(scope.criteria(), cap=10_000)
+                        samples.append((time.perf_counter() - started) * 1000)
+                    db.session.remove()
+                key = f"count ambiguous by SKU, {view}{suffix}"
+                ms = statistics.median(samples[1:])
+                page_ms[key] = ms
+                rows.append((key, f"{ms:.0f} ms", f"{found} offers"))
                 print(f"{key}: {ms:.0f} ms", flush=True)
 
         measure("")

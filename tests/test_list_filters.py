@@ -154,3 +154,70 @@ def test_integration_filters_select_the_right_offers(host: Any, workspace: dict[
             if search:
                 want = {s for s in want if s.startswith(search)}
             assert set(_rows(response.get_data(as_text=True))) == want, (name, value, search)
+
+
+def test_ambiguous_filter_selects_exactly_the_ambiguous_offers(host: Any) -> None:
+    """"Auto-link ambiguous by" SKU / EAN / ASIN lists exactly the offers whose key is held by
+    more than one product: not those matching one product or none, not offers without a key
+    (an EAN must be a GTIN type), not empty product keys; in every mapping view and with a
+    search."""
+    de = host.add_integration("DE", "FBM", name="Shop DE")
+    fr = host.add_integration("FR", "FBA", name="Shop FR")
+    products = host.add_products([
+        {"sku": "S-AMB", "ean": None, "name": "Twin a", "asin": None},
+        {"sku": "S-AMB", "ean": None, "name": "Twin b", "asin": None},
+        {"sku": "S-ONE", "ean": "4000000000024", "name": "Single", "asin": "B0SINGLE01"},
+        {"sku": "", "ean": "4000000000017", "name": "EAN twin a", "asin": "B0AMBIGUO1"},
+        {"sku": "", "ean": "4000000000017", "name": "EAN twin b", "asin": ""},
+        {"sku": None, "ean": "", "name": "Blank a", "asin": "B0AMBIGUO1"},
+        {"sku": None, "ean": "", "name": "Blank b", "asin": ""},
+    ])
+    gtin, asin_amb = "4000000000017", "B0AMBIGUO1"
+    add_offers(host, de, [
+        {"seller_sku": "S-AMB"},                                       # sku
+        {"seller_sku": "S-ONE", "product_id": "4000000000024", "product_id_type": "EAN",
+         "asin": "B0SINGLE01"},                                        # one product each
+        {"seller_sku": "S-NONE", "product_id": "4000000000031", "product_id_type": "EAN",
+         "asin": "B0NOTHING1"},                                        # no product
+        {"seller_sku": "E-EAN", "product_id": gtin, "product_id_type": "EAN"},   # ean
+        {"seller_sku": "E-ISBN", "product_id": gtin, "product_id_type": "ISBN"},  # ean
+        {"seller_sku": "E-ASINTYPE", "product_id": gtin, "product_id_type": "ASIN"},
+        {"seller_sku": "E-BLANK", "product_id": "", "product_id_type": "EAN", "asin": ""},
+        {"seller_sku": "A-AMB", "asin": asin_amb},                     # asin
+    ])
+    fr_offers = add_offers(host, fr, [
+        {"seller_sku": "S-AMB", "asin": asin_amb, "product_id": gtin,
+         "product_id_type": "UPC"},                                    # all three
+    ])
+    with host.app.app_context():
+        from xsale_amazon_plugin.linking import link_offers
+
+        link_offers(fr_offers, products[0], by="tester")  # linked by hand despite the twins
+    linked = {"S-AMB@FR"}
+    expected = {
+        "sku": {"S-AMB", "S-AMB@FR"},
+        "ean": {"E-EAN", "E-ISBN", "S-AMB@FR"},
+        "asin": {"A-AMB", "S-AMB@FR"},
+    }
+    client = host.app.test_client()
+    view = _views(host)["xsale_amazon_offer"]
+    with host.app.test_request_context():
+        view._refresh_filters_cache()
+        idx, flt = next((i, f) for i, f in enumerate(view._filters) if f.field == "ambiguous")
+        arg = view.get_filter_arg(idx, flt)
+    for by, offers in expected.items():
+        for mapping_view in OFFER_VIEWS:
+            want = {o for o in offers if (o in linked) == (mapping_view == "linked")
+                    or mapping_view == "all"}
+            for search in ("", "S-", "=B0AMBIGUO1"):
+                query = {f"flt0_{arg}": by, "view": mapping_view}
+                if search:
+                    query["search"] = search
+                response = client.get("/admin/xsale-amazon/offers/", query_string=query)
+                page = response.get_data(as_text=True)
+                assert response.status_code == 200, (by, mapping_view, search)
+                rows = _rows(page)
+                wanted = [o.split("@")[0] for o in want
+                          if not search or (search == "S-" and o.startswith("S-"))
+                          or (search.startswith("=") and o in {"A-AMB", "S-AMB@FR"})]
+                assert sorted(rows) == sorted(wanted), (by, mapping_view, search, rows)
