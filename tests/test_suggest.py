@@ -124,6 +124,10 @@ def test_title_features_numbers_and_code_parts():
     assert {"sght249", "t249"} <= title_features("Samsung SGH-T249 phone").models
     assert {"n1183px", "1183px"} <= title_features("Trommel Kasol N 1183PX").models
     assert "webra" in title_features("Web Radio Recorder").joined
+    # digits-only part numbers are codes; a range of years is not
+    part = title_features("Microsoft Office Mac 2004, English, 731-01163")
+    assert part.models == {"73101163"} and part.numbers == {"2004"}
+    assert title_features("Calendar 2007-2008").models == frozenset()
 
 
 CONTRAST_PRODUCTS = [

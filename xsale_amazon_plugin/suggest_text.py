@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 #: Version of what :func:`title_features` indexes; a new version re-indexes every product.
-FEATURES_VERSION = 2
+FEATURES_VERSION = 3
 #: Length of the prefix a word is reduced to before comparison.
 STEM_LENGTH = 5
 
@@ -160,8 +160,15 @@ class TitleFeatures:
     joined: frozenset[str] = frozenset()
 
 
+_PART_NUMBER = re.compile(r"\d{2,}(?:-\d{2,})+")
+_YEARS = re.compile(r"(?:19|20)\d\d-(?:19|20)\d\d")
+
+
 def _is_code(code: str) -> bool:
     compact = re.sub(r"[-/.]", "", code)
+    if _PART_NUMBER.fullmatch(code):
+        # Digits-only part numbers ("731-01163", "059-03871"), not a range of years.
+        return len(compact) >= 7 and not _YEARS.fullmatch(code)
     return bool(len(compact) >= 4 and _DIGIT.search(compact) and _ALPHA.search(compact)
                 and not _NUMBER_UNIT.fullmatch(code) and not _DIMENSIONS.fullmatch(code))
 
@@ -234,7 +241,8 @@ def title_features(title: str | None) -> TitleFeatures:
         folded=" ".join(words),
         words={k: frozenset(v) for k, v in by_term.items()},
         model_terms=frozenset(stem(w) for w in model_words) | {"#" + c for c in models},
-        numbers=frozenset(numbers - {n for c in models for n in re.findall(r"\d+", c)}),
+        numbers=frozenset(numbers - {f"{_number(n):g}" for c in models.values()
+                                     for n in re.findall(r"\d+", c)}),
         joined=frozenset(joined),
     )
 
