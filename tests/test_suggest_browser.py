@@ -248,7 +248,17 @@ def test_link_dialog_shows_top_suggestions(served: tuple[Host, str], page: Any) 
 def test_mapping_csv_preview_then_apply(served: tuple[Host, str], page: Any,
                                         tmp_path: Any) -> None:
     host, _base = served
+    # X-HDMI has a link of its own (the link-dialog test may run in another process)
+    if "X-HDMI" not in links(host):
+        from xsale_amazon_plugin import link_offers
+
+        with host.app.app_context():
+            m = host.models
+            offer_id = host.db.session.execute(sa.select(m.AmazonOffer.id).where(
+                m.AmazonOffer.seller_sku == "X-HDMI")).scalar_one()
+            link_offers([offer_id], host.ids["products"][7])  # type: ignore[attr-defined]
     before = links(host)
+    assert "X-HDMI" in before
     mapping = tmp_path / "mapping.csv"
     mapping.write_text("seller_sku;product\nX-HOSE;CAB-HDMI-5M\nX-NONE;MS-100\n"
                        "X-HDMI;CAB-HDMI-5M\nX-HOSE;DOES-NOT-EXIST\n", encoding="utf-8")
