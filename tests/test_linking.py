@@ -70,6 +70,22 @@ def test_autolink_by_sku_is_exact_and_reports_ambiguity(host, catalogue):
     assert again.linked == 0 and again.already_linked == 2
 
 
+def test_autolink_counts_every_ambiguous_offer_and_names_the_first_ten(host):
+    integ = host.add_integration("DE", "FBM")
+    host.add_products([{"sku": f"TWIN-{i:02d}", "name": f"Twin {i}{c}"}
+                       for i in range(13) for c in "ab"] + [{"sku": "ONE", "name": "One"}])
+    add_offers(host, integ, [{"seller_sku": f"TWIN-{i:02d}"} for i in reversed(range(13))]
+               + [{"seller_sku": "ONE"}, {"seller_sku": "NONE"}])
+    with host.app.app_context():
+        result = autolink("sku", integration_id=integ)
+    assert (result.linked, result.ambiguous, result.no_match, result.total) == (1, 13, 1, 15)
+    assert result.ambiguous_examples == [f"TWIN-{i:02d}" for i in range(10)]
+    with host.app.app_context():
+        none = autolink("sku", integration_id=integ)
+    assert (none.linked, none.ambiguous, none.already_linked) == (0, 13, 1)
+    assert len(none.ambiguous_examples) == 10
+
+
 def test_autolink_by_ean_and_asin(host, catalogue):
     integ, products, offers = catalogue
     with host.app.app_context():

@@ -286,15 +286,17 @@ def autolink(by: str, *, integration_id: int | None = None,
     total = conn.execute(in_scope).scalar_one()
     already = conn.execute(in_scope.where(has_link)).scalar_one()
     no_key = conn.execute(in_scope.where(~has_link, ~has_key)).scalar_one()
-    ambiguous_q = sa.select(matches.c.seller_sku).where(matches.c.n > 1, matches.c.rn == 1)
-    ambiguous = conn.execute(
-        sa.select(sa.func.count()).select_from(ambiguous_q.subquery())
-    ).scalar_one()
-    examples = (
-        list(conn.execute(ambiguous_q.order_by(matches.c.seller_sku).limit(10)).scalars())
-        if ambiguous
-        else []
-    )
+    # The ambiguous offers' number and first SKUs in one pass over the join (a window count
+    # over all of them, taken before the LIMIT): the join is the costly part, ~5 s per pass
+    # for 500k offers x 1M products on MariaDB.
+    found = conn.execute(
+        sa.select(matches.c.seller_sku, sa.func.count().over().label("total"))
+        .where(matches.c.n > 1, matches.c.rn == 1)
+        .order_by(matches.c.seller_sku)
+        .limit(10)
+    ).all()
+    ambiguous = int(found[0].total) if found else 0
+    examples = [row.seller_sku for row in found]
 
     now = utcnow()
     candidates = sa.select(
