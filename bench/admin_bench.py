@@ -309,10 +309,12 @@ def main() -> int:
             )
             from xsale_amazon_plugin.offer_scope import OfferScope
 
+            unlink = ("DELETE l FROM xsale_amazon_offer_product_link l JOIN xsale_amazon_offer o "
+                      "ON o.id = l.offer_id WHERE o.integration_id = :iid" if is_mysql(url) else
+                      "DELETE FROM xsale_amazon_offer_product_link l USING xsale_amazon_offer o "
+                      "WHERE o.id = l.offer_id AND o.integration_id = :iid")
             with db.engine.begin() as conn:
-                conn.execute(sa.text("DELETE FROM xsale_amazon_offer_product_link l USING "
-                                     "xsale_amazon_offer o WHERE o.id = l.offer_id "
-                                     "AND o.integration_id = :iid"), {"iid": integrations[0]})
+                conn.execute(sa.text(unlink), {"iid": integrations[0]})
             host.configure(AUTOLINK_INLINE_LIMIT=0)
             request = AutoLinkRequest.for_scope(
                 OfferScope(filters=(("integration", str(integrations[0])),)))
