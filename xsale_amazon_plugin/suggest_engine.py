@@ -28,12 +28,12 @@ are then scored in Python (see ``SuggestionEngine._score``):
 
 Scores are in [0, 1]. Exact keys (EAN/GTIN, ASIN, SKU) score highest; normalised SKUs next;
 title evidence is scaled below them. The ``high`` band requires either a unique exact key or
-strong, unambiguous title evidence: a clear lead over the runner-up, nothing contradicting
-or unconfirmed (a model code the offer does not name), and no uncontradicted rival that has
-nearly as much of the offer's words (then the choice would be a guess). It is designed to be
-precise first, so anything doubtful lands in ``medium``. ``bench/suggest_bench.py`` measures
-all of this against a TF-IDF baseline, on its own labelled sets and on public
-entity-matching benchmarks.
+strong, unambiguous title evidence: a clear lead over the runner-up (a larger one when the
+product names a model code the offer does not), nothing contradicting, and no uncontradicted
+rival that has nearly as much of the offer's words (then the choice would be a guess). It is
+designed to be precise first, so anything doubtful lands in ``medium``.
+``bench/suggest_bench.py`` measures all of this against a TF-IDF baseline, on its own
+labelled sets and on public entity-matching benchmarks.
 """
 
 from __future__ import annotations
@@ -77,6 +77,9 @@ HIGH_TITLE_SCORE = 0.55
 #: ``high`` needs every uncontradicted rival to explain at least this much less of the offer.
 EXPLAIN_GAP = 0.1
 HIGH_MARGIN = 0.15
+#: The lead ``high`` needs when the product names a model code the offer does not: titles
+#: often omit codes, but then a sibling model is harder to rule out.
+UNCONFIRMED_MARGIN = 0.25
 MEDIUM_SCORE = 0.55
 TITLE_CAP = 0.94
 #: Added to the title score when both name the same model code.
@@ -155,13 +158,14 @@ class _Scored:
     product: _Product
     score: float
     key_match: str | None
-    #: Something contradicts or cannot confirm the match (never ``high`` on the title).
+    #: A model code, number or variant contradicts the offer (never ``high`` on the title,
+    #: and no rival of a better candidate).
     conflicts: bool
     reasons: list[dict[str, Any]]
-    #: A model code, number or variant contradicts the offer (not a rival for ``high``).
-    contradicted: bool = False
     #: Share of the offer's known words (by weight) the product has.
     explains: float = 0.0
+    #: The product names a model code the offer does not (or only extends it).
+    unconfirmed: bool = False
 
 
 class SuggestionEngine:
@@ -442,7 +446,7 @@ class SuggestionEngine:
                             "value": ", ".join(sorted(pf.model_display[c] for c in p_codes))})
         elif p_codes:
             # The product names a model code the offer does not mention (titles often omit
-            # it, but then a sibling model cannot be ruled out: never "high" on the title).
+            # it, but then a sibling model is harder to rule out: see UNCONFIRMED_MARGIN).
             text *= 0.92
             unconfirmed = True
         if pf.numbers and of.numbers and not pf.numbers & of.numbers:
@@ -463,8 +467,9 @@ class SuggestionEngine:
 
         # Title evidence stays below exact keys; scaled, not clipped, so it still ranks.
         score = KEY_SCORES[key_match] if key_match else TITLE_CAP * min(text, TEXT_MAX) / TEXT_MAX
-        return _Scored(product, round(score, 4), key_match, conflicts or unconfirmed, reasons,
-                       contradicted=conflicts, explains=shared / offer_mass)
+        return _Scored(product, round(score, 4), key_match, conflicts, reasons,
+                       explains=shared / offer_mass,
+                       unconfirmed=unconfirmed)
 
     def _banded(self, scored: list[_Scored], key_counts: dict[str, int]) -> list[Suggestion]:
         out = []
@@ -478,9 +483,10 @@ class SuggestionEngine:
                 confidence = HIGH if unique and not (
                     len(scored) > 1 and scored[1].key_match == s.key_match) else MEDIUM
             elif (i == 0 and not s.conflicts and s.score >= HIGH_TITLE_SCORE
-                  and s.score - runner_up >= HIGH_MARGIN
+                  and s.score - runner_up >= (UNCONFIRMED_MARGIN if s.unconfirmed
+                                              else HIGH_MARGIN)
                   and not any(r.explains >= s.explains - EXPLAIN_GAP
-                              for r in scored[1:] if not r.contradicted)):
+                              for r in scored[1:] if not r.conflicts)):
                 # A rival that has the offer's words as well as the best one does makes the
                 # choice a guess, however big the score gap its extra words cause.
                 confidence = HIGH
