@@ -35,6 +35,7 @@ from xsale_amazon_plugin.emulator.report_builder import demo_listings, render_re
 from xsale_amazon_plugin.marketplaces import get_marketplace
 
 from .conftest import MYSQL_BASE, PG_BASE, SERVER_BACKENDS
+from .polling import wait_until
 from .test_cli import FLASK, ROOT, cli_env, flask, kill_tree  # noqa: F401  (cli_env: fixture)
 
 DE = get_marketplace("DE").marketplace_id
@@ -48,19 +49,6 @@ PROJECTION = ("seller_sku", "asin", "name", "listing_id", "price", "currency", "
               "open_date_raw")
 ACTIVE = ("queued", "requesting", "waiting", "processing")
 HEARTBEAT_TIMEOUT = 2.0
-
-
-def wait_until(check: Callable[[], Any], *, timeout: float, interval: float = 0.05,
-               what: str = "condition") -> Any:
-    """Poll ``check`` until it returns something truthy (bounded in time)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def free_port() -> int:

@@ -25,21 +25,10 @@ from xsale_amazon_plugin.worker import registered_tasks
 
 from .conftest import server_database
 from .hostapp import make_host
+from .polling import wait_until
 from .test_cli import FLASK, ROOT, _cli_env, flask, kill_tree
 from .test_linking import add_offers
 from .test_suggest import PRODUCTS
-
-
-def _wait_for(check: Any, *, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
-
 
 # -- 1. after an import: a real worker process, the emulator over HTTP, PostgreSQL ------------
 
@@ -77,16 +66,16 @@ def _import_then_check(env: dict[str, str], url: str, redis_conn: Any, on: bool)
                 return unlinked, fresh[0], fresh[1]
 
         if on:
-            unlinked, computed, high = _wait_for(
-                lambda: (s := stored())[0] and s[0] == s[1] and s,
-                timeout=120, what="stored suggestions for every new offer")
+            unlinked, computed, high = wait_until(
+                 lambda: (s := stored())[0] and s[0] == s[1] and s,
+                 timeout=120, what="stored suggestions for every new offer")
             assert unlinked >= 40  # the demo report: every DEFAULT (FBM) row is a new offer
             assert high >= 30  # the seeded products share the offers' SKUs
             return
         queue = Queue(queue_name, connection=redis_conn)
-        _wait_for(lambda: len(queue) == 0
-                  and StartedJobRegistry(queue_name, connection=redis_conn).count == 0,
-                  timeout=60, what="the worker to be idle")
+        wait_until(lambda: len(queue) == 0
+                   and StartedJobRegistry(queue_name, connection=redis_conn).count == 0,
+                   timeout=60, what="the worker to be idle")
         time.sleep(1.0)
         unlinked, computed, _high = stored()
         assert unlinked >= 40 and computed == 0

@@ -34,6 +34,7 @@ from xsale_amazon_plugin.worker import (
 )
 
 from .conftest import ARTIFACTS, PG_BASE
+from .polling import wait_until
 from .test_cli import FLASK, ROOT, flask, kill_tree
 
 DE = get_marketplace("DE").marketplace_id
@@ -186,17 +187,6 @@ def processes(crash_env: dict[str, str]) -> Iterator[Processes]:
     procs.close()
 
 
-def wait_for(check: Any, *, timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
 def parent_pid(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/stat") as fh:
@@ -235,20 +225,20 @@ def test_replacement_worker_continues_a_waiting_import_within_60_s(
     emulator.set_listings(DE, render_report(rows, "eu_en", encoding="cp1252"), charset="Cp1252",
                           polls_until_done=3)
     first = processes.worker()
-    wait_for(lambda: scheduler_owner(redis_conn, processes.queue) == first.pid, timeout=60,
-             what="the first worker's scheduler to take the lock")
+    wait_until(lambda: scheduler_owner(redis_conn, processes.queue) == first.pid, timeout=60,
+               what="the first worker's scheduler to take the lock")
     second = processes.worker()
     cli = processes.import_wait(1)
     # Waiting for Amazon: the first poll is done and the second one is scheduled; no step runs.
-    wait_for(lambda: (r := processes.run()) and r["status"] == "waiting" and r["poll_count"] == 1
-             and not busy_worker_pid(redis_conn, processes.queue, r["rq_job_id"]),
-             timeout=90, what="the import to wait between two polls")
+    wait_until(lambda: (r := processes.run()) and r["status"] == "waiting" and r["poll_count"] == 1
+               and not busy_worker_pid(redis_conn, processes.queue, r["rq_job_id"]),
+               timeout=90, what="the import to wait between two polls")
     assert scheduler_owner(redis_conn, processes.queue) == first.pid
     kill_tree(first.pid)
     killed_at = time.monotonic()
     first.wait(timeout=10)
-    wait_for(lambda: (processes.run() or {}).get("poll_count", 0) >= 2, timeout=90,
-             what="the next poll after the crash")
+    wait_until(lambda: (processes.run() or {}).get("poll_count", 0) >= 2, timeout=90,
+               what="the next poll after the crash")
     continued = time.monotonic() - killed_at
     assert scheduler_owner(redis_conn, processes.queue) == second.pid
     out, err = cli.communicate(timeout=120)
@@ -274,16 +264,16 @@ def test_step_of_a_killed_worker_ends_within_two_heartbeat_timeouts(
     emulator.configure(download_rate=len(content) / 30)  # a 30 s download: the step runs
     workers = [processes.worker(), processes.worker()]
     cli = processes.import_wait(1)
-    run = wait_for(lambda: (r := processes.run()) and r["stage"] == "downloading" and r,
-                   timeout=90, what="the download step")
+    run = wait_until(lambda: (r := processes.run()) and r["stage"] == "downloading" and r,
+                     timeout=90, what="the download step")
     time.sleep(1.0)
-    pid = wait_for(lambda: busy_worker_pid(redis_conn, processes.queue, run["rq_job_id"]),
-                   timeout=10, what="the worker running the step")
+    pid = wait_until(lambda: busy_worker_pid(redis_conn, processes.queue, run["rq_job_id"]),
+                     timeout=10, what="the worker running the step")
     assert pid in {w.pid for w in workers}
     kill_tree(pid)  # the worker and its work horse
     killed_at = time.monotonic()
-    ended = wait_for(lambda: (r := processes.run()) and r["status"] not in ACTIVE and r,
-                     timeout=4 * heartbeat_timeout + 30, what="the run to end")
+    ended = wait_until(lambda: (r := processes.run()) and r["status"] not in ACTIVE and r,
+                       timeout=4 * heartbeat_timeout + 30, what="the run to end")
     took = time.monotonic() - killed_at
     out, err = cli.communicate(timeout=60)
     record_figure(f"SIGKILL of the worker running a step (HEARTBEAT_TIMEOUT {heartbeat_timeout:.0f}"
