@@ -232,3 +232,35 @@ def test_suggestion_job_runs_in_slices_behind_import_steps(host: Any, monkeypatc
         assert not state["active"] and state["status"] == "finished"
         assert (state["done"], state["total"]) == (5, 5)
         assert queue_summary(integ).stale == 0
+
+
+def test_suggestion_job_gives_way_after_a_batch_when_an_import_step_waits(
+        host: Any) -> None:
+    """A slice stops after the batch during which another job was enqueued (instead of
+    computing on for SLICE_SECONDS): an import step waits at most one batch."""
+    from rq import SimpleWorker
+
+    from xsale_amazon_plugin import suggest_job
+
+    host.configure(SUGGEST_BATCH_SIZE=2)
+    integ = host.add_integration()
+    host.add_products(PRODUCTS)
+    add_offers(host, integ, [{"seller_sku": f"S-{i}", "name": f"Toner {i}"} for i in range(5)])
+    queue = host.state.queue
+    worker = SimpleWorker([queue], connection=queue.connection, job_class=queue.job_class)
+    with host.app.app_context():
+        alone = suggest_job.enqueue(integ)
+        worker.work(burst=True, max_jobs=1, logging_level="WARNING")
+        # nothing else waiting: one slice does all five offers
+        assert (suggest_job.job_state(alone) or {}).get("done") == 5
+        assert queue.count == 0
+
+        host.db.session.execute(sa.text("DELETE FROM xsale_amazon_suggestion"))
+        host.db.session.commit()
+        queue.connection.delete(f"xsale_amazon:suggest_job:{queue.name}:{integ}")
+        first = suggest_job.enqueue(integ)
+        other = queue.enqueue(CHECK_FUNC, job_id=f"xa-test-step-{integ}-{queue.name}")
+        worker.work(burst=True, max_jobs=1, logging_level="WARNING")
+        state = suggest_job.job_state(first)
+        assert state is not None and state["active"] and state["done"] == 2
+        assert queue.job_ids[0] == other.id and len(queue.job_ids) == 2

@@ -26,7 +26,8 @@ from .proxies import current_amazon
 from .suggestions import compute_for_integration
 
 JOB_FUNC = "xsale_amazon_plugin.suggest_job.compute_suggestions"
-#: A job computes for at most this long (plus one batch), then continues in a new job.
+#: A job computes for at most this long (plus one batch), then continues in a new job; it
+#: stops sooner, after any batch, when another job (an import step) waits in the queue.
 SLICE_SECONDS = 20.0
 #: Longest chain of continuations :func:`job_state` follows (bounded; far beyond any run).
 MAX_CHAIN = 10_000
@@ -47,8 +48,10 @@ def compute_suggestions(integration_id: int, done_before: int = 0,
                              "total": totals["total"]})
             job.save_meta()
 
+    queue = current_amazon.queue
     result = compute_for_integration(int(integration_id), progress=progress,
-                                     max_seconds=SLICE_SECONDS)
+                                     max_seconds=SLICE_SECONDS,
+                                     yield_to=lambda: queue.count > 0)
     if result.remaining and job is not None:
         next_id = _enqueue_job(int(integration_id), done_before + result.computed,
                                totals["total"])

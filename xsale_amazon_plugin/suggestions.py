@@ -217,10 +217,12 @@ def review_queue(integration_id: int | None, *, offset: int = 0, limit: int = 50
 def compute_for_integration(integration_id: int | None, *, force: bool = False,
                             progress: Callable[[int, int], None] | None = None,
                             batch_size: int | None = None,
-                            max_seconds: float | None = None) -> ComputeResult:
+                            max_seconds: float | None = None,
+                            yield_to: Callable[[], bool] | None = None) -> ComputeResult:
     """Compute missing or stale suggestions for the integration's unlinked live offers.
 
-    With ``max_seconds`` it stops after the batch that used the time up and reports the
+    With ``max_seconds`` it stops after the batch that used the time up, and with
+    ``yield_to`` after the first batch for which it returns True; either way it reports the
     stale offers it left in ``remaining`` (the next call continues with them)."""
     started = time.monotonic()
     ctx = _context()
@@ -243,6 +245,8 @@ def compute_for_integration(integration_id: int | None, *, force: bool = False,
         if progress:
             progress(done, len(stale))
         if max_seconds is not None and time.monotonic() - started >= max_seconds:
+            break
+        if yield_to is not None and yield_to():
             break
     return ComputeResult(total, done, fresh.version, remaining=len(stale) - done)
 
