@@ -64,8 +64,6 @@ class _RunEnded(Exception):
 def import_step(run_id: int) -> str:
     """RQ entry point. Returns a short word describing what the step did."""
     ext = current_amazon
-    for engine in ext.db.engines.values():
-        engine.dispose(close=False)  # never reuse connections inherited across fork
     session = ext.db.session
     run = session.get(ext.models.ImportRun, run_id)
     if run is None or run.status not in Status.ACTIVE:
