@@ -28,10 +28,9 @@ are then scored in Python (see ``SuggestionEngine._score``):
 
 Scores are in [0, 1]. Exact keys (EAN/GTIN, ASIN, SKU) score highest; normalised SKUs next;
 title evidence is scaled below them. The ``high`` band requires either a unique exact key or
-strong, unambiguous title evidence: a clear lead over the runner-up (a larger one when the
-product names a model code the offer does not), nothing contradicting, and no uncontradicted
-rival that has nearly as much of the offer's words (then the choice would be a guess). It is
-designed to be precise first, so anything doubtful lands in ``medium``.
+strong, unambiguous title evidence: a clear lead over the runner-up, nothing contradicting,
+and no uncontradicted rival that has nearly as much of the offer's words (then the choice
+would be a guess). It is designed to be precise first, so anything doubtful lands in ``medium``.
 ``bench/suggest_bench.py`` measures all of this against a TF-IDF baseline, on its own
 labelled sets and on public entity-matching benchmarks.
 """
@@ -76,10 +75,8 @@ MIN_SCORE = 0.15
 HIGH_TITLE_SCORE = 0.55
 #: ``high`` needs every uncontradicted rival to explain at least this much less of the offer.
 EXPLAIN_GAP = 0.1
-HIGH_MARGIN = 0.15
-#: The lead ``high`` needs when the product names a model code the offer does not: titles
-#: often omit codes, but then a sibling model is harder to rule out.
-UNCONFIRMED_MARGIN = 0.25
+#: The lead over the runner-up ``high`` needs on title evidence.
+HIGH_MARGIN = 0.25
 MEDIUM_SCORE = 0.55
 TITLE_CAP = 0.94
 #: Added to the title score when both name the same model code.
@@ -164,8 +161,6 @@ class _Scored:
     reasons: list[dict[str, Any]]
     #: Share of the offer's known words (by weight) the product has.
     explains: float = 0.0
-    #: The product names a model code the offer does not (or only extends it).
-    unconfirmed: bool = False
 
 
 class SuggestionEngine:
@@ -399,7 +394,7 @@ class SuggestionEngine:
 
         pf = product.features
         # Product codes only weigh when the offer names codes at all: titles often omit
-        # them (that case is handled below as "unconfirmed").
+        # them (a product code the offer lacks costs a little below).
         p_terms = (pf.terms - pf.model_terms) | (pf.joined & view.terms)
         if of.models:
             p_terms = p_terms | {"#" + c for c in pf.models}
@@ -420,7 +415,6 @@ class SuggestionEngine:
         text = W_CONTRAST * contrast + W_COSINE * cosine + W_FUZZY * fuzzy
 
         conflicts = False
-        unconfirmed = False
         # Only codes few products carry identify a model; "DDR2" or "240-PIN" are just words.
         p_codes = {c for c in pf.models if df.get("#" + c, 0) <= IDENTIFYING_CODE_DF}
         o_codes = {c for c in of.models if df.get("#" + c, 0) <= IDENTIFYING_CODE_DF}
@@ -437,7 +431,6 @@ class SuggestionEngine:
         elif extended:
             code = sorted(extended, key=len)[-1]
             text += MODEL_BONUS / 2
-            unconfirmed = True
             reasons.append({"code": "model", "value": pf.model_display.get(code, code.upper())})
         elif p_codes and o_codes:
             conflicts = True
@@ -446,9 +439,8 @@ class SuggestionEngine:
                             "value": ", ".join(sorted(pf.model_display[c] for c in p_codes))})
         elif p_codes:
             # The product names a model code the offer does not mention (titles often omit
-            # it, but then a sibling model is harder to rule out: see UNCONFIRMED_MARGIN).
+            # it, so this only costs a little).
             text *= 0.92
-            unconfirmed = True
         if pf.numbers and of.numbers and not pf.numbers & of.numbers:
             # Versions, years, editions: "Excel 2004" is not "Excel 2007".
             conflicts = True
@@ -468,8 +460,7 @@ class SuggestionEngine:
         # Title evidence stays below exact keys; scaled, not clipped, so it still ranks.
         score = KEY_SCORES[key_match] if key_match else TITLE_CAP * min(text, TEXT_MAX) / TEXT_MAX
         return _Scored(product, round(score, 4), key_match, conflicts, reasons,
-                       explains=shared / offer_mass,
-                       unconfirmed=unconfirmed)
+                       explains=shared / offer_mass)
 
     def _banded(self, scored: list[_Scored], key_counts: dict[str, int]) -> list[Suggestion]:
         out = []
@@ -483,8 +474,7 @@ class SuggestionEngine:
                 confidence = HIGH if unique and not (
                     len(scored) > 1 and scored[1].key_match == s.key_match) else MEDIUM
             elif (i == 0 and not s.conflicts and s.score >= HIGH_TITLE_SCORE
-                  and s.score - runner_up >= (UNCONFIRMED_MARGIN if s.unconfirmed
-                                              else HIGH_MARGIN)
+                  and s.score - runner_up >= HIGH_MARGIN
                   and not any(r.explains >= s.explains - EXPLAIN_GAP
                               for r in scored[1:] if not r.conflicts)):
                 # A rival that has the offer's words as well as the best one does makes the
