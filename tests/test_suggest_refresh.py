@@ -195,22 +195,27 @@ def test_refresh_settings_are_validated(tmp_path: Any, key: str, value: Any,
 
 # -- time slices: a long computation never holds a worker away from imports ------------------
 
-def test_suggestion_job_runs_in_slices_behind_import_steps(host: Any, monkeypatch: Any) -> None:
-    """Each slice computes for SLICE_SECONDS (here: one batch of 2 offers), then continues in a
-    new job at the back of the queue: a job enqueued while it ran (an import step) runs first.
-    The first job id reports the progress of the whole chain."""
+def _five_offers_in_batches_of_two(host: Any) -> tuple[int, Any, Any]:
+    """An integration with five unlinked offers scored two per batch, its queue and a worker."""
     from rq import SimpleWorker
 
-    from xsale_amazon_plugin import suggest_job
-    from xsale_amazon_plugin.suggestions import queue_summary
-
-    monkeypatch.setattr(suggest_job, "SLICE_SECONDS", 0.0)
     host.configure(SUGGEST_BATCH_SIZE=2)
     integ = host.add_integration()
     host.add_products(PRODUCTS)
     add_offers(host, integ, [{"seller_sku": f"S-{i}", "name": f"Toner {i}"} for i in range(5)])
     queue = host.state.queue
-    worker = SimpleWorker([queue], connection=queue.connection, job_class=queue.job_class)
+    return integ, queue, SimpleWorker([queue], connection=queue.connection,
+                                      job_class=queue.job_class)
+
+def test_suggestion_job_runs_in_slices_behind_import_steps(host: Any, monkeypatch: Any) -> None:
+    """Each slice computes for SLICE_SECONDS (here: one batch of 2 offers), then continues in a
+    new job at the back of the queue: a job enqueued while it ran (an import step) runs first.
+    The first job id reports the progress of the whole chain."""
+    from xsale_amazon_plugin import suggest_job
+    from xsale_amazon_plugin.suggestions import queue_summary
+
+    monkeypatch.setattr(suggest_job, "SLICE_SECONDS", 0.0)
+    integ, queue, worker = _five_offers_in_batches_of_two(host)
     with host.app.app_context():
         first = suggest_job.enqueue(integ)
         # An import step enqueued while the first slice waits or runs.
@@ -238,16 +243,9 @@ def test_suggestion_job_gives_way_after_a_batch_when_an_import_step_waits(
         host: Any) -> None:
     """A slice stops after the batch during which another job was enqueued (instead of
     computing on for SLICE_SECONDS): an import step waits at most one batch."""
-    from rq import SimpleWorker
-
     from xsale_amazon_plugin import suggest_job
 
-    host.configure(SUGGEST_BATCH_SIZE=2)
-    integ = host.add_integration()
-    host.add_products(PRODUCTS)
-    add_offers(host, integ, [{"seller_sku": f"S-{i}", "name": f"Toner {i}"} for i in range(5)])
-    queue = host.state.queue
-    worker = SimpleWorker([queue], connection=queue.connection, job_class=queue.job_class)
+    integ, queue, worker = _five_offers_in_batches_of_two(host)
     with host.app.app_context():
         alone = suggest_job.enqueue(integ)
         worker.work(burst=True, max_jobs=1, logging_level="WARNING")
