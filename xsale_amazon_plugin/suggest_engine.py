@@ -180,6 +180,7 @@ class SuggestionEngine:
     def suggest(self, offers: Sequence[OfferInput], *, limit: int = 5,
                 rejected: dict[int, set[str]] | None = None) -> dict[int, list[Suggestion]]:
         rejected = rejected or {}
+        self._weights = {}  # document frequencies are read afresh for every call
         feats = {o.id: title_features(o.name) for o in offers}
         skus = {o.id: normalise_sku(o.seller_sku, self.affixes) for o in offers}
         gtins = {o.id: self._offer_gtin(o) for o in offers}
@@ -207,7 +208,7 @@ class SuggestionEngine:
                 if key in products:
                     pool |= products[key].features.terms
             view = self._offer_view(feats[offer.id], df, pool)
-            for key in sorted(keys):
+            for key in keys:
                 product = products.get(key)
                 if product is None:
                     continue
@@ -242,7 +243,7 @@ class SuggestionEngine:
         return math.log((self.n + 1) / (df + 1)) + 1.0
 
     def _weight(self, term: str, df: dict[str, int]) -> float:
-        """IDF squared (a term's weight in both title vectors), cached per engine."""
+        """IDF squared (a term's weight in both title vectors), cached per :meth:`suggest`."""
         w = self._weights.get(term)
         if w is None:
             w = self._weights[term] = self.idf(df.get(term, 0)) ** 2
