@@ -130,6 +130,21 @@ def test_title_features_numbers_and_code_parts():
     assert title_features("Calendar 2007-2008").models == frozenset()
 
 
+def test_title_features_conditions():
+    """Words saying an item is not the brand's original new one, in several languages."""
+    assert title_features("Premium compatible Canon CLI-221 magenta").conditions == {
+        "compatible": "compatible"}
+    assert set(title_features("Toner zamiennik regenerowany do HP 85A").conditions) == {
+        "compatible", "remanufactured"}
+    assert title_features("Kartridż regenerowana HP 301").conditions == {
+        "remanufactured": "regenerowana"}
+    assert set(title_features("iPhone 12 generalüberholt").conditions) == {"refurbished"}
+    # whole words only: "compact" is not "compatible", "recycled paper" is a material;
+    # "compatible with ..." says what an item fits
+    assert title_features("Canon compact camera, recycled paper box").conditions == {}
+    assert title_features("Case compatible with iPhone 12, kompatybilny z iPhone").conditions == {}
+
+
 CONTRAST_PRODUCTS = [
     {"sku": "WOF-1", "ean": None, "name": "Wheel of Fortune"},
     {"sku": "WOF-2", "ean": None, "name": "Wheel of Fortune Deluxe Edition"},
@@ -182,6 +197,36 @@ def test_engine_tells_editions_versions_and_extended_codes_apart(host, contrast_
     assert {"code": "model", "value": "KTH-MLG4"} in best[5][0]["reasons"]
     # two words written as one ("Web Radio" / "Webradio") are the same word
     assert best[6][0]["product_key"] == str(p[11])
+
+
+def test_compatible_or_remanufactured_is_another_product(host):
+    integ = host.add_integration("DE", "FBM")
+    p = host.add_products([
+        {"sku": "INK-O", "ean": None, "name": "HP 301 Druckerpatrone schwarz CH561EE"},
+        {"sku": "INK-C", "ean": None,
+         "name": "HP 301 Druckerpatrone schwarz CH561EE kompatibel (wiederaufbereitet)"},
+    ])
+    o = add_offers(host, integ, [
+        {"seller_sku": "O1", "name": "HP 301 CH561EE Original Druckerpatrone Schwarz"},
+        {"seller_sku": "O2", "name": "Kompatibel HP 301 CH561EE Druckerpatrone schwarz XL"},
+    ])
+    original, compatible = _suggest(host, o[0]), _suggest(host, o[1])
+    assert original[0]["product_key"] == str(p[0])
+    assert compatible[0]["product_key"] == str(p[1])
+    rival = next(s for s in original if s["product_key"] == str(p[1]))
+    assert rival["confidence"] != "high"
+    assert {"code": "condition_differs", "value": "kompatibel, wiederaufbereitet"} in (
+        rival["reasons"])
+    with host.app.test_request_context():
+        from flask_babel import force_locale
+
+        from xsale_amazon_plugin.suggestions import reason_text
+
+        reason = {"code": "condition_differs", "value": "kompatibel"}
+        assert reason_text(reason) == "not the original item in one title: kompatibel"
+        with force_locale("pl"):
+            assert reason_text(reason) == (
+                "nieoryginalny produkt w jednym z tytułów: kompatibel")
 
 
 def test_high_band_never_guesses_between_rivals(host, contrast_shop):

@@ -23,8 +23,9 @@ are then scored in Python (see ``SuggestionEngine._score``):
 * RapidFuzz's token-set ratio (C++, typo tolerant);
 * model codes weighted by rarity: a code few products carry identifies a model, a code that
   extends another ("EC-ST65" / "EC-ST65ZZBPU") is a weaker match, two different identifying
-  codes contradict; numbers without a unit (versions, years) and variant attributes
-  (capacity, size, colour) that disagree contradict as well.
+  codes contradict; numbers without a unit (versions, years), variant attributes
+  (capacity, size, colour) and the item's condition (a compatible, remanufactured or
+  refurbished item against the original) that disagree contradict as well.
 
 Scores are in [0, 1]. Exact keys (EAN/GTIN, ASIN, SKU) score highest; normalised SKUs next;
 title evidence is scaled below them. The ``high`` band requires either a unique exact key or
@@ -448,6 +449,12 @@ class SuggestionEngine:
             text *= NUMBER_PENALTY
             reasons.append({"code": "number_differs", "value": ", ".join(sorted(pf.numbers)),
                             "offer_value": ", ".join(sorted(of.numbers))})
+        if set(pf.conditions) != set(of.conditions) and not (
+                set(pf.conditions) & set(of.conditions)):
+            conflicts = True
+            text *= NUMBER_PENALTY
+            reasons.append({"code": "condition_differs",
+                            "value": ", ".join(sorted((pf.conditions | of.conditions).values()))})
         for dimension in sorted(set(pf.variants) & set(of.variants)):
             if not pf.variants[dimension] & of.variants[dimension]:
                 conflicts = True

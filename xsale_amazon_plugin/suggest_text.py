@@ -63,6 +63,35 @@ COLOUR_OF: dict[str, str] = {
 _SIZES = frozenset(["xxs", "xs", "xl", "xxl", "xxxl", "2xl", "3xl", "4xl", "5xl"])
 _SIZE_WORDS = frozenset(["size", "grosse", "gr", "rozmiar", "rozm", "taille", "talla", "taglia"])
 _PLAIN_SIZES = frozenset(["s", "m", "l"])
+# Words saying an item is not the brand's original new product (EN, DE, PL, FR, IT, ES):
+# a compatible cartridge is not the original one, whatever else the titles share.
+_CONDITIONS = {
+    "compatible": "compatible kompatibel kompatybiln compatibile zamiennik",
+    "remanufactured": "remanufactured reman regenerowan wiederaufbereitet rebuilt refilled "
+                      "reconditioned",
+    "refurbished": "refurbished refurb renewed generaluberholt odnowion reacondicionado "
+                   "ricondizionato reconditionne",
+}
+_CONDITION_OF = {w: canon for canon, words in _CONDITIONS.items() for w in words.split()}
+#: "compatible with most devices" says what an item fits, not that it is a substitute.
+_FITS = frozenset(["with", "mit", "z", "ze", "avec", "con", "for", "fur", "fuer", "do", "pour",
+                   "per", "para"])
+
+
+def _conditions(words: Sequence[str]) -> dict[str, str]:
+    """``{"compatible": "zamiennik"}``: canonical condition -> the word used (whole words;
+    the Polish stems match their inflections)."""
+    found: dict[str, str] = {}
+    for i, word in enumerate(words):
+        canon = _CONDITION_OF.get(word)
+        if canon is None and len(word) > 8:
+            canon = next((c for stem, c in _CONDITION_OF.items()
+                          if len(stem) > 8 and word.startswith(stem)), None)
+        if canon == "compatible" and i + 1 < len(words) and words[i + 1] in _FITS:
+            continue
+        if canon:
+            found.setdefault(canon, word)
+    return found
 
 
 def colour_of(word: str) -> str | None:
@@ -158,6 +187,8 @@ class TitleFeatures:
     #: Stems of two neighbouring words written as one ("web radio" -> "webra", as in
     #: "webradio"): compared with the other title's words, never indexed.
     joined: frozenset[str] = frozenset()
+    #: Not the original new item: ``{"compatible": "zamiennik"}`` (canonical -> word used).
+    conditions: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
 
 _PART_NUMBER = re.compile(r"\d{2,}(?:-\d{2,})+")
@@ -244,6 +275,7 @@ def title_features(title: str | None) -> TitleFeatures:
         numbers=frozenset(numbers - {f"{_number(n):g}" for c in models.values()
                                      for n in re.findall(r"\d+", c)}),
         joined=frozenset(joined),
+        conditions=_conditions(words),
     )
 
 

@@ -372,13 +372,16 @@ def reason_text(reason: dict[str, Any]) -> str:
     if code == "number_differs":
         return _("different number: %(value)s vs %(offer)s", value=value,
                  offer=str(reason.get("offer_value", "")))
+    if code == "condition_differs":
+        return _("not the original item in one title: %(value)s", value=value)
     if code == "title":
         return _("title %(percent)s %% similar", percent=reason.get("percent", 0))
     return str(code)
 
 
 def reason_is_negative(reason: dict[str, Any]) -> bool:
-    return reason.get("code") in ("model_differs", "variant_differs", "number_differs")
+    return reason.get("code") in ("model_differs", "variant_differs", "number_differs",
+                                  "condition_differs")
 
 
 def displayed(suggestion: dict[str, Any]) -> dict[str, Any]:
