@@ -8,6 +8,7 @@ decision is checked in the database. Screenshots go to ``artifacts/screenshots/s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterator
@@ -46,8 +47,10 @@ OFFERS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[Host, str]]:
+@contextlib.contextmanager
+def _serve(products: list[dict[str, Any]], offers: list[dict[str, Any]],
+           locale: str) -> Iterator[tuple[Host, str]]:
+    """The test host in its own PostgreSQL schema, served on 127.0.0.1."""
     import uuid
 
     from .conftest import PG_BASE
@@ -57,18 +60,18 @@ def served() -> Iterator[tuple[Host, str]]:
     with engine.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     host = make_host(f"{PG_BASE}?options=-csearch_path%3D{schema}",
-                     config={"BABEL_DEFAULT_LOCALE": "en"})
+                     config={"BABEL_DEFAULT_LOCALE": locale})
     integration = host.add_integration("DE", "FBM")
-    products = host.add_products(PRODUCTS)
+    product_ids = host.add_products(products)
     with host.app.app_context():
-        offers = [host.models.AmazonOffer(integration_id=integration, **o) for o in OFFERS]
-        host.db.session.add_all(offers)
+        rows = [host.models.AmazonOffer(integration_id=integration, **o) for o in offers]
+        host.db.session.add_all(rows)
         host.db.session.commit()
     port = free_port()
     server = make_server("127.0.0.1", port, host.app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    host.ids = {"products": products, "integration": integration}  # type: ignore[attr-defined]
+    host.ids = {"products": product_ids, "integration": integration}  # type: ignore[attr-defined]
     try:
         yield host, f"http://127.0.0.1:{port}"
     finally:
@@ -81,6 +84,12 @@ def served() -> Iterator[tuple[Host, str]]:
         with engine.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[Host, str]]:
+    with _serve(PRODUCTS, OFFERS, "en") as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -280,3 +289,32 @@ def test_mapping_csv_preview_then_apply(served: tuple[Host, str], page: Any,
     assert after["X-HOSE"] == (str(host.ids["products"][8]), "manual")  # type: ignore[attr-defined]
     assert after["X-HDMI"] == before["X-HDMI"]  # existing link kept (no overwrite asked)
     shot(page, "08-csv-applied")
+
+
+def test_link_dialog_names_contradictions_in_polish(page: Any) -> None:
+    """A compatible cartridge against the original, another version of a program: the link
+    dialog of a Polish back office (a second host app) shows the best product with the
+    contradiction in red."""
+    products = [
+        {"sku": "HP301", "ean": None, "name": "HP 301 Druckerpatrone schwarz CH561EE"},
+        {"sku": "XL2007", "ean": None, "name": "Microsoft Excel 2007"},
+    ]
+    offers = [
+        {"seller_sku": "X-INK", "name": "Kompatibel Druckerpatrone HP 301 CH561EE schwarz"},
+        {"seller_sku": "X-EXCEL", "name": "Microsoft Excel 2004 (Mac)"},
+    ]
+    expected = {"X-INK": "nieoryginalny produkt w jednym z tytułów: kompatibel",
+                "X-EXCEL": "inny numer: 2007 zamiast 2004"}
+    pg = page
+    with _serve(products, offers, "pl") as (_host, base):
+        for sku, reason in expected.items():
+            pg.goto(f"{base}/admin/xsale-amazon/offers/?view=unlinked")
+            pg.locator("table.model-list tbody tr").filter(has_text=sku).locator(".xa-link").click()
+            best = pg.locator("#xa-link-suggestions .xa-link-suggestion").first
+            best.wait_for()
+            negative = best.locator(".xa-reason.badge-danger")
+            assert negative.all_inner_texts() == [reason]
+            assert best.locator(".xa-reason.badge-success").count() >= 1  # what they share
+            pg.wait_for_function("() => { const m = document.querySelector('.modal.show');"
+                                 " return m && getComputedStyle(m).opacity === '1'; }")
+            shot(pg, f"08-link-dialog-contradiction-{sku.lower()}")
