@@ -108,6 +108,16 @@ class Settings:
     #: product catalogue changed, e.g. with plain SQL; when it did, the suggestion job starts
     #: for every active integration with unlinked offers. 0 disables the check.
     suggest_refresh_interval: float = 600.0
+    #: Mapping assistant: add triggers to the host's product table that log its changes, so
+    #: the staleness check before every use is one lookup instead of an aggregate over every
+    #: product (each insert, update or delete of a product then also writes one log row; one
+    #: per statement on PostgreSQL). False never creates them (it does not drop existing ones).
+    suggest_triggers: bool = True
+    #: Mapping assistant, SQLite and MySQL/MariaDB: the trigger log is trusted only while the
+    #: product table's fingerprint was verified less than this many seconds ago (MariaDB's
+    #: TRUNCATE TABLE fires no trigger); the workers' periodic check verifies it every
+    #: ``suggest_refresh_interval``. 0 trusts the log for ever.
+    suggest_fingerprint_max_age: float = 1800.0
     #: IANA time zone of "daily at HH:MM" schedules and of the times the schedule shows;
     #: ``None`` uses the host's ``BABEL_DEFAULT_TIMEZONE`` (UTC when unset).
     timezone: str | None = None
@@ -155,7 +165,8 @@ class Settings:
             if getattr(self, name) <= 0:
                 _fail(name, getattr(self, name), "a number greater than 0")
         for name in ("report_reuse_window", "max_retries", "invalid_lines_kept",
-                     "autolink_inline_limit", "suggest_refresh_interval"):
+                     "autolink_inline_limit", "suggest_refresh_interval",
+                     "suggest_fingerprint_max_age"):
             if getattr(self, name) < 0:
                 _fail(name, getattr(self, name), "a number of 0 or more")
         for name in ("removal_guard", "max_invalid_share"):

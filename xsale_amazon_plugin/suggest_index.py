@@ -1,12 +1,14 @@
 """The mapping assistant's index of the host's products, in the plugin's own tables.
 
 Products belong to the host, which loads and edits them with its own processes and plain SQL,
-so ORM events cannot tell when the index is stale. Instead, before every use the index is
-compared with a *fingerprint* of the product table: one aggregate query (row count and the
-sum of a 32-bit hash of every indexed attribute; ~0.1 s per million rows on PostgreSQL). When
-it differs, :func:`refresh` walks the products by primary key, re-indexes only the rows whose
-hash changed, removes deleted ones and adjusts the document frequencies, all in one
-transaction, so readers never see a half-built index.
+so ORM events cannot tell when the index is stale. Instead, before every use
+:func:`ensure_fresh` looks at the change log that triggers on the product table write
+(:mod:`.suggest_watch`; one indexed lookup), or, without triggers, compares the index with a
+*fingerprint* of the product table: one aggregate query (row count and the sum of a 32-bit
+hash of every indexed attribute; ~0.1 s per million rows on PostgreSQL). When it differs,
+:func:`refresh` walks the products by primary key, re-indexes only the rows whose hash
+changed, removes deleted ones and adjusts the document frequencies, all in one transaction, so
+readers never see a half-built index.
 
 Tables (all ``xsale_amazon_suggest_*``):
 
@@ -15,7 +17,9 @@ Tables (all ``xsale_amazon_suggest_*``):
 - ``term``: the inverted index ``(term, product_key)``; terms are stemmed title words and
   model codes (see :mod:`.suggest_text`).
 - ``term_df``: how many products contain each term (IDF weights and retrieval cut-offs).
-- ``catalog``: the fingerprint and a version number that grows with every change.
+- ``catalog``: the fingerprint, when it was last verified, and a version number that grows
+  with every change.
+- ``change``: the change log.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,7 +42,8 @@ from .suggest_text import (
     row_hash,
     title_features,
 )
-from .timeutil import utcnow
+from .suggest_watch import row_level, watch_product_table
+from .timeutil import as_utc, utcnow
 
 UTCDateTime = sa.DateTime(timezone=True)
 KEY_LENGTH = 64
@@ -120,11 +126,14 @@ def make_suggest_tables(metadata: sa.MetaData, offer_id_type: Any) -> SuggestTab
         sa.Column("created_by", sa.String(200)),
         sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     )
-    #: PostgreSQL: one row per statement that changed the product table (written by a
-    #: trigger in the writer's transaction); empty means "nothing changed since the check".
+    #: Written by triggers on the product table in the writer's transaction (see
+    #: :mod:`.suggest_watch`): one row per statement (PostgreSQL) or per changed row (SQLite,
+    #: MySQL/MariaDB); empty means "nothing changed since the check". AUTOINCREMENT on SQLite:
+    #: an id is never reused, so a refresh deleting the ids it saw never deletes a later row.
     change = sa.Table(
         "xsale_amazon_suggest_change", metadata,
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+        sqlite_autoincrement=True,
     )
     tables = SuggestTables(product, term, term_df, catalog, suggestion, rejection, change)
     _tables[metadata] = tables
@@ -201,13 +210,16 @@ class CatalogState:
     version: int
     product_count: int
     fingerprint: str
+    #: When the index was last verified against the product table (built, refreshed, or its
+    #: fingerprint found equal).
+    verified_at: datetime
 
 
 def catalog_state(conn: sa.Connection, tables: SuggestTables) -> CatalogState | None:
     row = conn.execute(sa.select(tables.catalog).where(tables.catalog.c.id == 1)).first()
     if row is None:
         return None
-    return CatalogState(row.version, row.product_count, row.fingerprint)
+    return CatalogState(row.version, row.product_count, row.fingerprint, row.refreshed_at)
 
 
 # --- refresh -------------------------------------------------------------------------------
@@ -257,53 +269,28 @@ def _unlock(conn: sa.Connection) -> None:
         conn.execute(sa.text("SELECT RELEASE_LOCK(CONCAT(DATABASE(), '.xsale_amazon_suggest'))"))
 
 
-WATCH_TRIGGER = "xsale_amazon_suggest_watch"
-WATCH_FUNCTION = "xsale_amazon_suggest_product_changed"
-
-
-def _watched(conn: sa.Connection, tables: SuggestTables, cols: ProductColumns) -> str:
-    """PostgreSQL: make sure a statement-level trigger records every change of the product
-    table in ``xsale_amazon_suggest_change``. Returns ``"watched"``, ``"created"`` (changes
-    before now are unknown) or ``"unwatched"`` (other databases, or no right to create it)."""
-    if conn.dialect.name != "postgresql":
-        return "unwatched"
-    product = cols.pk.table
-    preparer = conn.dialect.identifier_preparer
-    qualified = preparer.format_table(product)
-    exists = conn.execute(sa.text(
-        "SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(:t) AND tgname = :n"),
-        {"t": qualified, "n": WATCH_TRIGGER}).first()
-    if exists:
-        return "watched"
-    schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
-    change = f"{preparer.quote_identifier(schema)}.{tables.change.name}"
-    function = f"{preparer.quote_identifier(schema)}.{WATCH_FUNCTION}"
-    try:
-        with conn.begin_nested():
-            conn.execute(sa.text(
-                f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql "
-                f"AS $$ BEGIN INSERT INTO {change} DEFAULT VALUES; RETURN NULL; END $$"))
-            conn.execute(sa.text(
-                f"CREATE TRIGGER {WATCH_TRIGGER} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE "
-                f"ON {qualified} FOR EACH STATEMENT EXECUTE FUNCTION {function}()"))
-    except sa.exc.DBAPIError:  # e.g. not the owner of the host's table: fingerprint only
-        return "unwatched"
-    return "created"
-
-
 def ensure_fresh(conn: sa.Connection, tables: SuggestTables, cols: ProductColumns,
-                 affix_patterns: Iterable[str], pk_from_key: Any) -> RefreshResult:
+                 affix_patterns: Iterable[str], pk_from_key: Any, *, triggers: bool = True,
+                 fingerprint_max_age: float | None = None) -> RefreshResult:
     """Bring the index up to date with the product table; cheap when nothing changed.
 
-    On PostgreSQL a trigger logs product changes, so "nothing changed" is one indexed
-    lookup; elsewhere (or without the right to add the trigger) the fingerprint aggregate is
-    compared. Runs in the caller's transaction and leaves committing to it.
+    With ``triggers`` the product table's changes are logged by triggers
+    (:mod:`.suggest_watch`, created on first use when the database user may), so "nothing
+    changed" is one indexed lookup; otherwise, or without the right to add them, the
+    fingerprint aggregate is compared. On SQLite and MySQL/MariaDB, whose row-level triggers a
+    ``TRUNCATE`` bypasses, the log is trusted only while the fingerprint was verified less than
+    ``fingerprint_max_age`` seconds ago (None: always; PostgreSQL's trigger sees ``TRUNCATE``,
+    so there it is always trusted). Runs in the caller's transaction and leaves committing to
+    it.
     """
-    watch = _watched(conn, tables, cols)
+    product = cols.pk.table
+    assert isinstance(product, sa.Table)
+    watch = watch_product_table(conn, tables.change, product) if triggers else "unwatched"
     state = catalog_state(conn, tables)
     change = tables.change
     if (watch == "watched" and state is not None
             and state.fingerprint.startswith(f"v{FEATURES_VERSION}:")
+            and _log_trusted(conn, state, fingerprint_max_age)
             and conn.execute(sa.select(change.c.id).limit(1)).first() is None):
         return RefreshResult(state.version, state.product_count)
     if watch == "unwatched":
@@ -313,13 +300,15 @@ def ensure_fresh(conn: sa.Connection, tables: SuggestTables, cols: ProductColumn
     _lock(conn)
     try:
         # The change rows seen now are the ones this refresh accounts for; rows committed
-        # later stay and trigger the next refresh.
-        seen = (list(conn.execute(sa.select(change.c.id)).scalars())
-                if watch != "unwatched" else [])
+        # later stay and trigger the next refresh. Read also when unwatched: triggers the host
+        # left in place after opting out must not grow the log without bound.
+        seen = list(conn.execute(sa.select(change.c.id)).scalars())
         fp = fingerprint(conn, cols)
         state = catalog_state(conn, tables)
         if state is not None and state.fingerprint == fp:
             result = RefreshResult(state.version, state.product_count)
+            conn.execute(tables.catalog.update().where(tables.catalog.c.id == 1)
+                         .values(refreshed_at=utcnow()))
         else:
             result = _refresh(conn, tables, cols, compile_affixes(affix_patterns),
                               pk_from_key, fp, state)
@@ -328,6 +317,15 @@ def ensure_fresh(conn: sa.Connection, tables: SuggestTables, cols: ProductColumn
         return result
     finally:
         _unlock(conn)
+
+
+def _log_trusted(conn: sa.Connection, state: CatalogState, max_age: float | None) -> bool:
+    """Whether an empty change log means "unchanged": always on PostgreSQL; elsewhere while
+    the fingerprint was verified less than ``max_age`` seconds ago."""
+    if max_age is None or not row_level(conn):
+        return True
+    age = (utcnow() - as_utc(state.verified_at)).total_seconds()
+    return 0 <= age < max_age
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

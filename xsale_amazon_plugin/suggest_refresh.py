@@ -14,7 +14,9 @@ running for the integration, so nothing piles up):
   ``XSALE_AMAZON_SUGGEST_REFRESH_INTERVAL`` seconds one worker of the queue (a Redis lock
   decides which) enqueues :func:`check_catalog`, unless the previous check is still queued or
   running. That job runs the index's staleness check (:func:`suggestions.refresh_index`: one
-  lookup on PostgreSQL with the change trigger, one aggregate elsewhere) and, when the
+  lookup on PostgreSQL with the change trigger; on SQLite and MySQL/MariaDB also the
+  fingerprint aggregate, which catches what their row-level triggers miss, such as TRUNCATE,
+  and keeps the change log trusted for ``SUGGEST_FINGERPRINT_MAX_AGE``) and, when the
   catalogue version differs from the one the previous check saw, starts the suggestion job of
   every active integration with unlinked live offers.
 
@@ -99,7 +101,9 @@ def check_catalog() -> dict[str, Any]:
 
     The first check of a queue only records the version (there is nothing to compare with)."""
     state = current_amazon
-    fresh = refresh_index()
+    # Verifies the fingerprint too (SQLite, MySQL/MariaDB), so requests rarely find the
+    # change log's trust expired and pay for the aggregate themselves.
+    fresh = refresh_index(verify=True)
     connection = state.queue.connection
     key = _keys(state.queue.name)["version"]
     previous_raw: Any = connection.getset(key, str(fresh.version))

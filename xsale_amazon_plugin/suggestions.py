@@ -72,11 +72,17 @@ def offer_hash(offer: Any) -> int:
     return zlib.crc32("\x1f".join("" if p is None else str(p) for p in parts).encode())
 
 
-def refresh_index() -> Any:
-    """Check the index against the product table and update it if needed (commits)."""
+def refresh_index(*, verify: bool = False) -> Any:
+    """Check the index against the product table and update it if needed (commits).
+
+    ``verify`` compares the fingerprint even when the triggers' change log is trusted
+    (SQLite, MySQL/MariaDB: what the log cannot see, such as TRUNCATE, is noticed then)."""
     ctx = _context()
+    settings = ctx.state.settings
+    max_age = 0.0 if verify else (settings.suggest_fingerprint_max_age or None)
     result = ensure_fresh(ctx.session.connection(), ctx.tables, ctx.cols, ctx.affix_patterns,
-                          _pk_from_key)
+                          _pk_from_key, triggers=settings.suggest_triggers,
+                          fingerprint_max_age=max_age)
     ctx.session.commit()
     return result
 

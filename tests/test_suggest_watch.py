@@ -1,0 +1,308 @@
+"""The product table's change log (triggers) behind the mapping assistant's staleness check:
+changes by plain SQL on other connections are noticed through the log on every database,
+"nothing changed" never runs the fingerprint aggregate, what the log cannot see (MariaDB's
+TRUNCATE) is caught by the fingerprint's maximum age, and without the right to create the
+triggers (or with them turned off) the fingerprint is compared as before."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from xsale_amazon_plugin.suggest_watch import ROW_TRIGGERS, WATCH_TRIGGER
+
+from .conftest import MYSQL_BASE, mysql_database
+from .hostapp import make_host
+from .test_suggest import PRODUCTS
+
+
+def _tables(host):
+    from xsale_amazon_plugin.suggest_index import suggest_tables
+
+    return suggest_tables(host.models)
+
+
+def _indexed_keys(host) -> set[str]:
+    with host.app.app_context():
+        t = _tables(host)
+        return set(host.db.session.execute(sa.select(t.product.c.product_key)).scalars())
+
+
+def _log_rows(host) -> int:
+    with host.app.app_context():
+        return host.db.session.execute(
+            sa.select(sa.func.count()).select_from(_tables(host).change)).scalar_one()
+
+
+def _refresh(host, **kwargs):
+    from xsale_amazon_plugin.suggestions import refresh_index
+
+    with host.app.app_context():
+        return refresh_index(**kwargs)
+
+
+@contextmanager
+def recorded(host) -> Iterator[list[str]]:
+    """Every SQL statement the app's engine sends meanwhile."""
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    with host.app.app_context():
+        engine = host.db.engine
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
+def _fingerprinted(statements: list[str]) -> bool:
+    # The aggregate hashes every row with crc32 (MariaDB), xa_crc32 (SQLite) or hashtext.
+    return any("crc32(" in s.lower() or "hashtext(" in s.lower() for s in statements)
+
+
+def _triggers(host) -> set[str]:
+    """The plugin's triggers on the product table, as the database lists them."""
+    with host.app.app_context():
+        conn = host.db.session.connection()
+        dialect = conn.dialect.name
+        if dialect == "sqlite":
+            names = conn.execute(sa.text(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                "AND tbl_name = 'product'")).scalars()
+        elif dialect == "postgresql":
+            names = conn.execute(sa.text(
+                "SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass('product') "
+                "AND NOT tgisinternal")).scalars()
+        else:
+            names = conn.execute(sa.text(
+                "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS "
+                "WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = 'product'")).scalars()
+        found = set(names)
+        host.db.session.rollback()
+        return found & {WATCH_TRIGGER, *ROW_TRIGGERS.values()}
+
+
+@pytest.fixture
+def other(db_url) -> Iterator[sa.Engine]:
+    """Another engine on the host's database: the host's own processes writing plain SQL."""
+    engine = sa.create_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+def _run(engine: sa.Engine, sql: str, **params) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text(sql), params)
+
+
+def _truncate(engine: sa.Engine) -> None:
+    """TRUNCATE the way hosts reload a table that others reference."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("SET FOREIGN_KEY_CHECKS = 0"))
+        conn.execute(sa.text("TRUNCATE TABLE product"))
+        conn.execute(sa.text("SET FOREIGN_KEY_CHECKS = 1"))
+
+
+def test_plain_sql_on_another_connection_is_noticed_through_the_log(host, other):
+    ids = host.add_products(PRODUCTS)
+    built = _refresh(host)
+    assert not built.checked_only and built.indexed == len(PRODUCTS)
+    expected = {WATCH_TRIGGER} if other.dialect.name == "postgresql" else set(ROW_TRIGGERS.values())
+    assert _triggers(host) == expected
+
+    # nothing changed: the log is empty, no aggregate over the products
+    with recorded(host) as statements:
+        assert _refresh(host).checked_only
+    assert statements and not _fingerprinted(statements), statements
+
+    _run(other, "INSERT INTO product (sku, ean, name) VALUES ('NEW-1', NULL, 'Garden hose 30 m')")
+    assert _log_rows(host) == 1
+    with recorded(host) as statements:
+        added = _refresh(host)
+    assert (added.indexed, added.removed, added.version) == (1, 0, built.version + 1)
+    assert len(_indexed_keys(host)) == len(PRODUCTS) + 1
+    assert _log_rows(host) == 0  # the refresh consumed what it saw
+
+    _run(other, "UPDATE product SET name = 'HDMI cable 5 m' WHERE id = :id", id=ids[6])
+    updated = _refresh(host)
+    assert (updated.indexed, updated.removed) == (1, 0)
+    with host.app.app_context():
+        t = _tables(host)
+        title = host.db.session.execute(sa.select(t.product.c.title).where(
+            t.product.c.product_key == str(ids[6]))).scalar_one()
+    assert title == "HDMI cable 5 m"
+
+    _run(other, "DELETE FROM product WHERE id = :id", id=ids[0])
+    deleted = _refresh(host)
+    assert (deleted.indexed, deleted.removed) == (0, 1)
+    assert str(ids[0]) not in _indexed_keys(host)
+
+    with recorded(host) as statements:
+        assert _refresh(host).checked_only
+    assert not _fingerprinted(statements)
+
+
+def test_delete_without_where_is_logged_per_row_on_sqlite(host, other):
+    """SQLite's truncate optimisation of ``DELETE FROM t`` is off while the table has
+    triggers: every row is logged, and the index empties without a fingerprint."""
+    if other.dialect.name != "sqlite":
+        pytest.skip("SQLite's DELETE without WHERE")
+    host.add_products(PRODUCTS)
+    _refresh(host)
+    _run(other, "DELETE FROM product")
+    assert _log_rows(host) == len(PRODUCTS)
+    result = _refresh(host)
+    assert result.removed == len(PRODUCTS) and _indexed_keys(host) == set()
+    assert _log_rows(host) == 0
+
+
+def test_mariadb_truncate_is_noticed_by_the_fingerprints_age(host, other):
+    """TRUNCATE TABLE fires no trigger on MariaDB: the log stays empty, so the index trusts it
+    until the fingerprint's verification is older than SUGGEST_FINGERPRINT_MAX_AGE, or the
+    workers' periodic check verifies it (``refresh_index(verify=True)``)."""
+    if other.dialect.name != "mysql":
+        pytest.skip("MariaDB's TRUNCATE")
+    host.add_products(PRODUCTS)
+    _refresh(host)
+    _truncate(other)
+    assert _log_rows(host) == 0
+    assert _refresh(host).checked_only  # verified moments ago: the log is trusted
+    assert len(_indexed_keys(host)) == len(PRODUCTS)
+    checked = _refresh(host, verify=True)
+    assert checked.removed == len(PRODUCTS) and _indexed_keys(host) == set()
+
+    host.add_products(PRODUCTS)  # logged by the triggers
+    assert _refresh(host).indexed == len(PRODUCTS)
+    _truncate(other)
+    max_age = host.state.settings.suggest_fingerprint_max_age
+    with host.app.app_context():
+        catalog = _tables(host).catalog
+        verified = host.db.session.execute(sa.select(catalog.c.refreshed_at)).scalar_one()
+        host.db.session.execute(catalog.update().values(
+            refreshed_at=verified - timedelta(seconds=max_age + 1)))
+        host.db.session.commit()
+    with recorded(host) as statements:
+        expired = _refresh(host)
+    assert _fingerprinted(statements)
+    assert expired.removed == len(PRODUCTS) and _indexed_keys(host) == set()
+    # verified again just now: back to the one-lookup check
+    with recorded(host) as statements:
+        assert _refresh(host).checked_only
+    assert not _fingerprinted(statements)
+
+
+def test_triggers_turned_off_compare_the_fingerprint(db_url, redis_conn, other):
+    host = make_host(db_url, config={"XSALE_AMAZON_SUGGEST_TRIGGERS": False})
+    try:
+        host.add_products(PRODUCTS)
+        _refresh(host)
+        assert _triggers(host) == set()
+        with recorded(host) as statements:
+            assert _refresh(host).checked_only
+        assert _fingerprinted(statements)
+        _run(other, "UPDATE product SET name = 'Mug' WHERE sku = 'MUG-WHT-300'")
+        assert _refresh(host).indexed == 1
+    finally:
+        with host.app.app_context():
+            host.db.session.remove()
+            for engine in host.db.engines.values():
+                engine.dispose()
+
+
+def test_mariadb_trigger_creation_commits_nothing_of_the_caller(host, other):
+    """CREATE TRIGGER commits implicitly on MariaDB: it runs on a connection of its own, so
+    the caller's uncommitted work stays uncommitted; a caller whose transaction read the
+    product table (metadata lock) gets the fingerprint after a short wait, and the next check
+    creates the triggers."""
+    if other.dialect.name != "mysql":
+        pytest.skip("MariaDB's implicit commit")
+    from xsale_amazon_plugin.suggest_index import ensure_fresh
+    from xsale_amazon_plugin.suggestions import _context, _pk_from_key
+
+    host.add_products(PRODUCTS)
+    with host.app.app_context():
+        ctx = _context()
+        session = host.db.session
+        session.execute(sa.text("INSERT INTO product (sku, name) VALUES ('TMP', 'uncommitted')"))
+        # the caller's INSERT holds the product table's metadata lock: creation waits 2 s
+        first = ensure_fresh(session.connection(), ctx.tables, ctx.cols, ctx.affix_patterns,
+                             _pk_from_key)
+        assert not first.checked_only and first.product_count == len(PRODUCTS) + 1
+        session.rollback()
+    assert _triggers(host) == set()
+    with other.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM product WHERE sku = 'TMP'")
+                            ).scalar_one() == 0
+
+    with host.app.app_context():
+        session = host.db.session
+        session.execute(sa.text(
+            "INSERT INTO xsale_amazon_suggest_term_df (term, df) VALUES ('uncommitted', 1)"))
+        result = ensure_fresh(session.connection(), ctx.tables, ctx.cols, ctx.affix_patterns,
+                              _pk_from_key)
+        assert result.product_count == len(PRODUCTS)
+        assert _triggers(host) == set(ROW_TRIGGERS.values())  # created, in the meantime
+        session.rollback()
+    with other.connect() as conn:
+        assert conn.execute(sa.text(
+            "SELECT count(*) FROM xsale_amazon_suggest_term_df WHERE term = 'uncommitted'")
+        ).scalar_one() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM xsale_amazon_suggest_catalog")
+                            ).scalar_one() == 0  # the refresh itself was rolled back too
+
+
+@contextmanager
+def _mariadb_user_without_trigger_privilege(url: str) -> Iterator[str]:
+    admin = sa.create_engine(MYSQL_BASE)
+    name = f"xa_nt_{uuid.uuid4().hex[:8]}"
+    database = sa.make_url(url).database
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE USER '{name}'@'%' IDENTIFIED BY '{name}'"))
+        conn.execute(sa.text(
+            "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, INDEX, ALTER, "
+            f"CREATE TEMPORARY TABLES, LOCK TABLES ON `{database}`.* TO '{name}'@'%'"))
+    try:
+        yield sa.make_url(url).set(username=name, password=name).render_as_string(
+            hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP USER IF EXISTS '{name}'@'%'"))
+        admin.dispose()
+
+
+def test_mariadb_without_trigger_privilege_falls_back_to_the_fingerprint(redis_conn):
+    with mysql_database() as url, _mariadb_user_without_trigger_privilege(url) as limited:
+        owner = make_host(url)  # creates the tables: the limited user only uses them
+        owner.add_products(PRODUCTS)
+        with owner.app.app_context():
+            owner.db.session.remove()
+            for engine in owner.db.engines.values():
+                engine.dispose()
+        host = make_host(limited)
+        admin = sa.create_engine(url)
+        try:
+            built = _refresh(host)
+            assert built.indexed == len(PRODUCTS)
+            with admin.connect() as conn:
+                assert conn.execute(sa.text(
+                    "SELECT count(*) FROM information_schema.TRIGGERS "
+                    "WHERE TRIGGER_SCHEMA = DATABASE()")).scalar_one() == 0
+            with recorded(host) as statements:
+                assert _refresh(host).checked_only
+            assert _fingerprinted(statements)
+            _run(admin, "INSERT INTO product (sku, name) VALUES ('NEW-1', 'Garden hose 30 m')")
+            assert _refresh(host).indexed == 1
+        finally:
+            admin.dispose()
+            with host.app.app_context():
+                host.db.session.remove()
+                for engine in host.db.engines.values():
+                    engine.dispose()
