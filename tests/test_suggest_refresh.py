@@ -182,6 +182,8 @@ def test_periodic_check_enqueues_after_a_plain_sql_update_only(host: Any) -> Non
 @pytest.mark.parametrize(("key", "value", "fragment"), [
     ("SUGGEST_REFRESH_INTERVAL", -1, "must be a number of 0 or more"),
     ("SUGGEST_AFTER_IMPORT", "maybe", "must be True or False"),
+    ("SUGGEST_TRIGGERS", "maybe", "must be True or False"),
+    ("SUGGEST_FINGERPRINT_MAX_AGE", -5, "must be a number of 0 or more"),
 ])
 def test_refresh_settings_are_validated(tmp_path: Any, key: str, value: Any,
                                         fragment: str) -> None:

@@ -111,7 +111,11 @@ class XsaleAmazon:
         changed or restored offers starts the suggestion job of its integration) and
         ``SUGGEST_REFRESH_INTERVAL`` (default 600 s, 0 disables: how often one worker checks
         whether the product catalogue changed, e.g. with plain SQL, and then starts the
-        suggestion job of every active integration with unlinked offers); also
+        suggestion job of every active integration with unlinked offers),
+        ``SUGGEST_TRIGGERS`` (default True: triggers on the host's product table log its
+        changes, so the staleness check is one lookup) and ``SUGGEST_FINGERPRINT_MAX_AGE``
+        (default 1800 s; SQLite and MySQL/MariaDB: the change log is trusted only while the
+        fingerprint was verified less than this long ago, 0 for ever); also
         ``SECRET_KEY`` when no encryption key is set. A bad value raises
         :class:`~xsale_amazon_plugin.settings.SettingsError` naming the key.
         """
