@@ -27,7 +27,7 @@ from __future__ import annotations
 import weakref
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -233,17 +233,21 @@ class RefreshResult:
     checked_only: bool = True
 
 
-def _index_row(row: Any, affixes: Sequence[Any]) -> tuple[dict[str, Any], frozenset[str]]:
+def _row_hash(row: Any) -> int:
+    return row_hash(FEATURES_VERSION, product_key(row.pk), row.sku, row.ean, row.name, row.asin)
+
+
+def _index_row(row: Any, affixes: Sequence[Any], hashed: int
+               ) -> tuple[dict[str, Any], frozenset[str]]:
     features = title_features(row.name)
-    key = product_key(row.pk)
     return {
-        "product_key": key,
+        "product_key": product_key(row.pk),
         "sku": (str(row.sku)[:255] if row.sku is not None else None),
         "sku_norm": normalise_sku(row.sku, affixes).value[:255] or None,
         "gtin": normalise_gtin(row.ean),
         "asin": (str(row.asin).strip().upper()[:20] or None) if row.asin else None,
         "title": row.name,
-        "row_hash": row_hash(FEATURES_VERSION, key, row.sku, row.ean, row.name, row.asin),
+        "row_hash": hashed,
     }, frozenset(t[:TERM_LENGTH] for t in features.terms)
 
 
@@ -269,10 +273,12 @@ def _unlock(conn: sa.Connection) -> None:
         conn.execute(sa.text("SELECT RELEASE_LOCK(CONCAT(DATABASE(), '.xsale_amazon_suggest'))"))
 
 
-def ensure_fresh(conn: sa.Connection, tables: SuggestTables, cols: ProductColumns,
-                 affix_patterns: Iterable[str], pk_from_key: Any, *, triggers: bool = True,
-                 fingerprint_max_age: float | None = None) -> RefreshResult:
-    """Bring the index up to date with the product table; cheap when nothing changed.
+def quick_check(conn: sa.Connection, tables: SuggestTables, cols: ProductColumns, *,
+                triggers: bool = True,
+                fingerprint_max_age: float | None = None) -> RefreshResult | None:
+    """The cheap staleness check: the index's state when it is up to date, None when
+    :func:`ensure_fresh` has work to do (re-index, or verify the fingerprint). Never writes to
+    the index (it may create the change triggers: commit after it).
 
     With ``triggers`` the product table's changes are logged by triggers
     (:mod:`.suggest_watch`, created on first use when the database user may), so "nothing
@@ -280,23 +286,68 @@ def ensure_fresh(conn: sa.Connection, tables: SuggestTables, cols: ProductColumn
     fingerprint aggregate is compared. On SQLite and MySQL/MariaDB, whose row-level triggers a
     ``TRUNCATE`` bypasses, the log is trusted only while the fingerprint was verified less than
     ``fingerprint_max_age`` seconds ago (None: always; PostgreSQL's trigger sees ``TRUNCATE``,
-    so there it is always trusted). Runs in the caller's transaction and leaves committing to
-    it.
-    """
+    so there it is always trusted)."""
     product = cols.pk.table
     assert isinstance(product, sa.Table)
     watch = watch_product_table(conn, tables.change, product) if triggers else "unwatched"
     state = catalog_state(conn, tables)
-    change = tables.change
-    if (watch == "watched" and state is not None
-            and state.fingerprint.startswith(f"v{FEATURES_VERSION}:")
-            and _log_trusted(conn, state, fingerprint_max_age)
-            and conn.execute(sa.select(change.c.id).limit(1)).first() is None):
-        return RefreshResult(state.version, state.product_count)
-    if watch == "unwatched":
-        fp = fingerprint(conn, cols)
-        if state is not None and state.fingerprint == fp:
+    if state is None or not state.fingerprint.startswith(f"v{FEATURES_VERSION}:"):
+        return None
+    if watch == "watched":
+        if (_log_trusted(conn, state, fingerprint_max_age)
+                and conn.execute(sa.select(tables.change.c.id).limit(1)).first() is None):
             return RefreshResult(state.version, state.product_count)
+        return None
+    if watch == "unwatched" and state.fingerprint == fingerprint(conn, cols):
+        return RefreshResult(state.version, state.product_count)
+    return None
+
+
+def fingerprint_unchanged(conn: sa.Connection, tables: SuggestTables,
+                          cols: ProductColumns) -> bool:
+    """Whether the product table's fingerprint is still the indexed one (then a refresh only
+    verifies it and consumes the change log: no product is re-indexed). One aggregate."""
+    state = catalog_state(conn, tables)
+    return state is not None and state.fingerprint == fingerprint(conn, cols)
+
+
+def refresh_bound(conn: sa.Connection, tables: SuggestTables, cols: ProductColumns,
+                  limit: int) -> int:
+    """An upper bound of the products a refresh would go through, exact up to ``limit`` (a
+    larger value only says "more than ``limit``"); costs at most ``limit`` rows read.
+
+    Which products changed is unknown until the refresh compares every row's hash (the
+    change log says *that* the table changed, not which rows; a new features version changes
+    all), so the bound is what the refresh walks: every product in the table, and every
+    product in the index when it holds more (deleted ones are looked up)."""
+    product = cols.pk.table
+    current = conn.execute(sa.select(sa.func.count()).select_from(
+        sa.select(sa.literal(1)).select_from(product).limit(limit + 1).subquery())).scalar_one()
+    state = catalog_state(conn, tables)
+    return max(int(current), state.product_count if state else 0)
+
+
+def product_count(conn: sa.Connection, cols: ProductColumns) -> int:
+    """How many products the host's table holds (one ``count(*)``)."""
+    return int(conn.execute(sa.select(sa.func.count()).select_from(cols.pk.table)).scalar_one())
+
+
+def ensure_fresh(conn: sa.Connection, tables: SuggestTables, cols: ProductColumns,
+                 affix_patterns: Iterable[str], pk_from_key: Any, *, triggers: bool = True,
+                 fingerprint_max_age: float | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> RefreshResult:
+    """Bring the index up to date with the product table; cheap when nothing changed
+    (:func:`quick_check`, which describes ``triggers`` and ``fingerprint_max_age``). Runs in
+    the caller's transaction and leaves committing to it.
+
+    ``progress(products checked, products in the table)`` is called after every chunk of a
+    refresh.
+    """
+    fresh = quick_check(conn, tables, cols, triggers=triggers,
+                        fingerprint_max_age=fingerprint_max_age)
+    if fresh is not None:
+        return fresh
+    change = tables.change
     _lock(conn)
     try:
         # The change rows seen now are the ones this refresh accounts for; rows committed
@@ -311,7 +362,7 @@ def ensure_fresh(conn: sa.Connection, tables: SuggestTables, cols: ProductColumn
                          .values(refreshed_at=utcnow()))
         else:
             result = _refresh(conn, tables, cols, compile_affixes(affix_patterns),
-                              pk_from_key, fp, state)
+                              pk_from_key, fp, state, progress)
         for part in _chunks(seen, 5000):
             conn.execute(change.delete().where(change.c.id.in_(list(part))))
         return result
@@ -352,8 +403,10 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, A
 
 def _refresh(conn: sa.Connection, tables: SuggestTables, cols: ProductColumns,
              affixes: Sequence[Any], pk_from_key: Any, fp: str,
-             state: CatalogState | None) -> RefreshResult:
+             state: CatalogState | None,
+             progress: Callable[[int, int], None] | None = None) -> RefreshResult:
     t = tables
+    total = int(fp.split(":")[1])
     df_delta: Counter[str] = Counter()
     indexed = 0
     seen = 0
@@ -366,15 +419,17 @@ def _refresh(conn: sa.Connection, tables: SuggestTables, cols: ProductColumns,
             break
         last = page[-1].pk
         seen += len(page)
-        rows = {}
-        for row in page:
-            record, terms = _index_row(row, affixes)
-            rows[record["product_key"]] = (record, terms)
+        hashes = {product_key(row.pk): (row, _row_hash(row)) for row in page}
         stored = dict(conn.execute(
             sa.select(t.product.c.product_key, t.product.c.row_hash)
-            .where(t.product.c.product_key.in_(list(rows)))
+            .where(t.product.c.product_key.in_(list(hashes)))
         ).all())
-        changed = [k for k, (rec, _) in rows.items() if stored.get(k) != rec["row_hash"]]
+        # Only changed rows pay for the text features (most of a row's indexing time).
+        rows = {k: _index_row(row, affixes, hashed) for k, (row, hashed) in hashes.items()
+                if stored.get(k) != hashed}
+        changed = list(rows)
+        if progress is not None:
+            progress(seen, max(total, seen))
         if not changed:
             continue
         replaced = [k for k in changed if k in stored]
