@@ -24,6 +24,8 @@ def test_sample_app_runs_an_import_without_services(tmp_path):
     port, emulator_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("XSALE_AMAZON_")}
     env["DATABASE_URL"] = f"sqlite:///{tmp_path}/sample.sqlite"
+    # Fewer than the demo's 40 products: a reload of the catalogue is a rebuild in a job.
+    env["XSALE_AMAZON_SUGGEST_INLINE_REFRESH_LIMIT"] = "5"
     proc = subprocess.Popen(
         [sys.executable, "sample_app.py", "--port", str(port), "--emulator-port",
          str(emulator_port)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -59,6 +61,7 @@ def test_sample_app_runs_an_import_without_services(tmp_path):
             assert status["counts"]["created"] > 0
             offers = client.get("/admin/xsale-amazon/offers/").text
             assert "Offers without a linked product" in offers
+            _index_rebuild_runs_in_the_demo_worker(client, tmp_path)
     finally:
         proc.terminate()
         try:
@@ -70,6 +73,29 @@ def test_sample_app_runs_an_import_without_services(tmp_path):
     # The in-process scheduler took its lock on every round and said so at INFO.
     assert "Acquired scheduler lock" not in output, output[-2000:]
     assert " 404 " not in output, "no 404 (e.g. favicon) while using the demo"
+
+
+def _index_rebuild_runs_in_the_demo_worker(client: httpx.Client, tmp_path) -> None:
+    """No Redis, no worker process: the in-process worker of the demo runs the rebuild the
+    link dialog asks for, and the suggestions appear."""
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "sample.sqlite") as db:
+        db.execute("UPDATE towar SET name = name || ' (2026)'")  # the host reloads its catalogue
+        offer_id = db.execute("SELECT min(id) FROM xsale_amazon_offer").fetchone()[0]
+    url = f"/xsale-amazon/offers/{offer_id}/suggestions.json"
+    answer = client.get(url)
+    assert answer.status_code == 202, answer.text
+    notice = answer.json()["rebuilding"]
+    assert "being rebuilt (about 40 products)" in notice["message"]
+    for _ in range(240):
+        state = client.get(notice["status_url"]).json()
+        if not state["active"]:
+            break
+        time.sleep(0.25)
+    assert state["status"] == "finished" and state["done"] == state["total"] == 40, state
+    answer = client.get(url)
+    assert answer.status_code == 200 and answer.json()["suggestions"], answer.text
 
 
 def test_readme_commands_work_without_an_activated_venv():

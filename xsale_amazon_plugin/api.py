@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, jsonify, request
+from flask import Blueprint, abort, jsonify, request, url_for
 
 from .babel import gettext
 from .formatting import format_count
 from .messages import ended_stage_label, error_text, status_badge_class, status_label
 from .models import Status, as_utc, int_in_range, utcnow
 from .proxies import current_amazon
-from .suggestions import displayed, suggestions_for_offer
+from .suggest_rebuild import rebuild_state
+from .suggestions import IndexRebuilding, displayed, suggestions_for_offer
 
 blueprint = Blueprint(
     "xsale_amazon",
@@ -228,8 +229,62 @@ def offer_suggestions(offer_id: int) -> Any:
         abort(404)
     try:
         found = suggestions_for_offer(offer_id_ok, limit=max(1, min(limit, 10)))
+    except IndexRebuilding as rebuilding:
+        # 202: no suggestion from the stale index; ask again when the rebuild is done.
+        response = jsonify({"suggestions": [], "rebuilding": rebuild_notice(rebuilding)})
+        response.status_code = 202
+        response.headers["Cache-Control"] = "no-store"
+        return response
     except LookupError:
         abort(404)
     response = jsonify({"suggestions": [displayed(x) for x in found]})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def rebuild_notice(rebuilding: IndexRebuilding) -> dict[str, Any]:
+    """What the link dialog and the Suggestions view show while the product index is
+    rebuilt: the message, the job's progress and where to poll it, texts for the script."""
+    products = format_count(rebuilding.products)
+    if rebuilding.job_id is None:
+        message = gettext(
+            "The product index must be rebuilt (about %(num)s products), but the job queue is "
+            "not reachable. Running “flask xsale-amazon suggest INTEGRATION_ID” on the server "
+            "rebuilds it; suggestions appear afterwards.", num=products)
+    else:
+        message = gettext(
+            "The product index is being rebuilt (about %(num)s products); suggestions will "
+            "appear when it is done — usually a few minutes.", num=products)
+    return {
+        "message": message,
+        "products": rebuilding.products,
+        "job": _rebuild_progress(rebuilding.job) if rebuilding.job else None,
+        "status_url": (url_for("xsale_amazon.index_rebuild_status", job_id=rebuilding.job_id)
+                       if rebuilding.job_id else None),
+        "t_failed": gettext("Rebuilding the product index failed. Reload the page to try "
+                            "again."),
+    }
+
+
+def _rebuild_progress(state: dict[str, Any]) -> dict[str, Any]:
+    waiting = state["status"] in ("queued", "deferred", "scheduled")
+    total = state.get("total")
+    return {
+        **state,
+        "percent": min(100, round(100 * state["done"] / total)) if total else 0,
+        "label": (gettext("Waiting for a free worker…") if waiting else gettext(
+            "Products checked: %(done)s of %(total)s", done=format_count(state["done"]),
+            total=format_count(total) if total else "…")),
+    }
+
+
+@blueprint.get("/suggest-index/rebuild/<job_id>.json")
+def index_rebuild_status(job_id: str) -> Any:
+    """Progress of the product index rebuild (the catalogue check job)."""
+    current_amazon.require_access()
+    state = rebuild_state(job_id[:100])
+    if state is None:
+        abort(404)
+    response = jsonify(_rebuild_progress(state))
     response.headers["Cache-Control"] = "no-store"
     return response

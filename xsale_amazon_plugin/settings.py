@@ -118,6 +118,11 @@ class Settings:
     #: TRUNCATE TABLE fires no trigger); the workers' periodic check verifies it every
     #: ``suggest_refresh_interval``. 0 trusts the log for ever.
     suggest_fingerprint_max_age: float = 1800.0
+    #: Mapping assistant: a web request (Suggestions view, link dialog) refreshes a stale
+    #: product index itself only when the refresh goes through at most this many products
+    #: (it walks every product); a larger one runs as the catalogue check job while the
+    #: request says "the product index is being rebuilt". 0: always in the job.
+    suggest_inline_refresh_limit: int = 10000
     #: IANA time zone of "daily at HH:MM" schedules and of the times the schedule shows;
     #: ``None`` uses the host's ``BABEL_DEFAULT_TIMEZONE`` (UTC when unset).
     timezone: str | None = None
@@ -166,7 +171,7 @@ class Settings:
                 _fail(name, getattr(self, name), "a number greater than 0")
         for name in ("report_reuse_window", "max_retries", "invalid_lines_kept",
                      "autolink_inline_limit", "suggest_refresh_interval",
-                     "suggest_fingerprint_max_age"):
+                     "suggest_fingerprint_max_age", "suggest_inline_refresh_limit"):
             if getattr(self, name) < 0:
                 _fail(name, getattr(self, name), "a number of 0 or more")
         for name in ("removal_guard", "max_invalid_share"):

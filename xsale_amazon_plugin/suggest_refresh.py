@@ -32,20 +32,20 @@ interval for the whole queue.
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 import sqlalchemy as sa
 
 from .proxies import EXTENSION_KEY, current_amazon
 from .suggest_job import enqueue
+from .suggest_rebuild import CHECK_FUNC, enqueue_check, job_marker, rebuild_state
 from .suggestions import refresh_index
 
 log = logging.getLogger(__name__)
 
 #: Name of the periodic task in the worker's maintenance.
 TASK_NAME = "xsale_amazon.suggest_refresh"
-CHECK_FUNC = "xsale_amazon_plugin.suggest_refresh.check_catalog"
+__all__ = ["CHECK_FUNC", "TASK_NAME", "after_import", "check_catalog", "periodic_check"]
 #: Offer counts of a run that make its integration's suggestions stale.
 _CHANGING_COUNTS = ("created", "updated", "restored")
 #: How long the catalogue version a check saw is remembered (a later check compares with it).
@@ -54,7 +54,7 @@ _VERSION_TTL = 30 * 24 * 3600
 
 def _keys(queue_name: str) -> dict[str, str]:
     prefix = f"xsale_amazon:suggest_refresh:{queue_name}"
-    return {"tick": prefix + ":tick", "job": prefix + ":job", "version": prefix + ":version"}
+    return {"tick": prefix + ":tick", "job": job_marker(queue_name), "version": prefix + ":version"}
 
 
 def after_import(app: Any, run: Any = None, integration: Any = None, counts: Any = None,
@@ -99,11 +99,21 @@ def check_catalog() -> dict[str, Any]:
     """The RQ job of the periodic check: refresh the index; when the catalogue version changed
     since the previous check, start the suggestion job of every integration that needs it.
 
-    The first check of a queue only records the version (there is nothing to compare with)."""
+    The first check of a queue only records the version (there is nothing to compare with).
+    Progress of the refresh (products checked / in the table) goes to the job's ``meta``."""
+    from rq import get_current_job
+
     state = current_amazon
+    job = get_current_job()
+
+    def progress(done: int, total: int) -> None:
+        if job is not None:
+            job.meta.update({"done": done, "total": total})
+            job.save_meta()
+
     # Verifies the fingerprint too (SQLite, MySQL/MariaDB), so requests rarely find the
     # change log's trust expired and pay for the aggregate themselves.
-    fresh = refresh_index(verify=True)
+    fresh = refresh_index(verify=True, progress=progress)
     connection = state.queue.connection
     key = _keys(state.queue.name)["version"]
     previous_raw: Any = connection.getset(key, str(fresh.version))
@@ -133,29 +143,11 @@ def periodic_check() -> str | None:
     keys = _keys(queue.name)
     running: Any = connection.get(keys["job"])
     if running is not None:
-        previous = job_state_of_check(running.decode())
+        previous = rebuild_state(running.decode())
         if previous is not None and previous["active"]:
             return None
     # One worker per interval (workers on several machines all run this task).
     if not connection.set(keys["tick"], "1", nx=True, ex=max(1, int(interval * 0.9))):
         return None
-    job_id = f"xa-suggest-check-{uuid.uuid4().hex[:12]}"
-    queue.enqueue(CHECK_FUNC, job_id=job_id, job_timeout=state.settings.job_timeout,
-                  result_ttl=max(60, int(interval)), failure_ttl=86400)
-    connection.set(keys["job"], job_id, ex=state.settings.job_timeout)
-    return job_id
+    return enqueue_check()
 
-
-def job_state_of_check(job_id: str) -> dict[str, Any] | None:
-    """Status of a catalogue check job (``active`` while queued or running), or None."""
-    from rq.job import Job
-
-    try:
-        job = Job.fetch(job_id, connection=current_amazon.queue.connection)
-    except Exception:  # gone, or not a job of ours
-        return None
-    if job.func_name != CHECK_FUNC:
-        return None
-    status = job.get_status(refresh=True)
-    name = getattr(status, "value", str(status))
-    return {"status": name, "active": name in ("queued", "started", "deferred", "scheduled")}

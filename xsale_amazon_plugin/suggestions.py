@@ -9,6 +9,7 @@ offer and never offered again.
 
 from __future__ import annotations
 
+import logging
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from flask import has_request_context
 
 from .babel import gettext as _
 from .linking import _product_key, link_offers, link_pairs
@@ -27,10 +29,17 @@ from .suggest_index import (
     SuggestTables,
     catalog_state,
     ensure_fresh,
+    fingerprint_unchanged,
+    product_count,
+    quick_check,
+    refresh_bound,
     suggest_tables,
 )
+from .suggest_rebuild import active_check, start_rebuild
 from .suggest_text import compile_affixes
 from .timeutil import utcnow
+
+log = logging.getLogger(__name__)
 
 #: Suggestions kept per offer (the CLI's --limit above this computes on the fly).
 STORED_SUGGESTIONS = 10
@@ -72,19 +81,81 @@ def offer_hash(offer: Any) -> int:
     return zlib.crc32("\x1f".join("" if p is None else str(p) for p in parts).encode())
 
 
-def refresh_index(*, verify: bool = False) -> Any:
+class IndexRebuilding(Exception):
+    """The product index is stale and refreshing it is more work than a web request may do
+    (``XSALE_AMAZON_SUGGEST_INLINE_REFRESH_LIMIT``): the check job refreshes it, and nothing
+    may be suggested from the stale index meanwhile.
+
+    ``products``: about how many products the refresh goes through; ``job_id`` / ``job``: the
+    job and its :func:`~xsale_amazon_plugin.suggest_rebuild.rebuild_state`, both None when the
+    job queue is unreachable (then ``flask xsale-amazon suggest`` refreshes it)."""
+
+    def __init__(self, products: int, job_id: str | None,
+                 job: dict[str, Any] | None) -> None:
+        super().__init__(f"The product index is being rebuilt (about {products} products).")
+        self.products = products
+        self.job_id = job_id
+        self.job = job
+
+
+def refresh_index(*, verify: bool = False,
+                  progress: Callable[[int, int], None] | None = None) -> Any:
     """Check the index against the product table and update it if needed (commits).
 
     ``verify`` compares the fingerprint even when the triggers' change log is trusted
-    (SQLite, MySQL/MariaDB: what the log cannot see, such as TRUNCATE, is noticed then)."""
+    (SQLite, MySQL/MariaDB: what the log cannot see, such as TRUNCATE, is noticed then).
+
+    In a web request (a request context) a refresh that re-indexes runs inline only when it
+    goes through at most ``XSALE_AMAZON_SUGGEST_INLINE_REFRESH_LIMIT`` products; a larger one
+    is left to the check job (started unless queued or running) and :class:`IndexRebuilding`
+    is raised. The CLI and jobs (no request context) always refresh inline."""
     ctx = _context()
     settings = ctx.state.settings
     max_age = 0.0 if verify else (settings.suggest_fingerprint_max_age or None)
+    conn = ctx.session.connection()
+    result = quick_check(conn, ctx.tables, ctx.cols, triggers=settings.suggest_triggers,
+                         fingerprint_max_age=max_age)
+    if result is not None:
+        ctx.session.commit()
+        return result
+    if has_request_context():
+        limit = settings.suggest_inline_refresh_limit
+        # A fingerprint still equal means nothing to re-index (the refresh only verifies it
+        # and consumes the change log): inline, whatever the size.
+        if (refresh_bound(conn, ctx.tables, ctx.cols, limit) > limit
+                and not fingerprint_unchanged(conn, ctx.tables, ctx.cols)):
+            _start_rebuild(ctx)
     result = ensure_fresh(ctx.session.connection(), ctx.tables, ctx.cols, ctx.affix_patterns,
                           _pk_from_key, triggers=settings.suggest_triggers,
-                          fingerprint_max_age=max_age)
+                          fingerprint_max_age=max_age, progress=progress)
     ctx.session.commit()
     return result
+
+
+def _start_rebuild(ctx: _Context) -> None:
+    """Hand the refresh to the check job and raise :class:`IndexRebuilding`."""
+    conn = ctx.session.connection()
+    state = catalog_state(conn, ctx.tables)
+    ctx.session.commit()  # ends the read transaction (and keeps a change trigger just created)
+    active = None
+    try:
+        active = active_check()
+    except Exception:  # no Redis: counted and reported below
+        log.warning("Index rebuild: the job queue is not reachable", exc_info=True)
+    if active is not None and active[1].get("total"):
+        raise IndexRebuilding(int(active[1]["total"]), *active)
+    products = max(product_count(ctx.session.connection(), ctx.cols),
+                   state.product_count if state else 0)
+    ctx.session.commit()
+    if active is not None:
+        raise IndexRebuilding(products, *active)
+    try:
+        job_id, job = start_rebuild(products)
+    except Exception:  # Redis down or not configured: the CLI is the way out
+        log.warning("Index rebuild of %s products could not be enqueued", products,
+                    exc_info=True)
+        raise IndexRebuilding(products, None, None) from None
+    raise IndexRebuilding(products, job_id, job)
 
 
 def _engine(ctx: _Context, product_count: int) -> SuggestionEngine:
@@ -178,6 +249,8 @@ class QueueSummary:
     stale: int
     high: int
     no_match: int
+    #: The (fresh) index version the counts are for.
+    catalog_version: int = -2
 
 
 def queue_summary(integration_id: int | None) -> QueueSummary:
@@ -191,15 +264,19 @@ def queue_summary(integration_id: int | None) -> QueueSummary:
     no_match = ctx.session.connection().execute(
         sa.select(sa.func.count()).select_from(base.join(s, s.c.offer_id == base.c.id))
         .where(s.c.decision == "no_match")).scalar_one()
-    return QueueSummary(total, len(stale), len(high_confidence(integration_id)), no_match)
+    return QueueSummary(total, len(stale), len(high_confidence(integration_id)), no_match,
+                        fresh.version)
 
 
 def review_queue(integration_id: int | None, *, offset: int = 0, limit: int = 50,
-                 per_offer: int = 5) -> list[dict[str, Any]]:
-    """Unlinked live offers with fresh suggestions and no decision, best first."""
+                 per_offer: int = 5, version: int | None = None) -> list[dict[str, Any]]:
+    """Unlinked live offers with fresh suggestions and no decision, best first.
+
+    ``version``: the index version just checked fresh (by :func:`queue_summary`); without it
+    the index is checked (and refreshed) first."""
     ctx = _context()
-    state = catalog_state(ctx.session.connection(), ctx.tables)
-    version = state.version if state else -2
+    if version is None:
+        version = refresh_index().version
     s = ctx.tables.suggestion
     base = _unlinked_live(ctx, integration_id).subquery()
     query = (

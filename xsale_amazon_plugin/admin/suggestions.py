@@ -14,12 +14,14 @@ from typing import Any
 from flask import abort, flash, jsonify, redirect, request
 from flask_admin import BaseView, expose
 
+from ..api import rebuild_notice
 from ..babel import gettext as _
 from ..babel import ngettext
 from ..models import int_in_range
 from ..proxies import current_amazon
 from ..suggest_job import enqueue, job_state
 from ..suggestions import (
+    IndexRebuilding,
     accept,
     accept_high,
     compute_for_integration,
@@ -67,6 +69,17 @@ class SuggestionsView(BaseView):
             return self.render("xsale_amazon/admin/suggestions.html", integrations=options,
                                integration_id=None, summary=None, queue=[], job=None,
                                csrf_form=PluginForm())
+        try:
+            return self._render_queue(integration_id, options)
+        except IndexRebuilding as rebuilding:
+            # Nothing from the stale index: the message and the rebuild's progress instead.
+            return self.render(
+                "xsale_amazon/admin/suggestions.html", integrations=options,
+                integration_id=integration_id, summary=None, queue=[], job=None,
+                rebuild=rebuild_notice(rebuilding), csrf_form=PluginForm(),
+            )
+
+    def _render_queue(self, integration_id: int, options: Any) -> Any:
         summary = queue_summary(integration_id)
         job_id = request.args.get("job")
         job = job_state(job_id) if job_id else None
@@ -80,11 +93,11 @@ class SuggestionsView(BaseView):
             except Exception:  # Redis down: say so, show what is stored
                 flash(_("Suggestions cannot be computed now: the job queue is not reachable. "
                         "Showing the suggestions computed before."), "error")
-        queue = review_queue(integration_id, limit=QUEUE_PAGE)
+        queue = review_queue(integration_id, limit=QUEUE_PAGE, version=summary.catalog_version)
         return self.render(
             "xsale_amazon/admin/suggestions.html", integrations=options,
             integration_id=integration_id, summary=summary, queue=queue, job=job,
-            job_id=job_id, csrf_form=PluginForm(),
+            job_id=job_id, rebuild=None, csrf_form=PluginForm(),
         )
 
     @expose("/queue.json")
@@ -93,8 +106,11 @@ class SuggestionsView(BaseView):
         if integration_id is None:
             return jsonify({"items": []})
         offset = int_in_range(request.args.get("offset", 0)) or 0
-        return jsonify({"items": review_queue(integration_id, offset=max(offset, 0),
-                                              limit=QUEUE_PAGE)})
+        try:
+            items = review_queue(integration_id, offset=max(offset, 0), limit=QUEUE_PAGE)
+        except IndexRebuilding as rebuilding:
+            return jsonify({"items": [], "rebuilding": rebuild_notice(rebuilding)})
+        return jsonify({"items": items})
 
     @expose("/job/<job_id>.json")
     def job_json(self, job_id: str) -> Any:
@@ -126,7 +142,11 @@ class SuggestionsView(BaseView):
             if not product_key:
                 return _json_error(_("No suggestion selected."))
             reject(offer_id, product_key, user=user)
-            fresh = suggestions_for_offer(offer_id, limit=5)
+            try:
+                fresh = suggestions_for_offer(offer_id, limit=5)
+            except IndexRebuilding as rebuilding:
+                return jsonify({"ok": True, "suggestions": [],
+                                "rebuilding": rebuild_notice(rebuilding)})
             return jsonify({"ok": True, "suggestions": [displayed(x) for x in fresh]})
         if action in ("no_match", "undo_no_match"):
             set_no_match(offer_id, action == "no_match")
@@ -138,6 +158,12 @@ class SuggestionsView(BaseView):
         integration_id = self._integration_id()
         if integration_id is None:
             return redirect(self.get_url(".index"))
+        try:
+            return self._accept_high(integration_id)
+        except IndexRebuilding:  # the view says so and follows the rebuild
+            return redirect(self.get_url(".index", integration=integration_id))
+
+    def _accept_high(self, integration_id: int) -> Any:
         if request.method == "POST":
             if not self._csrf_ok():
                 flash_form_expired()

@@ -7,13 +7,39 @@
     var $box = $("#xa-link-suggestions");
     if (!$box.length) { return; }
     var request = null;
-    $("#xa-link-modal").on("show.bs.modal", function () {
-      $box.addClass("d-none").empty();
-      var ids = $("#xa-link-offer-ids input").map(function () { return this.value; }).get();
-      if (ids.length !== 1) { return; }
-      var url = String($box.data("url")).replace(/\/0\/suggestions\.json$/, "/" + encodeURIComponent(ids[0]) + "/suggestions.json");
+    var shown = 0;  // which opening of the dialog a pending request or poll belongs to
+
+    // The product index is being rebuilt: say so (no suggestion from the stale index), follow
+    // the rebuild's progress and ask for the suggestions again when it is done.
+    function showRebuild(info, url, opening) {
+      $box.empty().removeClass("d-none");
+      var $alert = $("<div class='alert alert-info mb-0 xa-link-rebuild' role='status'>").appendTo($box);
+      $("<div class='xa-link-rebuild-message'>").text(info.message).appendTo($alert);
+      var $label = $("<div class='small mt-1 xa-num xa-link-rebuild-progress'>").appendTo($alert);
+      if (info.job) { $label.text(info.job.label); }
+      if (!info.status_url) { return; }
+      var polls = 0;
+      var poll = function () {
+        polls += 1;
+        if (opening !== shown || polls > 3600) { return; }  // dialog closed/reopened; bounded
+        $.ajax({url: info.status_url, dataType: "json", cache: false}).done(function (state) {
+          if (opening !== shown) { return; }
+          if (state.failed) { $label.text(info.t_failed); return; }
+          $label.text(state.label);
+          if (state.active) { setTimeout(poll, 2000); } else { load(url, opening); }
+        }).fail(function (xhr) {
+          if (xhr.status === 404) { load(url, opening); } else { setTimeout(poll, 5000); }
+        });
+      };
+      setTimeout(poll, 2000);
+    }
+
+    function load(url, opening) {
       if (request) { request.abort(); }
-      request = $.ajax({url: url, data: {limit: 3}, dataType: "json"}).done(function (data) {
+      request = $.ajax({url: url, data: {limit: 3}, dataType: "json", cache: false}).done(function (data) {
+        if (opening !== shown) { return; }
+        $box.addClass("d-none").empty();
+        if (data.rebuilding) { showRebuild(data.rebuilding, url, opening); return; }
         if (!data.suggestions || !data.suggestions.length) { return; }
         $box.append($("<div class='small text-muted mb-1'>").text($box.data("title")));
         var $list = $("<div class='list-group'>").appendTo($box);
@@ -40,6 +66,15 @@
         });
         $box.removeClass("d-none");
       });
+    }
+
+    $("#xa-link-modal").on("show.bs.modal", function () {
+      shown += 1;
+      $box.addClass("d-none").empty();
+      var ids = $("#xa-link-offer-ids input").map(function () { return this.value; }).get();
+      if (ids.length !== 1) { return; }
+      load(String($box.data("url")).replace(/\/0\/suggestions\.json$/, "/" + encodeURIComponent(ids[0]) + "/suggestions.json"), shown);
     });
+    $("#xa-link-modal").on("hidden.bs.modal", function () { shown += 1; });
   });
 })(window.jQuery);

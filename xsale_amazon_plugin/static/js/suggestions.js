@@ -39,6 +39,38 @@
     poll();
   }
 
+  // -- progress of the product index rebuild: reload when it is done ------------------------
+  var rebuildUrl = root.getAttribute("data-rebuild-url");
+  if (rebuildUrl) {
+    var rebuildPolls = 0;
+    var pollRebuild = function () {
+      rebuildPolls += 1;
+      if (rebuildPolls > 3600) { return; }  // bounded: two hours at one poll every 2 s
+      fetch(rebuildUrl, {credentials: "same-origin", headers: {"Accept": "application/json"}})
+        .then(function (r) { return r.status === 404 ? {active: false} : (r.ok ? r.json() : null); })
+        .then(function (state) {
+          if (!state) { setTimeout(pollRebuild, 5000); return; }
+          var label = document.getElementById("xa-suggest-rebuild-label");
+          if (label && state.label) { label.textContent = state.label; }
+          var bar = document.getElementById("xa-suggest-rebuild-bar");
+          if (bar && state.percent !== undefined) {
+            bar.style.width = state.percent + "%";
+            bar.setAttribute("aria-valuenow", state.percent);
+          }
+          if (state.failed) {
+            var failed = document.getElementById("xa-suggest-rebuild-failed");
+            failed.textContent = failed.getAttribute("data-text");
+            failed.hidden = false;
+            return;
+          }
+          if (!state.active) { window.location.href = root.getAttribute("data-reload-url"); return; }
+          setTimeout(pollRebuild, 2000);
+        })
+        .catch(function () { setTimeout(pollRebuild, 5000); });
+    };
+    setTimeout(pollRebuild, 1000);
+  }
+
   var card = document.getElementById("xa-suggest-card");
   if (!card) { return; }
   var items = JSON.parse(document.getElementById("xa-suggest-data").textContent || "[]");
@@ -130,12 +162,16 @@
     });
   }
 
+  // The product index went stale and is being rebuilt: the page says so (no stale suggestion).
+  function reloadPage() { window.location.href = root.getAttribute("data-reload-url"); }
+
   function loadMore(then) {
     if (exhausted) { then(); return; }
     var url = root.getAttribute("data-queue-url") + "&offset=" + skipped;
     fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}})
       .then(function (r) { return r.json(); })
       .then(function (data) {
+        if (data.rebuilding) { reloadPage(); return; }
         var known = {};
         items.forEach(function (it) { known[it.offer_id] = true; });
         var fresh = data.items.filter(function (it) { return !known[it.offer_id]; });
@@ -189,6 +225,7 @@
     data.append("offer_id", item.offer_id);
     data.append("product_key", s.product_id);
     post(data).then(function (body) {
+      if (body.rebuilding) { reloadPage(); return; }
       item.suggestions = body.suggestions || [];
       selected = 0;
       status(t("rejected"), "info");
