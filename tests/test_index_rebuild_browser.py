@@ -1,0 +1,144 @@
+"""The product index rebuilt by a job, as the operator sees it in real Chromium.
+
+The test host (PostgreSQL, own schema, an inline refresh limit below its product count) is
+served by a threaded werkzeug server. After a bulk change of the products, the Suggestions view
+(in English and in Polish) and the link dialog say the index is being rebuilt and show no
+suggestion; a real RQ worker runs the rebuild, the view reloads itself and the dialog shows the
+suggestions without a click. Screenshots: ``artifacts/screenshots/rebuild-*``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from werkzeug.serving import make_server
+
+from .browser_support import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, free_port
+from .hostapp import Host, make_host
+from .test_suggest_browser import OFFERS, PRODUCTS
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.browser
+
+SUGGEST = "/admin/xsale-amazon/suggestions/"
+OFFERS_UNLINKED = "/admin/xsale-amazon/offers/?view=unlinked"
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[Host, str, dict[str, str]]]:
+    from flask_babel import Babel
+
+    from xsale_amazon_plugin.suggestions import compute_for_integration
+
+    from .conftest import PG_BASE
+
+    schema = "xa_" + uuid.uuid4().hex[:10]
+    engine = sa.create_engine(PG_BASE)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    language = {"locale": "en"}
+    host = make_host(f"{PG_BASE}?options=-csearch_path%3D{schema}", babel=False,
+                     config={"XSALE_AMAZON_SUGGEST_INLINE_REFRESH_LIMIT": 5})
+    Babel(host.app, locale_selector=lambda: language["locale"])
+    integration = host.add_integration("DE", "FBM")
+    host.add_products(PRODUCTS)
+    with host.app.app_context():
+        host.db.session.add_all(
+            [host.models.AmazonOffer(integration_id=integration, **o) for o in OFFERS])
+        host.db.session.commit()
+        compute_for_integration(integration)  # as the CLI or a worker would
+    port = free_port()
+    server = make_server("127.0.0.1", port, host.app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield host, f"http://127.0.0.1:{port}", language
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        with host.app.app_context():
+            host.db.session.remove()
+            for e in host.db.engines.values():
+                e.dispose()
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+def shot(pg: Any, name: str) -> None:
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    pg.screenshot(path=os.path.join(SCREENSHOTS, f"rebuild-{name}.png"), full_page=True)
+
+
+def test_rebuild_message_then_suggestions_without_a_click(
+        served: tuple[Host, str, dict[str, str]]) -> None:
+    from rq import SimpleWorker
+
+    host, base, language = served
+    with host.app.app_context():  # the host reloads its catalogue
+        product = host.Product.__table__
+        host.db.session.execute(product.update().values(name=product.c.name + " 2026"))
+        host.db.session.commit()
+    errors: list[str] = []
+    with playwright_sync.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                     headless=True, timeout=30_000)
+        context = browser.new_context(viewport={"width": 1366, "height": 900}, base_url=base)
+        context.set_default_timeout(15_000)
+        view, offers = context.new_page(), context.new_page()
+        for pg in (view, offers):
+            pg.on("pageerror", lambda exc: errors.append(str(exc)))
+        try:
+            language["locale"] = "pl"
+            view.goto(SUGGEST)
+            notice = view.locator("#xa-suggest-rebuild")
+            assert "Indeks towarów jest przebudowywany (około 9 towarów)" in notice.inner_text()
+            assert "Czeka na wolnego workera…" in notice.inner_text()
+            assert view.locator("#xa-suggest-card").count() == 0
+            shot(view, "01-suggestions-pl")
+
+            language["locale"] = "en"
+            view.goto(SUGGEST)
+            assert ("The product index is being rebuilt (about 9 products); suggestions will "
+                    "appear when it is done — usually a few minutes.") in notice.inner_text()
+            assert view.locator("#xa-suggest-card").count() == 0
+            shot(view, "02-suggestions-en")
+
+            offers.goto(OFFERS_UNLINKED)
+            row = offers.locator("table.model-list tbody tr").filter(has_text="X-HDMI")
+            row.locator(".xa-link").click()
+            dialog_notice = offers.locator("#xa-link-suggestions .xa-link-rebuild")
+            dialog_notice.wait_for()
+            assert "being rebuilt (about 9 products)" in dialog_notice.inner_text()
+            assert "Waiting for a free worker…" in dialog_notice.inner_text()
+            assert offers.locator(".xa-link-suggestion").count() == 0
+            offers.wait_for_function(  # the dialog's fade-in is over (for the screenshot)
+                "() => getComputedStyle(document.querySelector('#xa-link-modal')).opacity === '1'"
+                " && getComputedStyle(document.querySelector('#xa-link-modal .modal-dialog'))"
+                ".transform === 'none'")
+            shot(offers, "03-link-dialog-en")
+
+            queue = host.state.queue
+            assert queue.count == 1  # one rebuild for the view, the reload and the dialog
+            SimpleWorker([queue], connection=queue.connection,
+                         job_class=queue.job_class).work(burst=True, logging_level="WARNING")
+
+            # Both pages follow the job: the dialog asks again, the view reloads itself.
+            first = offers.locator("#xa-link-suggestions .xa-link-suggestion").first
+            first.wait_for()
+            assert "HDMI Kabel" in first.inner_text() and "2026" in first.inner_text()
+            assert offers.locator(".xa-link-rebuild").count() == 0
+            shot(offers, "04-link-dialog-after")
+            view.locator("#xa-suggest-card .xa-suggestion").first.wait_for()
+            assert view.locator("#xa-suggest-rebuild").count() == 0
+            shot(view, "05-suggestions-after")
+        finally:
+            context.close()
+            browser.close()
+    assert not errors, errors
