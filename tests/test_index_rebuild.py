@@ -219,3 +219,29 @@ def test_inline_refresh_limit_is_validated(tmp_path: Any) -> None:
     host = make_host(f"sqlite:///{tmp_path}/ok.sqlite",
                      config={"XSALE_AMAZON_SUGGEST_INLINE_REFRESH_LIMIT": "0"})
     assert host.amazon.settings.suggest_inline_refresh_limit == 0
+
+
+def test_a_change_made_before_the_triggers_existed_is_still_indexed(
+        host: Any, big_shop: dict[str, Any]) -> None:
+    """The check that creates the change triggers cannot trust their (empty) log: the refresh
+    right after it compares the fingerprint (it must not check again and find them "watched")."""
+    from xsale_amazon_plugin.suggest_watch import ROW_TRIGGERS
+    from xsale_amazon_plugin.suggestions import refresh_index
+
+    with host.app.app_context():  # the index was built with triggers: drop them
+        conn = host.db.session.connection()
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("DROP TRIGGER xsale_amazon_suggest_watch ON product"))
+        else:
+            for name in ROW_TRIGGERS.values():
+                conn.execute(sa.text(f"DROP TRIGGER {name}"))
+        host.db.session.commit()
+    before = _index(host)[0]
+    p = big_shop["products"]
+    with host.app.app_context():
+        host.db.session.execute(sa.text("UPDATE product SET name = 'Brother TN-2010 toner, "
+                                        "black, 1000 pages' WHERE id = :id"), {"id": p[1]})
+        host.db.session.commit()
+        result = refresh_index()  # creates the triggers again, then refreshes
+        assert result.indexed == 1 and result.version == before + 1
+        assert refresh_index().checked_only

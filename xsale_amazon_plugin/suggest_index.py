@@ -347,6 +347,16 @@ def ensure_fresh(conn: sa.Connection, tables: SuggestTables, cols: ProductColumn
                         fingerprint_max_age=fingerprint_max_age)
     if fresh is not None:
         return fresh
+    return refresh(conn, tables, cols, affix_patterns, pk_from_key, progress)
+
+
+def refresh(conn: sa.Connection, tables: SuggestTables, cols: ProductColumns,
+            affix_patterns: Iterable[str], pk_from_key: Any,
+            progress: Callable[[int, int], None] | None = None) -> RefreshResult:
+    """What :func:`ensure_fresh` does once :func:`quick_check` said "not known to be fresh":
+    under the refresh lock, compare the fingerprint and re-index what changed. Call it right
+    after that check: a second :func:`quick_check` would find the triggers the first one just
+    created and an empty log, and miss the changes made before them."""
     change = tables.change
     _lock(conn)
     try:

@@ -28,10 +28,10 @@ from .suggest_index import (
     ProductColumns,
     SuggestTables,
     catalog_state,
-    ensure_fresh,
     fingerprint_unchanged,
     product_count,
     quick_check,
+    refresh,
     refresh_bound,
     suggest_tables,
 )
@@ -125,9 +125,8 @@ def refresh_index(*, verify: bool = False,
         if (refresh_bound(conn, ctx.tables, ctx.cols, limit) > limit
                 and not fingerprint_unchanged(conn, ctx.tables, ctx.cols)):
             _start_rebuild(ctx)
-    result = ensure_fresh(ctx.session.connection(), ctx.tables, ctx.cols, ctx.affix_patterns,
-                          _pk_from_key, triggers=settings.suggest_triggers,
-                          fingerprint_max_age=max_age, progress=progress)
+    result = refresh(ctx.session.connection(), ctx.tables, ctx.cols, ctx.affix_patterns,
+                     _pk_from_key, progress)
     ctx.session.commit()
     return result
 
