@@ -113,9 +113,12 @@ class XsaleAmazon:
         whether the product catalogue changed, e.g. with plain SQL, and then starts the
         suggestion job of every active integration with unlinked offers),
         ``SUGGEST_TRIGGERS`` (default True: triggers on the host's product table log its
-        changes, so the staleness check is one lookup) and ``SUGGEST_FINGERPRINT_MAX_AGE``
+        changes, so the staleness check is one lookup), ``SUGGEST_FINGERPRINT_MAX_AGE``
         (default 1800 s; SQLite and MySQL/MariaDB: the change log is trusted only while the
-        fingerprint was verified less than this long ago, 0 for ever); also
+        fingerprint was verified less than this long ago, 0 for ever) and
+        ``SUGGEST_INLINE_REFRESH_LIMIT`` (default 10000: a web request refreshes a stale
+        product index itself only up to this many products; a larger refresh runs as the
+        catalogue check job while the page says the index is being rebuilt); also
         ``SECRET_KEY`` when no encryption key is set. A bad value raises
         :class:`~xsale_amazon_plugin.settings.SettingsError` naming the key.
         """
