@@ -283,10 +283,10 @@ def quick_check(conn: sa.Connection, tables: SuggestTables, cols: ProductColumns
     With ``triggers`` the product table's changes are logged by triggers
     (:mod:`.suggest_watch`, created on first use when the database user may), so "nothing
     changed" is one indexed lookup; otherwise, or without the right to add them, the
-    fingerprint aggregate is compared. On SQLite and MySQL/MariaDB, whose row-level triggers a
-    ``TRUNCATE`` bypasses, the log is trusted only while the fingerprint was verified less than
-    ``fingerprint_max_age`` seconds ago (None: always; PostgreSQL's trigger sees ``TRUNCATE``,
-    so there it is always trusted)."""
+    fingerprint aggregate is compared. On SQLite and MySQL/MariaDB (row-level triggers, which
+    MariaDB's ``TRUNCATE`` bypasses) the log is trusted only while the fingerprint was verified
+    less than ``fingerprint_max_age`` seconds ago (None: always; PostgreSQL's trigger sees
+    ``TRUNCATE``, so there it is always trusted)."""
     product = cols.pk.table
     assert isinstance(product, sa.Table)
     watch = watch_product_table(conn, tables.change, product) if triggers else "unwatched"

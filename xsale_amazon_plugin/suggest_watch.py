@@ -15,7 +15,9 @@ of an aggregate over the whole product table. Created on first use when the data
 connection of its own, with a short wait for the product table's metadata lock: a caller whose
 transaction already read the product table holds that lock, and a long wait would also queue
 every host query on the table behind the pending DDL. When it times out the check falls back
-to the fingerprint and the next one tries again.
+to the fingerprint and the next one tries again. (A caller whose REPEATABLE READ snapshot is
+older than the new triggers could miss a change committed in between; the fingerprint's
+maximum age bounds that too.)
 
 A trigger that cannot be created (no TRIGGER privilege; on MariaDB with binary logging also
 SUPER or ``log_bin_trust_function_creators``; not the owner of the table on PostgreSQL) leaves
