@@ -383,9 +383,13 @@ def scale(base: str, keep: bool, n_products: int, n_offers: int, samples: int,
                 checks.append(time.perf_counter() - t0)
             figures["staleness_check_ms"] = 1000 * statistics.median(checks)
             from xsale_amazon_plugin.suggest_index import fingerprint
+            from xsale_amazon_plugin.suggest_watch import watch_product_table
             from xsale_amazon_plugin.suggestions import _context
 
             ctx = _context()
+            watch = watch_product_table(ctx.session.connection(), ctx.tables.change,
+                                        host.Product.__table__)
+            figures["check"] = "trigger log" if watch == "watched" else "fingerprint"
             prints = []
             for _ in range(3):
                 t0 = time.perf_counter()
@@ -481,7 +485,7 @@ def main() -> None:
     if not args.skip_scale:
         f = scale(args.database_url, args.keep, args.products, args.offers, args.samples,
                   args.schema, args.one_offer_only, args.stages)
-        check = "trigger log" if "postgresql" in args.database_url else "fingerprint"
+        check = f["check"]
         lines = [
             f"products {f['products']:,}, unlinked offers {f['offers']:,} "
             + (f"(generate {f['generate_s']:.0f} s, COPY {f['load_s']:.0f} s)"

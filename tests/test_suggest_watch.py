@@ -220,13 +220,16 @@ def test_triggers_turned_off_compare_the_fingerprint(db_url, redis_conn, other):
                 engine.dispose()
 
 
-def test_mariadb_trigger_creation_commits_nothing_of_the_caller(host, other):
+def test_mariadb_trigger_creation_commits_nothing_of_the_caller(host, other, monkeypatch):
     """CREATE TRIGGER commits implicitly on MariaDB: it runs on a connection of its own, so
     the caller's uncommitted work stays uncommitted; a caller whose transaction read the
-    product table (metadata lock) gets the fingerprint after a short wait, and the next check
-    creates the triggers."""
+    product table (metadata lock) gets the fingerprint after a short wait, the process does not
+    try again for RETRY_AFTER seconds, and the next check after that creates the triggers."""
     if other.dialect.name != "mysql":
         pytest.skip("MariaDB's implicit commit")
+    import time
+
+    from xsale_amazon_plugin import suggest_watch
     from xsale_amazon_plugin.suggest_index import ensure_fresh
     from xsale_amazon_plugin.suggestions import _context, _pk_from_key
 
@@ -244,6 +247,17 @@ def test_mariadb_trigger_creation_commits_nothing_of_the_caller(host, other):
     with other.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM product WHERE sku = 'TMP'")
                             ).scalar_one() == 0
+    # within RETRY_AFTER the same caller pays no second wait: the fingerprint straight away
+    with host.app.app_context():
+        session = host.db.session
+        session.execute(sa.text("INSERT INTO product (sku, name) VALUES ('TMP', 'uncommitted')"))
+        started = time.monotonic()
+        ensure_fresh(session.connection(), ctx.tables, ctx.cols, ctx.affix_patterns,
+                     _pk_from_key)
+        assert time.monotonic() - started < suggest_watch.DDL_LOCK_WAIT
+        session.rollback()
+    assert _triggers(host) == set()
+    monkeypatch.setattr(suggest_watch, "_retry_at", {})  # RETRY_AFTER has passed
 
     with host.app.app_context():
         session = host.db.session
@@ -309,3 +323,19 @@ def test_mariadb_without_trigger_privilege_falls_back_to_the_fingerprint(redis_c
                 host.db.session.remove()
                 for engine in host.db.engines.values():
                     engine.dispose()
+
+
+def test_consuming_the_log_deletes_exactly_the_ids_seen(host):
+    """Runs of consecutive ids (a bulk load) go by range, the rest by id; a row the refresh
+    did not see (committed later, with a lower id) stays."""
+    from xsale_amazon_plugin.suggest_index import _delete_seen
+
+    ids = [*range(1, 301), 305, 307, *range(400, 450)]
+    with host.app.app_context():
+        change = _tables(host).change
+        session = host.db.session
+        session.execute(change.insert(), [{"id": i} for i in [*ids, 301, 306, 500]])
+        _delete_seen(session.connection(), change, ids)
+        session.commit()
+        left = sorted(session.execute(sa.select(change.c.id)).scalars())
+    assert left == [301, 306, 500]

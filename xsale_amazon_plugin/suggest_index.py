@@ -373,11 +373,32 @@ def refresh(conn: sa.Connection, tables: SuggestTables, cols: ProductColumns,
         else:
             result = _refresh(conn, tables, cols, compile_affixes(affix_patterns),
                               pk_from_key, fp, state, progress)
-        for part in _chunks(seen, 5000):
-            conn.execute(change.delete().where(change.c.id.in_(list(part))))
+        _delete_seen(conn, change, seen)
         return result
     finally:
         _unlock(conn)
+
+
+def _delete_seen(conn: sa.Connection, change: sa.Table, seen: Sequence[int]) -> None:
+    """Delete exactly the log rows ``seen``: a run of consecutive ids (a bulk load logs
+    hundreds of thousands) by one range, the rest by id lists."""
+    singles: list[int] = []
+    for first, last in _runs(sorted(seen)):
+        if last - first >= 100:
+            conn.execute(change.delete().where(change.c.id.between(first, last)))
+        else:
+            singles.extend(range(first, last + 1))
+    for part in _chunks(singles, 5000):
+        conn.execute(change.delete().where(change.c.id.in_(list(part))))
+
+
+def _runs(ids: Sequence[int]) -> Iterable[tuple[int, int]]:
+    """``(first, last)`` of every run of consecutive integers in the sorted ``ids``."""
+    start = 0
+    for i in range(1, len(ids) + 1):
+        if i == len(ids) or ids[i] != ids[i - 1] + 1:
+            yield ids[start], ids[i - 1]
+            start = i
 
 
 def _log_trusted(conn: sa.Connection, state: CatalogState, max_age: float | None) -> bool:

@@ -15,18 +15,20 @@ of an aggregate over the whole product table. Created on first use when the data
 connection of its own, with a short wait for the product table's metadata lock: a caller whose
 transaction already read the product table holds that lock, and a long wait would also queue
 every host query on the table behind the pending DDL. When it times out the check falls back
-to the fingerprint and the next one tries again. (A caller whose REPEATABLE READ snapshot is
-older than the new triggers could miss a change committed in between; the fingerprint's
-maximum age bounds that too.)
+to the fingerprint, and this process tries again after ``RETRY_AFTER`` seconds. (A caller
+whose REPEATABLE READ snapshot is older than the new triggers could miss a change committed in
+between; the fingerprint's maximum age bounds that too.)
 
 A trigger that cannot be created (no TRIGGER privilege; on MariaDB with binary logging also
 SUPER or ``log_bin_trust_function_creators``; not the owner of the table on PostgreSQL) leaves
-the table unwatched: every check then computes the fingerprint, as before.
+the table unwatched: every check then computes the fingerprint, as before (and this process
+tries again after ``RETRY_AFTER``).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -48,6 +50,11 @@ ROW_TRIGGERS = {
 }
 #: MySQL/MariaDB: longest wait of ``CREATE TRIGGER`` for the product table's metadata lock, s.
 DDL_LOCK_WAIT = 2
+#: After a failed creation this process checks with the fingerprint for this many seconds
+#: before it tries again (a denied or timed-out DDL on every use would cost every request).
+RETRY_AFTER = 600.0
+
+_retry_at: dict[tuple[str, str, str], float] = {}
 
 
 def row_level(conn: sa.Connection) -> bool:
@@ -62,20 +69,26 @@ def watch_product_table(conn: sa.Connection, change: sa.Table, product: sa.Table
     now are not in the log) or ``"unwatched"`` (unknown database, or no right to create them).
     Never commits the caller's transaction.
     """
+    key = (conn.engine.url.render_as_string(), product.schema or "", product.name)
+    create = _retry_at.get(key, 0.0) <= time.monotonic()
+    watch: Watch = "unwatched"
     try:
         if conn.dialect.name == "postgresql":
-            return _postgresql(conn, change, product)
-        if conn.dialect.name == "sqlite":
-            return _sqlite(conn, change, product)
-        if is_mysql(conn):
-            return _mysql(conn, change, product)
+            watch = _postgresql(conn, change, product, create)
+        elif conn.dialect.name == "sqlite":
+            watch = _sqlite(conn, change, product, create)
+        elif is_mysql(conn):
+            watch = _mysql(conn, change, product, create)
     except sa.exc.DBAPIError:
         log.warning("Could not check or create the triggers on %s; the mapping assistant "
                     "compares the fingerprint instead", product.name, exc_info=True)
-    return "unwatched"
+    if watch == "unwatched" and create:
+        _retry_at[key] = time.monotonic() + RETRY_AFTER
+    return watch
 
 
-def _postgresql(conn: sa.Connection, change: sa.Table, product: sa.Table) -> Watch:
+def _postgresql(conn: sa.Connection, change: sa.Table, product: sa.Table,
+                create: bool) -> Watch:
     preparer = conn.dialect.identifier_preparer
     qualified = preparer.format_table(product)
     exists = conn.execute(sa.text(
@@ -83,6 +96,8 @@ def _postgresql(conn: sa.Connection, change: sa.Table, product: sa.Table) -> Wat
         {"t": qualified, "n": WATCH_TRIGGER}).first()
     if exists:
         return "watched"
+    if not create:
+        return "unwatched"
     schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
     log_table = f"{preparer.quote_identifier(schema)}.{change.name}"
     function = f"{preparer.quote_identifier(schema)}.{WATCH_FUNCTION}"
@@ -105,11 +120,13 @@ def _sqlite_existing(conn: sa.Connection, product: sa.Table) -> set[str]:
         {"t": product.name}).scalars()) & set(ROW_TRIGGERS.values())
 
 
-def _sqlite(conn: sa.Connection, change: sa.Table, product: sa.Table) -> Watch:
+def _sqlite(conn: sa.Connection, change: sa.Table, product: sa.Table, create: bool) -> Watch:
     if product.schema:  # an attached database: its triggers cannot write to the main one
         return "unwatched"
     if len(_sqlite_existing(conn, product)) == len(ROW_TRIGGERS):
         return "watched"
+    if not create:
+        return "unwatched"
     # SQLite's DDL is transactional and a failed statement leaves the transaction intact;
     # IF NOT EXISTS makes a concurrent creation harmless. (A trigger body takes no
     # DEFAULT VALUES; a NULL id is the next one.)
@@ -135,9 +152,11 @@ def _mysql_existing(conn: sa.Connection, product: sa.Table) -> set[str]:
         {"s": product.schema, "t": product.name}).scalars()) & set(ROW_TRIGGERS.values())
 
 
-def _mysql(conn: sa.Connection, change: sa.Table, product: sa.Table) -> Watch:
+def _mysql(conn: sa.Connection, change: sa.Table, product: sa.Table, create: bool) -> Watch:
     if len(_mysql_existing(conn, product)) == len(ROW_TRIGGERS):
         return "watched"
+    if not create:
+        return "unwatched"
     preparer = conn.dialect.identifier_preparer
     database = conn.execute(sa.text("SELECT DATABASE()")).scalar_one()
     log_table = f"{preparer.quote_identifier(database)}.{preparer.quote_identifier(change.name)}"
