@@ -339,3 +339,43 @@ def test_consuming_the_log_deletes_exactly_the_ids_seen(host):
         session.commit()
         left = sorted(session.execute(sa.select(change.c.id)).scalars())
     assert left == [301, 306, 500]
+
+
+def test_concurrent_first_uses_create_the_triggers_once(host):
+    """Two processes' first checks at the same moment: both end with the triggers in place
+    (one of each), neither fails; on PostgreSQL the loser's savepoint rolls back ("unwatched"
+    for that one check), elsewhere "already exists" counts as created."""
+    import threading
+
+    from xsale_amazon_plugin.suggest_watch import watch_product_table
+
+    with host.app.app_context():
+        engine = host.db.engine
+        change = _tables(host).change
+    product = host.Product.__table__
+    barrier = threading.Barrier(2, timeout=30)
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def first_use() -> None:
+        try:
+            with engine.connect() as conn:
+                barrier.wait()
+                results.append(watch_product_table(conn, change, product))
+                conn.commit()
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_use) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors and len(results) == 2
+    allowed = {"created", "watched"}
+    if engine.dialect.name == "postgresql":
+        allowed.add("unwatched")
+    assert set(results) <= allowed and "created" in results
+    expected = ({WATCH_TRIGGER} if engine.dialect.name == "postgresql"
+                else set(ROW_TRIGGERS.values()))
+    assert _triggers(host) == expected
