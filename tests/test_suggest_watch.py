@@ -379,3 +379,28 @@ def test_concurrent_first_uses_create_the_triggers_once(host):
     expected = ({WATCH_TRIGGER} if engine.dialect.name == "postgresql"
                 else set(ROW_TRIGGERS.values()))
     assert _triggers(host) == expected
+
+
+def test_periodic_check_notices_postgresql_writes_the_trigger_missed(host, other):
+    """pg_restore and logical replication write with ``session_replication_role = replica``,
+    under which PostgreSQL's trigger does not fire: the log stays empty, and the workers'
+    periodic check, which verifies the fingerprint, still notices."""
+    if other.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's replica role")
+    from xsale_amazon_plugin.suggest_refresh import check_catalog
+
+    ids = host.add_products(PRODUCTS)
+    built = _refresh(host)
+    with other.begin() as conn:
+        conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        conn.execute(sa.text("UPDATE product SET name = 'HDMI cable 5 m' WHERE id = :id"),
+                     {"id": ids[6]})
+    assert _log_rows(host) == 0
+    assert _refresh(host).checked_only  # a request trusts the log
+    with host.app.app_context():
+        checked = check_catalog()
+    assert checked["version"] == built.version + 1
+    with host.app.app_context():
+        t = _tables(host)
+        assert host.db.session.execute(sa.select(t.product.c.title).where(
+            t.product.c.product_key == str(ids[6]))).scalar_one() == "HDMI cable 5 m"

@@ -286,7 +286,8 @@ def quick_check(conn: sa.Connection, tables: SuggestTables, cols: ProductColumns
     fingerprint aggregate is compared. On SQLite and MySQL/MariaDB (row-level triggers, which
     MariaDB's ``TRUNCATE`` bypasses) the log is trusted only while the fingerprint was verified
     less than ``fingerprint_max_age`` seconds ago (None: always; PostgreSQL's trigger sees
-    ``TRUNCATE``, so there it is always trusted)."""
+    ``TRUNCATE``, so there it is trusted unless ``fingerprint_max_age`` is 0, which verifies
+    the fingerprint now on every database)."""
     product = cols.pk.table
     assert isinstance(product, sa.Table)
     watch = watch_product_table(conn, tables.change, product) if triggers else "unwatched"
@@ -402,9 +403,16 @@ def _runs(ids: Sequence[int]) -> Iterable[tuple[int, int]]:
 
 
 def _log_trusted(conn: sa.Connection, state: CatalogState, max_age: float | None) -> bool:
-    """Whether an empty change log means "unchanged": always on PostgreSQL; elsewhere while
-    the fingerprint was verified less than ``max_age`` seconds ago."""
-    if max_age is None or not row_level(conn):
+    """Whether an empty change log means "unchanged". ``max_age`` None: yes; 0: no, verify the
+    fingerprint now (the periodic check, on every database: PostgreSQL's trigger does not fire
+    either under ``session_replication_role = replica``, as pg_restore and logical replication
+    run); else on PostgreSQL yes, elsewhere while the fingerprint was verified less than
+    ``max_age`` seconds ago."""
+    if max_age is None:
+        return True
+    if max_age <= 0:
+        return False
+    if not row_level(conn):
         return True
     age = (utcnow() - as_utc(state.verified_at)).total_seconds()
     return 0 <= age < max_age

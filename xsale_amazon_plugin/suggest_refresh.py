@@ -14,9 +14,9 @@ running for the integration, so nothing piles up):
   ``XSALE_AMAZON_SUGGEST_REFRESH_INTERVAL`` seconds one worker of the queue (a Redis lock
   decides which) enqueues :func:`check_catalog`, unless the previous check is still queued or
   running. That job runs the index's staleness check (:func:`suggestions.refresh_index`: one
-  lookup on PostgreSQL with the change trigger; on SQLite and MySQL/MariaDB also the
-  fingerprint aggregate, which catches what their row-level triggers miss, such as TRUNCATE,
-  and keeps the change log trusted for ``SUGGEST_FINGERPRINT_MAX_AGE``) and, when the
+  lookup in the change log, and the fingerprint aggregate, which catches what the triggers
+  miss, such as MariaDB's TRUNCATE or PostgreSQL writes with triggers disabled, and on SQLite
+  and MySQL/MariaDB keeps the log trusted for ``SUGGEST_FINGERPRINT_MAX_AGE``) and, when the
   catalogue version differs from the one the previous check saw, starts the suggestion job of
   every active integration with unlinked live offers.
 
@@ -111,8 +111,9 @@ def check_catalog() -> dict[str, Any]:
             job.meta.update({"done": done, "total": total})
             job.save_meta()
 
-    # Verifies the fingerprint too (SQLite, MySQL/MariaDB), so requests rarely find the
-    # change log's trust expired and pay for the aggregate themselves.
+    # Verifies the fingerprint too: what the triggers missed is noticed within an interval,
+    # and requests (SQLite, MySQL/MariaDB) rarely find the log's trust expired and pay for
+    # the aggregate themselves.
     fresh = refresh_index(verify=True, progress=progress)
     connection = state.queue.connection
     key = _keys(state.queue.name)["version"]

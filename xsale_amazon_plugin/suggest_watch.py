@@ -72,16 +72,18 @@ def watch_product_table(conn: sa.Connection, change: sa.Table, product: sa.Table
     key = (conn.engine.url.render_as_string(), product.schema or "", product.name)
     create = _retry_at.get(key, 0.0) <= time.monotonic()
     watch: Watch = "unwatched"
-    try:
-        if conn.dialect.name == "postgresql":
-            watch = _postgresql(conn, change, product, create)
-        elif conn.dialect.name == "sqlite":
-            watch = _sqlite(conn, change, product, create)
-        elif is_mysql(conn):
-            watch = _mysql(conn, change, product, create)
-    except sa.exc.DBAPIError:
-        log.warning("Could not check or create the triggers on %s; the mapping assistant "
-                    "compares the fingerprint instead", product.name, exc_info=True)
+    if conn.dialect.name == "postgresql":
+        # Not caught: a failed statement outside the savepoint aborts the caller's transaction.
+        watch = _postgresql(conn, change, product, create)
+    else:
+        try:
+            if conn.dialect.name == "sqlite":
+                watch = _sqlite(conn, change, product, create)
+            elif is_mysql(conn):
+                watch = _mysql(conn, change, product, create)
+        except sa.exc.DBAPIError:  # a failed statement leaves the transaction usable here
+            log.warning("Could not check or create the triggers on %s; the mapping assistant "
+                        "compares the fingerprint instead", product.name, exc_info=True)
     if watch == "unwatched" and create:
         _retry_at[key] = time.monotonic() + RETRY_AFTER
     return watch

@@ -102,8 +102,9 @@ def refresh_index(*, verify: bool = False,
                   progress: Callable[[int, int], None] | None = None) -> Any:
     """Check the index against the product table and update it if needed (commits).
 
-    ``verify`` compares the fingerprint even when the triggers' change log is trusted
-    (SQLite, MySQL/MariaDB: what the log cannot see, such as TRUNCATE, is noticed then).
+    ``verify`` compares the fingerprint even when the triggers' change log is trusted: what
+    the log cannot see (MariaDB's TRUNCATE, PostgreSQL writes with triggers disabled) is
+    noticed then.
 
     In a web request (a request context) a refresh that re-indexes runs inline only when it
     goes through at most ``XSALE_AMAZON_SUGGEST_INLINE_REFRESH_LIMIT`` products; a larger one
