@@ -162,6 +162,11 @@ def test_delete_without_where_is_logged_per_row_on_sqlite(host, other):
     result = _refresh(host)
     assert result.removed == len(PRODUCTS) and _indexed_keys(host) == set()
     assert _log_rows(host) == 0
+    # the log's ids are never reused (a refresh deletes by the ids it saw)
+    with other.connect() as conn:
+        ddl = conn.execute(sa.text("SELECT sql FROM sqlite_master "
+                                   "WHERE name = 'xsale_amazon_suggest_change'")).scalar_one()
+    assert "AUTOINCREMENT" in ddl
 
 
 def test_mariadb_truncate_is_noticed_by_the_fingerprints_age(host, other):
