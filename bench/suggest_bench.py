@@ -388,7 +388,7 @@ def scale(base: str, keep: bool, n_products: int, n_offers: int, samples: int,
 
             ctx = _context()
             watch = watch_product_table(ctx.session.connection(), ctx.tables.change,
-                                        host.Product.__table__)
+                                        host.Product.__table__, ctx.cols.values)
             figures["check"] = "trigger log" if watch == "watched" else "fingerprint"
             prints = []
             for _ in range(3):

@@ -76,6 +76,7 @@ def make_host(
     config: dict[str, Any] | None = None,
     access: bool = True,
     redis: Any = None,
+    extra_columns: dict[str, sa.Column[Any]] | None = None,
 ) -> Host:
     db = SQLAlchemy()
     if pk == "int":
@@ -94,6 +95,9 @@ def make_host(
         "ean": sa.Column(sa.String(20), index=True),
         "name": sa.Column(sa.String(255)),
         "asin": sa.Column(sa.String(20)),
+        # Not indexed by the mapping assistant: the back office updates it all the time.
+        "stock": sa.Column(sa.Integer),
+        **(extra_columns or {}),
         "__str__": lambda self: f"{self.sku} {self.name}",
     })
     app = Flask(f"host_{uuid.uuid4().hex[:8]}")

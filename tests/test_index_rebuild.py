@@ -225,16 +225,15 @@ def test_a_change_made_before_the_triggers_existed_is_still_indexed(
         host: Any, big_shop: dict[str, Any]) -> None:
     """The check that creates the change triggers cannot trust their (empty) log: the refresh
     right after it compares the fingerprint (it must not check again and find them "watched")."""
-    from xsale_amazon_plugin.suggest_watch import ROW_TRIGGERS
-    from xsale_amazon_plugin.suggestions import refresh_index
+    from xsale_amazon_plugin.suggest_watch import watch_spec
+    from xsale_amazon_plugin.suggestions import _context, refresh_index
 
     with host.app.app_context():  # the index was built with triggers: drop them
         conn = host.db.session.connection()
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("DROP TRIGGER xsale_amazon_suggest_watch ON product"))
-        else:
-            for name in ROW_TRIGGERS.values():
-                conn.execute(sa.text(f"DROP TRIGGER {name}"))
+        names = watch_spec(host.Product.__table__, _context().cols.values).names(conn)
+        on = " ON product" if conn.dialect.name == "postgresql" else ""
+        for name in names:
+            conn.execute(sa.text(f"DROP TRIGGER {name}{on}"))
         host.db.session.commit()
     before = _index(host)[0]
     p = big_shop["products"]

@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from xsale_amazon_plugin.suggest_watch import ROW_TRIGGERS, WATCH_TRIGGER
+from xsale_amazon_plugin.suggest_watch import is_watch_trigger, watch_spec
 
 from .conftest import MYSQL_BASE, mysql_database
 from .hostapp import make_host
@@ -87,7 +87,18 @@ def _triggers(host) -> set[str]:
                 "WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = 'product'")).scalars()
         found = set(names)
         host.db.session.rollback()
-        return found & {WATCH_TRIGGER, *ROW_TRIGGERS.values()}
+        return {name for name in found if is_watch_trigger(name)}
+
+
+def _wanted(host) -> set[str]:
+    """The triggers the host's current configuration needs (names per watched column set)."""
+    from xsale_amazon_plugin.suggestions import _context
+
+    with host.app.app_context():
+        conn = host.db.session.connection()
+        names = watch_spec(host.Product.__table__, _context().cols.values).names(conn)
+        host.db.session.rollback()
+        return names
 
 
 @pytest.fixture
@@ -115,8 +126,8 @@ def test_plain_sql_on_another_connection_is_noticed_through_the_log(host, other)
     ids = host.add_products(PRODUCTS)
     built = _refresh(host)
     assert not built.checked_only and built.indexed == len(PRODUCTS)
-    expected = {WATCH_TRIGGER} if other.dialect.name == "postgresql" else set(ROW_TRIGGERS.values())
-    assert _triggers(host) == expected
+    assert _triggers(host) == _wanted(host)
+    assert len(_wanted(host)) == (1 if other.dialect.name == "postgresql" else 3)
 
     # nothing changed: the log is empty, no aggregate over the products
     with recorded(host) as statements:
@@ -271,7 +282,7 @@ def test_mariadb_trigger_creation_commits_nothing_of_the_caller(host, other, mon
         result = ensure_fresh(session.connection(), ctx.tables, ctx.cols, ctx.affix_patterns,
                               _pk_from_key)
         assert result.product_count == len(PRODUCTS)
-        assert _triggers(host) == set(ROW_TRIGGERS.values())  # created, in the meantime
+        assert _triggers(host) == _wanted(host)  # created, in the meantime
         session.rollback()
     with other.connect() as conn:
         assert conn.execute(sa.text(
@@ -353,10 +364,12 @@ def test_concurrent_first_uses_create_the_triggers_once(host):
     import threading
 
     from xsale_amazon_plugin.suggest_watch import watch_product_table
+    from xsale_amazon_plugin.suggestions import _context
 
     with host.app.app_context():
         engine = host.db.engine
         change = _tables(host).change
+        indexed = _context().cols.values
     product = host.Product.__table__
     barrier = threading.Barrier(2, timeout=30)
     results: list[str] = []
@@ -366,7 +379,7 @@ def test_concurrent_first_uses_create_the_triggers_once(host):
         try:
             with engine.connect() as conn:
                 barrier.wait()
-                results.append(watch_product_table(conn, change, product))
+                results.append(watch_product_table(conn, change, product, indexed))
                 conn.commit()
         except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
@@ -381,9 +394,7 @@ def test_concurrent_first_uses_create_the_triggers_once(host):
     if engine.dialect.name == "postgresql":
         allowed.add("unwatched")
     assert set(results) <= allowed and "created" in results
-    expected = ({WATCH_TRIGGER} if engine.dialect.name == "postgresql"
-                else set(ROW_TRIGGERS.values()))
-    assert _triggers(host) == expected
+    assert _triggers(host) == _wanted(host)
 
 
 def test_periodic_check_notices_postgresql_writes_the_trigger_missed(host, other):
@@ -409,3 +420,184 @@ def test_periodic_check_notices_postgresql_writes_the_trigger_missed(host, other
         t = _tables(host)
         assert host.db.session.execute(sa.select(t.product.c.title).where(
             t.product.c.product_key == str(ids[6]))).scalar_one() == "HDMI cable 5 m"
+
+
+# --- only the indexed columns ------------------------------------------------------------
+
+def _indexed_row(host, key) -> tuple:
+    with host.app.app_context():
+        t = _tables(host)
+        return tuple(host.db.session.execute(
+            sa.select(t.product.c.sku, t.product.c.gtin, t.product.c.title)
+            .where(t.product.c.product_key == str(key))).one())
+
+
+def test_an_update_of_a_column_the_index_does_not_use_logs_nothing(host, other):
+    """The back office's stock updates (plain SQL, another connection) write no log row and
+    the next check runs no fingerprint; updates of the name, SKU or EAN are logged and
+    indexed, a change of case too (MariaDB's default collation ignores case)."""
+    ids = host.add_products(PRODUCTS)
+    built = _refresh(host)
+    _run(other, "UPDATE product SET stock = 5 WHERE id = :id", id=ids[2])
+    _run(other, "UPDATE product SET stock = COALESCE(stock, 0) + 1")  # every row
+    assert _log_rows(host) == 0
+    with recorded(host) as statements:
+        assert _refresh(host).checked_only
+    assert statements and not _fingerprinted(statements), statements
+
+    _run(other, "UPDATE product SET name = 'HDMI cable 5 m', stock = 3 WHERE id = :id",
+         id=ids[6])
+    _run(other, "UPDATE product SET sku = 'KB-7731-DE' WHERE id = :id", id=ids[5])
+    _run(other, "UPDATE product SET ean = '4977766600018' WHERE id = :id", id=ids[1])
+    assert _log_rows(host) == 3
+    changed = _refresh(host)
+    assert (changed.indexed, changed.version) == (3, built.version + 1)
+    assert _indexed_row(host, ids[6])[2] == "HDMI cable 5 m"
+    assert _indexed_row(host, ids[5])[0] == "KB-7731-DE"
+    assert _indexed_row(host, ids[1])[1] == "4977766600018"
+
+    _run(other, "UPDATE product SET name = 'HDMI CABLE 5 M' WHERE id = :id", id=ids[6])
+    assert _log_rows(host) == 1
+    assert _refresh(host).indexed == 1
+    assert _indexed_row(host, ids[6])[2] == "HDMI CABLE 5 M"
+
+    # the same value written again: the row triggers compare values, PostgreSQL's statement
+    # trigger fires for a column in the SET list (one fingerprint, nothing re-indexed)
+    _run(other, "UPDATE product SET name = name, stock = 9 WHERE id = :id", id=ids[6])
+    assert _log_rows(host) == (1 if other.dialect.name == "postgresql" else 0)
+    with recorded(host) as statements:
+        again = _refresh(host)
+    assert again.checked_only and again.version == changed.version + 1
+    assert _fingerprinted(statements) == (other.dialect.name == "postgresql")
+    assert _log_rows(host) == 0
+
+
+def _install_old_triggers(engine: sa.Engine) -> None:
+    """The triggers of the versions before the column-aware ones: every change logged."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text(
+                "CREATE OR REPLACE FUNCTION xsale_amazon_suggest_product_changed() RETURNS "
+                "trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO xsale_amazon_suggest_change "
+                "DEFAULT VALUES; RETURN NULL; END $$"))
+            conn.execute(sa.text(
+                "CREATE TRIGGER xsale_amazon_suggest_watch AFTER INSERT OR UPDATE OR DELETE "
+                "OR TRUNCATE ON product FOR EACH STATEMENT "
+                "EXECUTE FUNCTION xsale_amazon_suggest_product_changed()"))
+            return
+        values = "(id) VALUES (NULL)" if conn.dialect.name == "sqlite" else "() VALUES ()"
+        for event, suffix in (("INSERT", "ins"), ("UPDATE", "upd"), ("DELETE", "del")):
+            insert = f"INSERT INTO xsale_amazon_suggest_change {values}"
+            body = (f"BEGIN {insert}; END" if conn.dialect.name == "sqlite"
+                    else f"FOR EACH ROW {insert}")
+            conn.execute(sa.text(f"CREATE TRIGGER xsale_amazon_suggest_watch_{suffix} "
+                                 f"AFTER {event} ON product {body}"))
+
+
+OLD_TRIGGERS = {"postgresql": {"xsale_amazon_suggest_watch"},
+                "sqlite": {f"xsale_amazon_suggest_watch_{s}" for s in ("ins", "upd", "del")}}
+OLD_TRIGGERS["mysql"] = OLD_TRIGGERS["sqlite"]
+
+
+def test_an_install_with_the_old_triggers_is_upgraded_on_first_use(db_url, redis_conn, other):
+    """An index built by an earlier version, whose triggers log every change: the first check
+    replaces them by the column-aware ones, compares the fingerprint once (a change logged by
+    the old triggers is indexed), and from then on a stock update costs nothing."""
+    host = make_host(db_url, config={"XSALE_AMAZON_SUGGEST_TRIGGERS": False})
+    try:
+        ids = host.add_products(PRODUCTS)
+        built = _refresh(host)
+        _install_old_triggers(other)
+        assert _triggers(host) == OLD_TRIGGERS[other.dialect.name]
+        _run(other, "UPDATE product SET stock = 1")
+        _run(other, "UPDATE product SET name = 'Kubek 300 ml' WHERE id = :id", id=ids[2])
+        assert _log_rows(host) > 0
+
+        host.configure(suggest_triggers=True)  # the new version starts
+        with recorded(host) as statements:
+            upgraded = _refresh(host)
+        assert _fingerprinted(statements)  # the new triggers' log says nothing of before
+        assert (upgraded.indexed, upgraded.version) == (1, built.version + 1)
+        assert _indexed_row(host, ids[2])[2] == "Kubek 300 ml"
+        assert _triggers(host) == _wanted(host)
+        assert not _wanted(host) & OLD_TRIGGERS[other.dialect.name]
+        assert _log_rows(host) == 0
+
+        _run(other, "UPDATE product SET stock = 2")
+        assert _log_rows(host) == 0
+        with recorded(host) as statements:
+            assert _refresh(host).checked_only
+        assert not _fingerprinted(statements)
+        _run(other, "UPDATE product SET name = 'Kubek 330 ml' WHERE id = :id", id=ids[2])
+        assert _refresh(host).indexed == 1
+    finally:
+        with host.app.app_context():
+            host.db.session.remove()
+            for engine in host.db.engines.values():
+                engine.dispose()
+
+
+def test_configuring_another_name_column_recreates_the_triggers_for_it(db_url, redis_conn,
+                                                                       other):
+    """``XSALE_AMAZON_PRODUCT_NAME_ATTR`` pointed at another column: new triggers watch it
+    (the old ones go), and the index is rebuilt from it on the first check."""
+    host = make_host(db_url, extra_columns={"title": sa.Column(sa.String(255))})
+    try:
+        ids = host.add_products([{**p, "title": f"Shop title {i}"}
+                                 for i, p in enumerate(PRODUCTS)])
+        _refresh(host)
+        by_name = _triggers(host)
+        assert by_name == _wanted(host)
+
+        host.configure(product_name_attr="title")
+        by_title = _wanted(host)
+        assert by_title.isdisjoint(by_name)
+        rebuilt = _refresh(host)
+        assert rebuilt.indexed == len(PRODUCTS)
+        assert _indexed_row(host, ids[0])[2] == "Shop title 0"
+        assert _triggers(host) == by_title
+
+        _run(other, "UPDATE product SET name = 'Not indexed any more', stock = 4")
+        assert _log_rows(host) == 0
+        with recorded(host) as statements:
+            assert _refresh(host).checked_only
+        assert not _fingerprinted(statements)
+        _run(other, "UPDATE product SET title = 'HDMI cable 5 m' WHERE id = :id", id=ids[6])
+        assert _log_rows(host) == 1
+        assert _refresh(host).indexed == 1
+        assert _indexed_row(host, ids[6])[2] == "HDMI cable 5 m"
+    finally:
+        with host.app.app_context():
+            host.db.session.remove()
+            for engine in host.db.engines.values():
+                engine.dispose()
+
+
+def test_an_expression_attribute_keeps_the_triggers_that_log_every_change(host, other):
+    """An indexed attribute that is an SQL expression (which columns it reads is unknown):
+    every update is logged, as before."""
+    from xsale_amazon_plugin.suggest_watch import watch_product_table
+    from xsale_amazon_plugin.suggestions import _context
+
+    ids = host.add_products(PRODUCTS)
+    _refresh(host)
+    with host.app.app_context():
+        ctx = _context()
+        product = host.Product.__table__
+        upper = sa.func.upper(product.c.name)
+        indexed = [ctx.cols.pk, ctx.cols.sku, ctx.cols.ean, upper]
+        spec = watch_spec(product, indexed)
+        assert spec.columns is None
+        assert spec.identity != watch_spec(product, ctx.cols.values).identity
+        assert spec != watch_spec(product, [*indexed[:3], sa.func.lower(product.c.name)])
+        conn = host.db.session.connection()
+        assert watch_product_table(conn, ctx.tables.change, product, indexed) == "created"
+        host.db.session.commit()
+        assert watch_product_table(host.db.session.connection(), ctx.tables.change, product,
+                                   indexed) == "watched"
+        host.db.session.commit()
+        wanted = spec.names(conn)
+    assert _triggers(host) == wanted
+    _run(other, "DELETE FROM xsale_amazon_suggest_change")
+    _run(other, "UPDATE product SET stock = 1 WHERE id = :id", id=ids[0])
+    assert _log_rows(host) == 1

@@ -290,7 +290,8 @@ def quick_check(conn: sa.Connection, tables: SuggestTables, cols: ProductColumns
     the fingerprint now on every database)."""
     product = cols.pk.table
     assert isinstance(product, sa.Table)
-    watch = watch_product_table(conn, tables.change, product) if triggers else "unwatched"
+    watch = (watch_product_table(conn, tables.change, product, cols.values) if triggers
+             else "unwatched")
     state = catalog_state(conn, tables)
     if state is None or not state.fingerprint.startswith(f"v{FEATURES_VERSION}:"):
         return None

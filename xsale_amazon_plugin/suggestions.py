@@ -116,9 +116,10 @@ def refresh_index(*, verify: bool = False,
     conn = ctx.session.connection()
     result = quick_check(conn, ctx.tables, ctx.cols, triggers=settings.suggest_triggers,
                          fingerprint_max_age=max_age)
+    ctx.session.commit()  # releases the table lock of trigger DDL the check may have run
     if result is not None:
-        ctx.session.commit()
         return result
+    conn = ctx.session.connection()
     if has_request_context():
         limit = settings.suggest_inline_refresh_limit
         # A fingerprint still equal means nothing to re-index (the refresh only verifies it
