@@ -112,10 +112,11 @@ class XsaleAmazon:
         ``SUGGEST_REFRESH_INTERVAL`` (default 600 s, 0 disables: how often one worker checks
         whether the product catalogue changed, e.g. with plain SQL, and then starts the
         suggestion job of every active integration with unlinked offers),
-        ``SUGGEST_TRIGGERS`` (default True: triggers on the host's product table log its
-        changes, so the staleness check is one lookup), ``SUGGEST_FINGERPRINT_MAX_AGE``
-        (default 1800 s; SQLite and MySQL/MariaDB: the change log is trusted only while the
-        fingerprint was verified less than this long ago, 0 for ever) and
+        ``SUGGEST_TRIGGERS`` (default True: triggers on the host's product table log changes
+        of the columns the index uses, so the staleness check is one lookup),
+        ``SUGGEST_FINGERPRINT_MAX_AGE`` (default 1800 s; SQLite and MySQL/MariaDB: the change
+        log is trusted only while the fingerprint was verified less than this long ago, 0 for
+        ever) and
         ``SUGGEST_INLINE_REFRESH_LIMIT`` (default 10000: a web request refreshes a stale
         product index itself only up to this many products; a larger refresh runs as the
         catalogue check job while the page says the index is being rebuilt); also
