@@ -161,11 +161,10 @@ def test_plain_sql_on_another_connection_is_noticed_through_the_log(host, other)
     assert not _fingerprinted(statements)
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_delete_without_where_is_logged_per_row_on_sqlite(host, other):
     """SQLite's truncate optimisation of ``DELETE FROM t`` is off while the table has
     triggers: every row is logged, and the index empties without a fingerprint."""
-    if other.dialect.name != "sqlite":
-        pytest.skip("SQLite's DELETE without WHERE")
     host.add_products(PRODUCTS)
     _refresh(host)
     _run(other, "DELETE FROM product")
@@ -180,12 +179,11 @@ def test_delete_without_where_is_logged_per_row_on_sqlite(host, other):
     assert "AUTOINCREMENT" in ddl
 
 
+@pytest.mark.parametrize("db_url", ["mariadb"], indirect=True)
 def test_mariadb_truncate_is_noticed_by_the_fingerprints_age(host, other):
     """TRUNCATE TABLE fires no trigger on MariaDB: the log stays empty, so the index trusts it
     until the fingerprint's verification is older than SUGGEST_FINGERPRINT_MAX_AGE, or the
     workers' periodic check verifies it (``refresh_index(verify=True)``)."""
-    if other.dialect.name != "mysql":
-        pytest.skip("MariaDB's TRUNCATE")
     from xsale_amazon_plugin.suggest_refresh import check_catalog
 
     host.add_products(PRODUCTS)
@@ -236,13 +234,12 @@ def test_triggers_turned_off_compare_the_fingerprint(db_url, redis_conn, other):
                 engine.dispose()
 
 
+@pytest.mark.parametrize("db_url", ["mariadb"], indirect=True)
 def test_mariadb_trigger_creation_commits_nothing_of_the_caller(host, other, monkeypatch):
     """CREATE TRIGGER commits implicitly on MariaDB: it runs on a connection of its own, so
     the caller's uncommitted work stays uncommitted; a caller whose transaction read the
     product table (metadata lock) gets the fingerprint after a short wait, the process does not
     try again for RETRY_AFTER seconds, and the next check after that creates the triggers."""
-    if other.dialect.name != "mysql":
-        pytest.skip("MariaDB's implicit commit")
     import time
 
     from xsale_amazon_plugin import suggest_watch
@@ -397,12 +394,11 @@ def test_concurrent_first_uses_create_the_triggers_once(host):
     assert _triggers(host) == _wanted(host)
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_periodic_check_notices_postgresql_writes_the_trigger_missed(host, other):
     """pg_restore and logical replication write with ``session_replication_role = replica``,
     under which PostgreSQL's trigger does not fire: the log stays empty, and the workers'
     periodic check, which verifies the fingerprint, still notices."""
-    if other.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL's replica role")
     from xsale_amazon_plugin.suggest_refresh import check_catalog
 
     ids = host.add_products(PRODUCTS)
