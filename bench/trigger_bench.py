@@ -50,6 +50,14 @@ from suggest_bench import DEFAULT_URL, Schema  # noqa: E402
 BATCH = 10_000
 
 
+
+def _load_products(loader: sa.Engine, product: sa.Table, n: int) -> None:
+    with loader.begin() as conn:
+        for start in range(0, n, BATCH):
+            conn.execute(product.insert(), [
+                {"sku": f"SKU-{i}", "ean": None, "name": f"Product {i} black 500 ml",
+                 "stock": 0} for i in range(start, min(n, start + BATCH))])
+
 def _timed(engine: sa.Engine, work: Any) -> float:
     t0 = time.perf_counter()
     with engine.begin() as conn:
@@ -115,11 +123,7 @@ def stock_check(base: str, n: int, rows: int, rounds: int) -> dict[str, list[flo
         host = make_host(url)
         loader = sa.create_engine(url)
         product = host.Product.__table__
-        with loader.begin() as conn:
-            for start in range(0, n, BATCH):
-                conn.execute(product.insert(), [
-                    {"sku": f"SKU-{i}", "ean": None, "name": f"Product {i} black 500 ml",
-                     "stock": 0} for i in range(start, min(n, start + BATCH))])
+        _load_products(loader, product, n)
         t0 = time.perf_counter()
         with host.app.app_context():
             refresh_index()
@@ -170,11 +174,7 @@ def update_costs(base: str, n: int, rounds: int) -> dict[str, list[float]]:
         host = make_host(url, config={"XSALE_AMAZON_SUGGEST_TRIGGERS": False})
         loader = sa.create_engine(url)
         product = host.Product.__table__
-        with loader.begin() as conn:
-            for start in range(0, n, BATCH):
-                conn.execute(product.insert(), [
-                    {"sku": f"SKU-{i}", "ean": None, "name": f"Product {i} black 500 ml",
-                     "stock": 0} for i in range(start, min(n, start + BATCH))])
+        _load_products(loader, product, n)
         with host.app.app_context():
             ctx = _context()
             indexed, change = ctx.cols.values, ctx.tables.change

@@ -37,6 +37,13 @@ class Host:
         """The app's XsaleAmazon (what ``current_amazon`` is inside the app)."""
         return self.app.extensions["xsale_amazon"]
 
+    def close(self) -> None:
+        """End the session and close the app's database connections."""
+        with self.app.app_context():
+            self.db.session.remove()
+            for engine in self.db.engines.values():
+                engine.dispose()
+
     def configure(self, **settings: Any) -> None:
         """Change settings after ``init_app`` (keys as in config, without the prefix)."""
         ext = self.state

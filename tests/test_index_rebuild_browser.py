@@ -10,16 +10,13 @@ suggestions without a click. Screenshots: ``artifacts/screenshots/rebuild-*``.
 from __future__ import annotations
 
 import os
-import threading
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from werkzeug.serving import make_server
 
-from .browser_support import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, free_port
+from .browser_support import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, serving
+from .conftest import postgres_schema
 from .hostapp import Host, make_host
 from .test_suggest_browser import OFFERS, PRODUCTS
 
@@ -36,39 +33,23 @@ def served() -> Iterator[tuple[Host, str, dict[str, str]]]:
 
     from xsale_amazon_plugin.suggestions import compute_for_integration
 
-    from .conftest import PG_BASE
-
-    schema = "xa_" + uuid.uuid4().hex[:10]
-    engine = sa.create_engine(PG_BASE)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     language = {"locale": "en"}
-    host = make_host(f"{PG_BASE}?options=-csearch_path%3D{schema}", babel=False,
-                     config={"XSALE_AMAZON_SUGGEST_INLINE_REFRESH_LIMIT": 5})
-    Babel(host.app, locale_selector=lambda: language["locale"])
-    integration = host.add_integration("DE", "FBM")
-    host.add_products(PRODUCTS)
-    with host.app.app_context():
-        host.db.session.add_all(
-            [host.models.AmazonOffer(integration_id=integration, **o) for o in OFFERS])
-        host.db.session.commit()
-        compute_for_integration(integration)  # as the CLI or a worker would
-    port = free_port()
-    server = make_server("127.0.0.1", port, host.app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield host, f"http://127.0.0.1:{port}", language
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+    with postgres_schema() as url:
+        host = make_host(url, babel=False,
+                         config={"XSALE_AMAZON_SUGGEST_INLINE_REFRESH_LIMIT": 5})
+        Babel(host.app, locale_selector=lambda: language["locale"])
+        integration = host.add_integration("DE", "FBM")
+        host.add_products(PRODUCTS)
         with host.app.app_context():
-            host.db.session.remove()
-            for e in host.db.engines.values():
-                e.dispose()
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
+            host.db.session.add_all(
+                [host.models.AmazonOffer(integration_id=integration, **o) for o in OFFERS])
+            host.db.session.commit()
+            compute_for_integration(integration)  # as the CLI or a worker would
+        try:
+            with serving(host.app) as base:
+                yield host, base, language
+        finally:
+            host.close()
 
 
 def shot(pg: Any, name: str) -> None:

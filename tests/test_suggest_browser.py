@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from werkzeug.serving import make_server
 
-from .browser_support import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, free_port
+from .browser_support import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, serving
+from .conftest import postgres_schema
 from .hostapp import Host, make_host
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -51,39 +50,20 @@ OFFERS = [
 def _serve(products: list[dict[str, Any]], offers: list[dict[str, Any]],
            locale: str) -> Iterator[tuple[Host, str]]:
     """The test host in its own PostgreSQL schema, served on 127.0.0.1."""
-    import uuid
-
-    from .conftest import PG_BASE
-
-    schema = "xa_" + uuid.uuid4().hex[:10]
-    engine = sa.create_engine(PG_BASE)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    host = make_host(f"{PG_BASE}?options=-csearch_path%3D{schema}",
-                     config={"BABEL_DEFAULT_LOCALE": locale})
-    integration = host.add_integration("DE", "FBM")
-    product_ids = host.add_products(products)
-    with host.app.app_context():
-        rows = [host.models.AmazonOffer(integration_id=integration, **o) for o in offers]
-        host.db.session.add_all(rows)
-        host.db.session.commit()
-    port = free_port()
-    server = make_server("127.0.0.1", port, host.app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    host.ids = {"products": product_ids, "integration": integration}  # type: ignore[attr-defined]
-    try:
-        yield host, f"http://127.0.0.1:{port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+    with postgres_schema() as url:
+        host = make_host(url, config={"BABEL_DEFAULT_LOCALE": locale})
+        integration = host.add_integration("DE", "FBM")
+        product_ids = host.add_products(products)
         with host.app.app_context():
-            host.db.session.remove()
-            for e in host.db.engines.values():
-                e.dispose()
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
+            rows = [host.models.AmazonOffer(integration_id=integration, **o) for o in offers]
+            host.db.session.add_all(rows)
+            host.db.session.commit()
+        host.ids = {"products": product_ids, "integration": integration}  # type: ignore[attr-defined]
+        try:
+            with serving(host.app) as base:
+                yield host, base
+        finally:
+            host.close()
 
 
 @pytest.fixture(scope="module")

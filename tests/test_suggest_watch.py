@@ -228,10 +228,7 @@ def test_triggers_turned_off_compare_the_fingerprint(db_url, redis_conn, other):
         _run(other, "UPDATE product SET name = 'Mug' WHERE sku = 'MUG-WHT-300'")
         assert _refresh(host).indexed == 1
     finally:
-        with host.app.app_context():
-            host.db.session.remove()
-            for engine in host.db.engines.values():
-                engine.dispose()
+        host.close()
 
 
 @pytest.mark.parametrize("db_url", ["mariadb"], indirect=True)
@@ -312,10 +309,7 @@ def test_mariadb_without_trigger_privilege_falls_back_to_the_fingerprint(redis_c
     with mysql_database() as url, _mariadb_user_without_trigger_privilege(url) as limited:
         owner = make_host(url)  # creates the tables: the limited user only uses them
         owner.add_products(PRODUCTS)
-        with owner.app.app_context():
-            owner.db.session.remove()
-            for engine in owner.db.engines.values():
-                engine.dispose()
+        owner.close()
         host = make_host(limited)
         admin = sa.create_engine(url)
         try:
@@ -332,10 +326,7 @@ def test_mariadb_without_trigger_privilege_falls_back_to_the_fingerprint(redis_c
             assert _refresh(host).indexed == 1
         finally:
             admin.dispose()
-            with host.app.app_context():
-                host.db.session.remove()
-                for engine in host.db.engines.values():
-                    engine.dispose()
+            host.close()
 
 
 def test_consuming_the_log_deletes_exactly_the_ids_seen(host):
@@ -527,10 +518,7 @@ def test_an_install_with_the_old_triggers_is_upgraded_on_first_use(db_url, redis
         _run(other, "UPDATE product SET name = 'Kubek 330 ml' WHERE id = :id", id=ids[2])
         assert _refresh(host).indexed == 1
     finally:
-        with host.app.app_context():
-            host.db.session.remove()
-            for engine in host.db.engines.values():
-                engine.dispose()
+        host.close()
 
 
 def test_configuring_another_name_column_recreates_the_triggers_for_it(db_url, redis_conn,
@@ -563,10 +551,7 @@ def test_configuring_another_name_column_recreates_the_triggers_for_it(db_url, r
         assert _refresh(host).indexed == 1
         assert _indexed_row(host, ids[6])[2] == "HDMI cable 5 m"
     finally:
-        with host.app.app_context():
-            host.db.session.remove()
-            for engine in host.db.engines.values():
-                engine.dispose()
+        host.close()
 
 
 def test_an_expression_attribute_keeps_the_triggers_that_log_every_change(host, other):
