@@ -144,6 +144,27 @@ def test_large_refresh_goes_to_one_job_and_suggestions_appear_after_it(
     assert client.get("/xsale-amazon/suggest-index/rebuild/not-a-job.json").status_code == 404
 
 
+def test_a_rebuild_an_operator_waits_for_goes_ahead_of_waiting_jobs(
+        host: Any, big_shop: dict[str, Any]) -> None:
+    """Import steps may wait in the queue for hours of work; the rebuild the link dialog
+    started is queued before them, the workers' periodic check (nobody waits) behind."""
+    from xsale_amazon_plugin.suggest_rebuild import enqueue_check
+
+    queue = host.state.queue
+    waiting = queue.enqueue("xsale_amazon_plugin.import_job.import_step", 0,
+                            job_id=f"xa-test-waiting-{queue.name}")
+    _bulk_change(host)
+    dialog = host.app.test_client().get(
+        f"/xsale-amazon/offers/{big_shop['offers'][0]}/suggestions.json")
+    assert dialog.status_code == 202
+    rebuild = dialog.get_json()["rebuilding"]["status_url"].rsplit("/", 1)[1][:-len(".json")]
+    assert queue.job_ids == [rebuild, waiting.id]
+    with host.app.app_context():
+        periodic = enqueue_check()
+    assert queue.job_ids == [rebuild, waiting.id, periodic]
+    queue.empty()
+
+
 def test_small_refresh_still_runs_inside_the_request(host: Any, big_shop: dict[str, Any]) -> None:
     host.configure(SUGGEST_INLINE_REFRESH_LIMIT=100)
     before = _index(host)

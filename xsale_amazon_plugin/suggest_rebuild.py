@@ -64,15 +64,16 @@ def active_check() -> tuple[str, dict[str, Any]] | None:
     return (job_id, state) if state is not None and state["active"] else None
 
 
-def enqueue_check(products: int | None = None) -> str:
+def enqueue_check(products: int | None = None, *, at_front: bool = False) -> str:
     """Enqueue the check job; ``products`` (the expected size, shown until the job knows
-    better) goes to its ``meta``. Does not look for an active one: see :func:`start_rebuild`."""
+    better) goes to its ``meta``. ``at_front`` puts it before the jobs already waiting (an
+    operator waits for it). Does not look for an active one: see :func:`start_rebuild`."""
     state = current_amazon
     queue = state.queue
     job_id = f"xa-suggest-check-{uuid.uuid4().hex[:12]}"
     queue.enqueue(CHECK_FUNC, job_id=job_id, job_timeout=state.settings.job_timeout,
                   result_ttl=max(60, int(state.settings.suggest_refresh_interval)),
-                  failure_ttl=86400, meta={"done": 0, "total": products})
+                  failure_ttl=86400, meta={"done": 0, "total": products}, at_front=at_front)
     queue.connection.set(job_marker(queue.name), job_id, ex=state.settings.job_timeout)
     return job_id
 
@@ -92,7 +93,8 @@ def start_rebuild(products: int) -> tuple[str, dict[str, Any]]:
                 active = active_check()
                 if active is not None:
                     return active
-                job_id = enqueue_check(products)
+                # An operator is looking at "being rebuilt": ahead of import steps waiting.
+                job_id = enqueue_check(products, at_front=True)
                 return job_id, rebuild_state(job_id) or {
                     "status": "queued", "active": True, "failed": False, "done": 0,
                     "total": products}
