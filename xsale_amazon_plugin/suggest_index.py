@@ -305,14 +305,6 @@ def quick_check(conn: sa.Connection, tables: SuggestTables, cols: ProductColumns
     return None
 
 
-def fingerprint_unchanged(conn: sa.Connection, tables: SuggestTables,
-                          cols: ProductColumns) -> bool:
-    """Whether the product table's fingerprint is still the indexed one (then a refresh only
-    verifies it and consumes the change log: no product is re-indexed). One aggregate."""
-    state = catalog_state(conn, tables)
-    return state is not None and state.fingerprint == fingerprint(conn, cols)
-
-
 def refresh_bound(conn: sa.Connection, tables: SuggestTables, cols: ProductColumns,
                   limit: int) -> int:
     """An upper bound of the products a refresh would go through, exact up to ``limit`` (a
@@ -352,13 +344,27 @@ def ensure_fresh(conn: sa.Connection, tables: SuggestTables, cols: ProductColumn
     return refresh(conn, tables, cols, affix_patterns, pk_from_key, progress)
 
 
+class RefreshTooLarge(Exception):
+    """The refresh would go through more than ``max_products`` products (nothing was written;
+    roll back or commit to release the refresh lock)."""
+
+    def __init__(self, products: int) -> None:
+        super().__init__(f"The refresh goes through more than {products - 1} products.")
+        self.products = products
+
+
 def refresh(conn: sa.Connection, tables: SuggestTables, cols: ProductColumns,
             affix_patterns: Iterable[str], pk_from_key: Any,
-            progress: Callable[[int, int], None] | None = None) -> RefreshResult:
+            progress: Callable[[int, int], None] | None = None, *,
+            max_products: int | None = None) -> RefreshResult:
     """What :func:`ensure_fresh` does once :func:`quick_check` said "not known to be fresh":
     under the refresh lock, compare the fingerprint and re-index what changed. Call it right
     after that check: a second :func:`quick_check` would find the triggers the first one just
-    created and an empty log, and miss the changes made before them."""
+    created and an empty log, and miss the changes made before them.
+
+    With ``max_products``, a fingerprint that differs and a refresh that would go through more
+    products (:func:`refresh_bound`) raise :class:`RefreshTooLarge` before anything is
+    written; an equal fingerprint is verified whatever the size."""
     change = tables.change
     _lock(conn)
     try:
@@ -373,6 +379,10 @@ def refresh(conn: sa.Connection, tables: SuggestTables, cols: ProductColumns,
             conn.execute(tables.catalog.update().where(tables.catalog.c.id == 1)
                          .values(refreshed_at=utcnow()))
         else:
+            if max_products is not None:
+                bound = refresh_bound(conn, tables, cols, max_products)
+                if bound > max_products:
+                    raise RefreshTooLarge(bound)
             result = _refresh(conn, tables, cols, compile_affixes(affix_patterns),
                               pk_from_key, fp, state, progress)
         _delete_seen(conn, change, seen)

@@ -14,7 +14,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 from flask import has_request_context
@@ -26,13 +26,12 @@ from .proxies import current_amazon
 from .suggest_engine import HIGH, OfferInput, Suggestion, SuggestionEngine
 from .suggest_index import (
     ProductColumns,
+    RefreshTooLarge,
     SuggestTables,
     catalog_state,
-    fingerprint_unchanged,
     product_count,
     quick_check,
     refresh,
-    refresh_bound,
     suggest_tables,
 )
 from .suggest_rebuild import active_check, start_rebuild
@@ -119,21 +118,18 @@ def refresh_index(*, verify: bool = False,
     ctx.session.commit()  # releases the table lock of trigger DDL the check may have run
     if result is not None:
         return result
-    conn = ctx.session.connection()
-    if has_request_context():
-        limit = settings.suggest_inline_refresh_limit
-        # A fingerprint still equal means nothing to re-index (the refresh only verifies it
-        # and consumes the change log): inline, whatever the size.
-        if (refresh_bound(conn, ctx.tables, ctx.cols, limit) > limit
-                and not fingerprint_unchanged(conn, ctx.tables, ctx.cols)):
-            _start_rebuild(ctx)
-    result = refresh(ctx.session.connection(), ctx.tables, ctx.cols, ctx.affix_patterns,
-                     _pk_from_key, progress)
+    limit = settings.suggest_inline_refresh_limit if has_request_context() else None
+    try:
+        result = refresh(ctx.session.connection(), ctx.tables, ctx.cols, ctx.affix_patterns,
+                         _pk_from_key, progress, max_products=limit)
+    except RefreshTooLarge:
+        ctx.session.rollback()  # nothing was written; releases the refresh lock
+        _start_rebuild(ctx)
     ctx.session.commit()
     return result
 
 
-def _start_rebuild(ctx: _Context) -> None:
+def _start_rebuild(ctx: _Context) -> NoReturn:
     """Hand the refresh to the check job and raise :class:`IndexRebuilding`."""
     conn = ctx.session.connection()
     state = catalog_state(conn, ctx.tables)
