@@ -38,7 +38,7 @@ import sqlalchemy as sa
 
 from .proxies import EXTENSION_KEY, current_amazon
 from .suggest_job import enqueue
-from .suggest_rebuild import CHECK_FUNC, enqueue_check, job_marker, rebuild_state
+from .suggest_rebuild import CHECK_FUNC, active_check, enqueue_check
 from .suggestions import refresh_index
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ _VERSION_TTL = 30 * 24 * 3600
 
 def _keys(queue_name: str) -> dict[str, str]:
     prefix = f"xsale_amazon:suggest_refresh:{queue_name}"
-    return {"tick": prefix + ":tick", "job": job_marker(queue_name), "version": prefix + ":version"}
+    return {"tick": prefix + ":tick", "version": prefix + ":version"}
 
 
 def after_import(app: Any, run: Any = None, integration: Any = None, counts: Any = None,
@@ -139,16 +139,12 @@ def periodic_check() -> str | None:
     interval = state.settings.suggest_refresh_interval
     if interval <= 0:
         return None
+    if active_check() is not None:  # the previous check (or a rebuild) is queued or running
+        return None
     queue = state.queue
-    connection = queue.connection
-    keys = _keys(queue.name)
-    running: Any = connection.get(keys["job"])
-    if running is not None:
-        previous = rebuild_state(running.decode())
-        if previous is not None and previous["active"]:
-            return None
     # One worker per interval (workers on several machines all run this task).
-    if not connection.set(keys["tick"], "1", nx=True, ex=max(1, int(interval * 0.9))):
+    if not queue.connection.set(_keys(queue.name)["tick"], "1", nx=True,
+                                ex=max(1, int(interval * 0.9))):
         return None
     return enqueue_check()
 
