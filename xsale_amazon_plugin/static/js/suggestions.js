@@ -31,7 +31,7 @@
             failed.hidden = false;
             return;
           }
-          if (!state.active) { window.location.href = root.getAttribute("data-reload-url"); return; }
+          if (!state.active) { reloadPage(); return; }
           setTimeout(poll, 1000);
         })
         .catch(function () { setTimeout(poll, 3000); });
@@ -63,7 +63,7 @@
             failed.hidden = false;
             return;
           }
-          if (!state.active) { window.location.href = root.getAttribute("data-reload-url"); return; }
+          if (!state.active) { reloadPage(); return; }
           setTimeout(pollRebuild, 2000);
         })
         .catch(function () { setTimeout(pollRebuild, 5000); });
