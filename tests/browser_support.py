@@ -53,6 +53,16 @@ def serving(app: Any) -> Iterator[str]:
         thread.join(timeout=10)
 
 
+def click_and_wait(page: Any, target: Any) -> None:
+    """Click ``target`` and wait for the page it navigates to (a form post, a reload).
+
+    ``page.wait_for_load_state("load")`` right after a click returns at once: the page that is
+    still showing has loaded long ago, so what follows would race the server's answer.
+    """
+    with page.expect_navigation():
+        target.click()
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -9,6 +9,7 @@ The tests run in file order and build on each other (import, link, auto-link, re
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -25,6 +26,7 @@ from .browser_support import (
     XSS_NAME,
     XSS_SKU,
     Stack,
+    click_and_wait,
     running_stack,
     tail,
 )
@@ -286,8 +288,7 @@ def test_02_link_one_offer_with_the_picker(ui: Session, stack: Stack,
     ui.shot("07-link-picker", full_page=False)
     result.click()
     assert page.locator("#xa-link-product").input_value() != ""
-    page.locator("#xa-link-submit").click()
-    page.wait_for_load_state("load")
+    click_and_wait(page, page.locator("#xa-link-submit"))
     assert re.search(r"Linked 1\b", ui.flash("success")), ui.flash("success")
     ui.shot("08-linked-flash")
 
@@ -312,8 +313,7 @@ def test_03_autolink_selected_by_sku(ui: Session, stack: Stack, journey: dict[st
     page.locator("#xa-autolink-modal").wait_for(state="visible")
     page.locator("label[for=xa-autolink-target-selected]").click()
     page.locator("label[for=xa-autolink-by-sku]").click()
-    page.locator("#xa-autolink-submit").click()
-    page.wait_for_load_state("load")
+    click_and_wait(page, page.locator("#xa-autolink-submit"))
     text = page.locator(".alert", has_text="Auto-link by SKU").first.inner_text()
     match = re.search(r"checked (\d+) offers: (\d+) linked, (\d+) ambiguous, (\d+) without a "
                       r"matching product, (\d+) without SKU to compare, (\d+) already linked",
@@ -397,8 +397,7 @@ def test_06_xss_offer_name_is_text(ui: Session, journey: dict[str, Any]) -> None
     page.wait_for_timeout(300)
     ui.shot("15-xss-offer-as-text", full_page=False)
     page.keyboard.press("Escape")
-    row.locator("a[href*='/details/']").first.click()
-    page.wait_for_load_state("load")
+    click_and_wait(page, row.locator("a[href*='/details/']").first)
     assert XSS_NAME in page.locator("table").first.inner_text()
     assert page.locator("table script").count() == 0
     ui.shot("16-xss-offer-details")
@@ -431,3 +430,42 @@ def test_07_polish_ui(ui: Session) -> None:
     finally:
         ui.goto("/lang/en")
     assert ui.dialogs == [], ui.dialogs
+
+
+def test_08_a_submitted_form_stops_the_live_reload(ui: Session, stack: Stack) -> None:
+    """The run page reloads itself when the run ends. Once the operator submits a form there
+    (cancel), that reload must not happen: it would replace the page the form leads to, and its
+    "Import cancelled" confirmation, because the cancel itself ends the run."""
+    from xsale_amazon_plugin.emulator.report_builder import demo_listings, render_report
+    from xsale_amazon_plugin.emulator.server import EmulatorControl
+    from xsale_amazon_plugin.marketplaces import get_marketplace
+
+    page = ui.page
+    with contextlib.closing(EmulatorControl(stack.emulator_url)) as control:
+        control.set_listings(get_marketplace("DE").marketplace_id,
+                             render_report(list(demo_listings(5, seed=7, marketplace="DE")),
+                                           "eu_en"), charset="Cp1252", polls_until_done=100_000)
+    open_integration(ui, "Amazon DE")
+    page.locator("#xa-import-button").click()
+    page.locator("#xa-import-modal").wait_for(state="visible")
+    page.locator("#xa-report-checking").wait_for(state="hidden")
+    page.locator("#xa-report-fresh").check(force=True)  # not the report of test_04
+    page.locator("#xa-import-confirm").click()
+    expect_url(ui, r"/runs/details/\?id=\d+")
+    run_id = run_id_from_url(page.url)
+    page.locator("#xa-waiting-note").wait_for(state="visible", timeout=RUN_TIMEOUT * 1000)
+
+    # The form is submitted (the page's own listeners see it) but its navigation is held back,
+    # and the same cancel is posted in the background: the run ends while the page stays.
+    page.evaluate("""async () => {
+        window.xaStayed = true;
+        const form = document.getElementById("xa-cancel-form");
+        form.addEventListener("submit", (event) => event.preventDefault());
+        form.requestSubmit();
+        await fetch(form.action, {method: "POST", body: new FormData(form),
+                                  credentials: "same-origin"});
+    }""")
+    assert stack.sql("SELECT status FROM xsale_amazon_import_run WHERE id = :i",
+                     i=run_id)[0][0] == "cancelled"
+    page.wait_for_timeout(4_000)  # more than two polls of the run's JSON (every 1.5 s)
+    assert page.evaluate("window.xaStayed === true"), "the page reloaded over the submitted form"

@@ -24,7 +24,7 @@ import pytest
 
 from . import test_browser as steps
 from . import test_offers_browser as offer_steps
-from .browser_support import CHROMIUM, CHROMIUM_ARGS, Stack, running_stack
+from .browser_support import CHROMIUM, CHROMIUM_ARGS, Stack, click_and_wait, running_stack
 
 pytestmark = pytest.mark.browser
 
@@ -198,8 +198,7 @@ def test_operator_journey(journey: Journey) -> None:
     page.fill("#new_lwa_client_secret", "demo-client-secret")
     page.fill("#new_refresh_token", "Atzr|demo-refresh-token")
     assert page.locator("#new_refresh_token").get_attribute("placeholder") != ""
-    page.locator("form.admin-form input[type=submit]").first.click()
-    page.wait_for_load_state("load")
+    click_and_wait(page, page.locator("form.admin-form input[type=submit]").first)
     errors = " ".join(page.locator(".invalid-feedback, .help-block").all_inner_texts())
     for key in ("name_error", "seller_error", "client_error"):
         assert t[key] in errors, (key, errors)
@@ -210,15 +209,13 @@ def test_operator_journey(journey: Journey) -> None:
     page.fill("#lwa_client_id", "amzn1.application-oa2-client.demo")
     page.fill("#new_lwa_client_secret", "demo-client-secret")
     page.fill("#new_refresh_token", "Atzr|demo-refresh-token")
-    page.locator("form.admin-form input[type=submit]").first.click()
-    page.wait_for_load_state("load")
+    click_and_wait(page, page.locator("form.admin-form input[type=submit]").first)
     integ = j.integration_id(NAME)
 
     # -- test connection
     steps.open_integration(j.ui, NAME)
     assert t["de_label"] in page.locator(".xa-marketplace-name").inner_text()
-    page.locator("#xa-test-connection").click()
-    page.wait_for_load_state("load")
+    click_and_wait(page, page.locator("#xa-test-connection"))
     assert t["connection_ok"] in j.ui.flash("success")
     j.shot("test-connection")
 
@@ -231,8 +228,7 @@ def test_operator_journey(journey: Journey) -> None:
     page.locator("#xa-cancel").click()
     page.locator("#xa-cancel-modal").wait_for(state="visible")
     j.shot("cancel-dialog", full_page=False)
-    page.locator("#xa-cancel-confirm").click()
-    page.wait_for_load_state("load")
+    click_and_wait(page, page.locator("#xa-cancel-confirm"))
     assert t["cancelled"] in j.ui.flash("success")
     assert t["nothing_changed"] in page.locator("#xa-summary").inner_text()
     assert j.sql("SELECT status, active_lock FROM xsale_amazon_import_run WHERE id = :i",
@@ -296,8 +292,7 @@ def test_operator_journey(journey: Journey) -> None:
     page.locator("#xa-link-modal").wait_for(state="visible")
     offer_steps.pick_product(j.ui, "SKU-000003")
     j.shot("link-dialog", full_page=False)
-    page.locator("#xa-link-submit").click()
-    page.wait_for_load_state("load")
+    click_and_wait(page, page.locator("#xa-link-submit"))
     assert t["linked_one"] in j.ui.flash("success")
     assert steps.linked_count(j.stack) == 1
 
@@ -309,8 +304,7 @@ def test_operator_journey(journey: Journey) -> None:
     page.locator("#xa-link-modal").wait_for(state="visible")
     offer_steps.pick_product(j.ui, "SKU-000005")
     j.shot("bulk-link-dialog", full_page=False)
-    page.locator("#xa-link-submit").click()
-    page.wait_for_load_state("load")
+    click_and_wait(page, page.locator("#xa-link-submit"))
     assert steps.linked_count(j.stack) == 3
     j.shot("bulk-linked")
 
@@ -318,8 +312,7 @@ def test_operator_journey(journey: Journey) -> None:
     page.locator("#xa-autolink-button").click()
     page.locator("#xa-autolink-modal").wait_for(state="visible")
     j.shot("autolink-dialog", full_page=False)
-    page.locator("#xa-autolink-submit").click()
-    page.wait_for_load_state("load")
+    click_and_wait(page, page.locator("#xa-autolink-submit"))
     deadline = time.monotonic() + WAIT_S
     while steps.linked_count(j.stack) <= 3 and time.monotonic() < deadline:
         page.wait_for_timeout(200)
@@ -339,13 +332,11 @@ def test_operator_journey(journey: Journey) -> None:
     assert f": {offers}" in counts and f": {own_links}" in counts, counts
     j.shot("delete-confirmation")
     page.fill("#xa-confirm-name", "wrong name")
-    page.locator("#xa-delete-confirm").click()
-    page.wait_for_load_state("load")
+    click_and_wait(page, page.locator("#xa-delete-confirm"))
     assert t["type_name"] in page.locator("#xa-delete-error").inner_text()
     assert j.sql("SELECT count(*) FROM xsale_amazon_integration WHERE id = :i", i=integ)[0][0]
     page.fill("#xa-confirm-name", NAME)
-    page.locator("#xa-delete-confirm").click()
-    page.wait_for_load_state("load")
+    click_and_wait(page, page.locator("#xa-delete-confirm"))
     assert t["deleted"] in j.ui.flash("success")
     j.shot("deleted")
     assert j.sql("SELECT count(*) FROM xsale_amazon_integration WHERE id = :i", i=integ) == [(0,)]

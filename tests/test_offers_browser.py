@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from . import test_browser as steps
-from .browser_support import CHROMIUM, CHROMIUM_ARGS, Stack, running_stack
+from .browser_support import CHROMIUM, CHROMIUM_ARGS, Stack, click_and_wait, running_stack
 
 pytestmark = pytest.mark.browser
 
@@ -235,8 +235,7 @@ def test_04_bulk_link_keeps_the_selection_after_an_error(ui: steps.Session, stac
     page.locator("#xa-link-modal").wait_for(state="visible")
     assert page.locator("#xa-link-error").is_hidden()
     pick_product(ui, "SKU-000008")
-    page.locator("#xa-link-submit").click()
-    page.wait_for_load_state("load")
+    click_and_wait(page, page.locator("#xa-link-submit"))
     assert "Linked 3 offers." in ui.flash("success")
     assert steps.linked_count(stack) == 3
     state["linked_sku"] = chosen[0]
@@ -262,8 +261,7 @@ def test_05_unlink_asks_in_a_styled_dialog(ui: steps.Session, stack: Stack,
     modal.wait_for(state="visible")
     assert f"Unlink offer {last} from its product?" in modal.inner_text()
     shot(ui, "06-unlink-dialog")
-    page.locator("#xa-unlink-confirm").click()
-    page.wait_for_load_state("load")
+    click_and_wait(page, page.locator("#xa-unlink-confirm"))
     assert "Unlinked 1 offer." in ui.flash("success")
     assert steps.linked_count(stack) == 2
     assert ui.dialogs == []

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from .browser_support import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, serving
+from .browser_support import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, click_and_wait, serving
 from .conftest import postgres_schema
 from .hostapp import Host, make_host
 
@@ -225,8 +225,7 @@ def test_link_dialog_shows_top_suggestions(served: tuple[Host, str], page: Any) 
     product = item.get_attribute("data-product-id")
     assert product in {str(host.ids["products"][7]), str(host.ids["products"][8])}  # type: ignore[attr-defined]
     item.click()
-    page.locator("#xa-link-submit").click()
-    page.wait_for_load_state("load")
+    click_and_wait(page, page.locator("#xa-link-submit"))
     page.locator(".alert-success").first.wait_for()
     assert links(host)["X-HDMI"][0] == product
     # the offers workspace leads to the Suggestions view

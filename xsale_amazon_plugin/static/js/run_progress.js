@@ -1,5 +1,7 @@
 /* Live progress of an import run: polls the run's JSON until it ends, then reloads once
-   so the server renders the final summary. Text goes through textContent only. */
+   so the server renders the final summary. Text goes through textContent only. Polling stops
+   when the operator submits a form (cancel, re-run): a reload then would replace the page the
+   form leads to, and its confirmation, once the run has ended. */
 (function () {
   "use strict";
   var root = document.getElementById("xa-run");
@@ -11,6 +13,7 @@
   var started = Date.now() - elapsed * 1000;
   var polls = 0;
   var maxPolls = 20000;
+  var leaving = false;
 
   function fmt(seconds) {
     if (seconds === null || seconds === undefined || isNaN(seconds)) { return "\u2014"; }
@@ -42,16 +45,18 @@
     started = Date.now() - data.elapsed_seconds * 1000;
   }
   function poll() {
-    if (!active || polls++ > maxPolls) { return; }
+    if (!active || leaving || polls++ > maxPolls) { return; }
     fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}})
       .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.json(); })
       .then(function (data) {
+        if (leaving) { return; }
         render(data);
         if (!data.active) { active = false; window.location.reload(); return; }
         setTimeout(poll, 1500);
       })
       .catch(function () { setTimeout(poll, 5000); });
   }
+  document.addEventListener("submit", function () { leaving = true; }, true);
   tick();
   setInterval(tick, 1000);
   if (active) { setTimeout(poll, 800); }
