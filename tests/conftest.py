@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,6 +34,18 @@ def db_url(request: Any, tmp_path: Any) -> Iterator[str]:
         return
     with server_database(request.param) as url:
         yield url
+
+
+@contextmanager
+def any_database(backend: str) -> Iterator[str]:
+    """The URL of a fresh, empty database on any of :data:`BACKENDS` (SQLite: a file in a
+    temporary directory), for fixtures wider than one test (no ``tmp_path``)."""
+    if backend != "sqlite":
+        with server_database(backend) as url:
+            yield url
+        return
+    with tempfile.TemporaryDirectory(prefix="xa-sqlite-") as directory:
+        yield f"sqlite:///{directory}/host.sqlite"
 
 
 @contextmanager

@@ -1,9 +1,11 @@
 """The Suggestions view and the link dialog's suggestions, used in real Chromium.
 
-The test host app (PostgreSQL, own schema) is served by a threaded werkzeug server on
-127.0.0.1; the operator works with the keyboard only in the Suggestions view, previews and
-confirms "Accept all high-confidence", and picks a suggestion in the link dialog. Every
-decision is checked in the database. Screenshots go to ``artifacts/screenshots/suggest-*``.
+The test host app, on each supported database (SQLite, PostgreSQL in its own schema,
+MariaDB), is served by a threaded werkzeug server on 127.0.0.1; the operator works with the
+keyboard only in the Suggestions view, previews and confirms "Accept all high-confidence",
+and picks a suggestion in the link dialog. Every decision is checked in the database.
+Screenshots go to ``artifacts/screenshots/suggest-*`` (SQLite and MariaDB: the database's
+name ends the file name).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from .browser_support import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, click_and_wait, serving
-from .conftest import postgres_schema
+from .conftest import BACKENDS, any_database
 from .hostapp import Host, make_host
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -47,10 +49,10 @@ OFFERS = [
 
 
 @contextlib.contextmanager
-def _serve(products: list[dict[str, Any]], offers: list[dict[str, Any]],
-           locale: str) -> Iterator[tuple[Host, str]]:
-    """The test host in its own PostgreSQL schema, served on 127.0.0.1."""
-    with postgres_schema() as url:
+def _serve(products: list[dict[str, Any]], offers: list[dict[str, Any]], locale: str,
+           backend: str) -> Iterator[tuple[Host, str]]:
+    """The test host in a fresh database on ``backend``, served on 127.0.0.1."""
+    with any_database(backend) as url:
         host = make_host(url, config={"BABEL_DEFAULT_LOCALE": locale})
         integration = host.add_integration("DE", "FBM")
         product_ids = host.add_products(products)
@@ -66,9 +68,14 @@ def _serve(products: list[dict[str, Any]], offers: list[dict[str, Any]],
             host.close()
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: Any) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def served() -> Iterator[tuple[Host, str]]:
-    with _serve(PRODUCTS, OFFERS, "en") as served:
+def served(backend: str) -> Iterator[tuple[Host, str]]:
+    with _serve(PRODUCTS, OFFERS, "en", backend) as served:
         yield served
 
 
@@ -92,9 +99,10 @@ def page(served: tuple[Host, str]) -> Iterator[Any]:
         assert not errors, errors
 
 
-def shot(pg: Any, name: str) -> None:
+def shot(pg: Any, backend: str, name: str) -> None:
     os.makedirs(SCREENSHOTS, exist_ok=True)
-    pg.screenshot(path=os.path.join(SCREENSHOTS, f"suggest-{name}.png"), full_page=True)
+    suffix = "" if backend == "postgresql" else f"-{backend}"
+    pg.screenshot(path=os.path.join(SCREENSHOTS, f"suggest-{name}{suffix}.png"), full_page=True)
 
 
 def links(host: Host) -> dict[str, tuple[str, str]]:
@@ -113,24 +121,44 @@ def current(pg: Any) -> tuple[str, str | None]:
     return sku, (active.get_attribute("data-product-id") if active.count() else None)
 
 
+def shown_counts(pg: Any) -> tuple[int, int, int]:
+    """Unlinked, "no match" and high-confidence counts as the page shows them now."""
+    texts = [pg.locator(f"#{i}").inner_text() for i in
+             ("xa-suggest-unlinked", "xa-suggest-no-match-count", "xa-accept-high-label")]
+    no_match_visible = pg.locator("#xa-suggest-no-match-count").is_visible()
+    numbers = [int("".join(ch for ch in text if ch.isdigit()) or 0) for text in texts]
+    return numbers[0], numbers[1] if no_match_visible else 0, numbers[2]
+
+
+def server_counts(host: Host) -> tuple[int, int, int]:
+    from xsale_amazon_plugin.suggestions import queue_summary
+
+    with host.app.app_context():
+        summary = queue_summary(host.ids["integration"])  # type: ignore[attr-defined]
+    return summary.unlinked, summary.no_match, summary.high
+
+
 def wait_offer_changes(pg: Any, sku: str) -> None:
     pg.wait_for_function(
         f"document.querySelector('#xa-suggest-offer-sku').textContent !== '{sku}'")
 
 
-def test_keyboard_review(served: tuple[Host, str], page: Any) -> None:
+def test_keyboard_review(served: tuple[Host, str], page: Any, backend: str) -> None:
     host, _base = served
     page.goto(SUGGEST)
     page.locator("#xa-suggest-list .xa-suggestion").first.wait_for()
-    shot(page, "01-queue")
+    shot(page, backend, "01-queue")
     assert "Accept all high-confidence (" in page.locator("#xa-accept-high-button").inner_text()
+    start = shown_counts(page)
+    assert start == server_counts(host) and start[2] >= 2, start
 
-    # Enter accepts the highlighted (best) suggestion of the first offer
+    # Enter accepts the highlighted (best) suggestion of the first offer; the counts follow
     sku, product = current(page)
     page.keyboard.press("Enter")
     wait_offer_changes(page, sku)
     assert links(host)[sku] == (product, "suggestion")
     assert sku in page.locator("#xa-suggest-status").inner_text()
+    assert shown_counts(page) == server_counts(host) == (start[0] - 1, start[1], start[2] - 1)
 
     # go to the mug offer with the keyboard (S skips), pick a lower suggestion with ArrowDown
     for _ in range(10):
@@ -149,7 +177,7 @@ def test_keyboard_review(served: tuple[Host, str], page: Any) -> None:
     # shown as a red reason on the others
     assert best == str(host.ids["products"][4])  # type: ignore[attr-defined]
     assert page.locator("#xa-suggest-list .xa-suggestion .badge-danger").count() >= 1
-    shot(page, "02-variants")
+    shot(page, backend, "02-variants")
 
     # X rejects the highlighted suggestion for good: it disappears and never comes back
     page.keyboard.press("x")
@@ -163,6 +191,7 @@ def test_keyboard_review(served: tuple[Host, str], page: Any) -> None:
             m.AmazonOffer.seller_sku == "X-MUG")).scalar_one()
         with host.app.test_request_context():
             assert best not in {s["product_key"] for s in suggestions_for_offer(offer_id)}
+    assert shown_counts(page) == server_counts(host)
 
     # N marks "no match": the offer leaves the queue and stays unlinked
     page.keyboard.press("n")
@@ -175,12 +204,15 @@ def test_keyboard_review(served: tuple[Host, str], page: Any) -> None:
         decision = host.db.session.execute(sa.select(t.suggestion.c.decision).where(
             t.suggestion.c.offer_id == offer_id)).scalar_one()
     assert decision == "no_match"
+    assert shown_counts(page) == server_counts(host)
+    assert shown_counts(page)[1] == start[1] + 1
+    assert page.locator("#xa-suggest-no-match-count").is_visible()
 
     # ArrowLeft goes back to a skipped offer
     before = current(page)[0]
     page.keyboard.press("ArrowLeft")
     assert current(page)[0] != before
-    shot(page, "03-after-decisions")
+    shot(page, backend, "03-after-decisions")
 
     # a reload keeps decisions: linked and "no match" offers are gone from the queue
     page.goto(SUGGEST)
@@ -195,13 +227,13 @@ def test_keyboard_review(served: tuple[Host, str], page: Any) -> None:
     assert "X-MUG" not in seen and sku not in seen
 
 
-def test_accept_all_high_with_preview(served: tuple[Host, str], page: Any) -> None:
+def test_accept_all_high_with_preview(served: tuple[Host, str], page: Any, backend: str) -> None:
     host, _base = served
     before = links(host)
     page.goto(SUGGEST)
     page.locator("#xa-accept-high-button").click()
     page.locator("#xa-accept-high-table").wait_for()
-    shot(page, "04-accept-high-preview")
+    shot(page, backend, "04-accept-high-preview")
     rows = page.locator("#xa-accept-high-table tbody tr")
     previewed = {rows.nth(i).locator("code").inner_text() for i in range(rows.count())}
     assert previewed and not (previewed & set(before))
@@ -211,17 +243,18 @@ def test_accept_all_high_with_preview(served: tuple[Host, str], page: Any) -> No
     after = links(host)
     assert set(after) - set(before) == previewed
     assert all(after[s][1] == "suggestion" for s in previewed)
-    shot(page, "05-accept-high-done")
+    shot(page, backend, "05-accept-high-done")
 
 
-def test_link_dialog_shows_top_suggestions(served: tuple[Host, str], page: Any) -> None:
+def test_link_dialog_shows_top_suggestions(served: tuple[Host, str], page: Any,
+                                           backend: str) -> None:
     host, _base = served
     page.goto("/admin/xsale-amazon/offers/?view=unlinked")
     row = page.locator("table.model-list tbody tr").filter(has_text="X-HDMI")
     row.locator(".xa-link").click()
     item = page.locator("#xa-link-suggestions .xa-link-suggestion").first
     item.wait_for()
-    shot(page, "06-link-dialog")
+    shot(page, backend, "06-link-dialog")
     product = item.get_attribute("data-product-id")
     assert product in {str(host.ids["products"][7]), str(host.ids["products"][8])}  # type: ignore[attr-defined]
     item.click()
@@ -233,7 +266,7 @@ def test_link_dialog_shows_top_suggestions(served: tuple[Host, str], page: Any) 
     page.locator("#xa-suggest").wait_for()
 
 
-def test_mapping_csv_preview_then_apply(served: tuple[Host, str], page: Any,
+def test_mapping_csv_preview_then_apply(served: tuple[Host, str], page: Any, backend: str,
                                         tmp_path: Any) -> None:
     host, _base = served
     # X-HDMI has a link of its own (the link-dialog test may run in another process)
@@ -255,7 +288,7 @@ def test_mapping_csv_preview_then_apply(served: tuple[Host, str], page: Any,
     page.select_option("#xa-import-by", "sku")
     page.locator("#xa-import-preview").click()
     page.locator("#xa-import-summary").wait_for()
-    shot(page, "07-csv-preview")
+    shot(page, backend, "07-csv-preview")
     assert page.locator("#xa-import-will-link").inner_text() == "1"
     assert page.locator("#xa-import-unknown").inner_text() == "2"  # X-NONE, DOES-NOT-EXIST
     problems = page.locator("#xa-import-problems tbody tr")
@@ -267,10 +300,10 @@ def test_mapping_csv_preview_then_apply(served: tuple[Host, str], page: Any,
     after = links(host)
     assert after["X-HOSE"] == (str(host.ids["products"][8]), "manual")  # type: ignore[attr-defined]
     assert after["X-HDMI"] == before["X-HDMI"]  # existing link kept (no overwrite asked)
-    shot(page, "08-csv-applied")
+    shot(page, backend, "08-csv-applied")
 
 
-def test_link_dialog_names_contradictions_in_polish(page: Any) -> None:
+def test_link_dialog_names_contradictions_in_polish(page: Any, backend: str) -> None:
     """A compatible cartridge against the original, another version of a program: the link
     dialog of a Polish back office (a second host app) shows the best product with the
     contradiction in red."""
@@ -285,7 +318,7 @@ def test_link_dialog_names_contradictions_in_polish(page: Any) -> None:
     expected = {"X-INK": "nieoryginalny produkt w jednym z tytułów: kompatibel",
                 "X-EXCEL": "inny numer: 2007 zamiast 2004"}
     pg = page
-    with _serve(products, offers, "pl") as (_host, base):
+    with _serve(products, offers, "pl", backend) as (_host, base):
         for sku, reason in expected.items():
             pg.goto(f"{base}/admin/xsale-amazon/offers/?view=unlinked")
             pg.locator("table.model-list tbody tr").filter(has_text=sku).locator(".xa-link").click()
@@ -296,4 +329,4 @@ def test_link_dialog_names_contradictions_in_polish(page: Any) -> None:
             assert best.locator(".xa-reason.badge-success").count() >= 1  # what they share
             pg.wait_for_function("() => { const m = document.querySelector('.modal.show');"
                                  " return m && getComputedStyle(m).opacity === '1'; }")
-            shot(pg, f"08-link-dialog-contradiction-{sku.lower()}")
+            shot(pg, backend, f"08-link-dialog-contradiction-{sku.lower()}")

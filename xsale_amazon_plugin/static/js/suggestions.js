@@ -98,6 +98,25 @@
     return data;
   }
 
+  // -- the page's counts, kept in step with the decisions made here ------------------------
+  function isHigh(item) {
+    var best = item && item.suggestions[0];
+    return Boolean(best && !item.stale && best.confidence === "high");
+  }
+  function addToCount(id, delta) {
+    var badge = el(id);
+    if (!badge || !delta) { return; }
+    var count = Math.max(0, (parseInt(badge.getAttribute("data-count"), 10) || 0) + delta);
+    badge.setAttribute("data-count", String(count));
+    badge.textContent = badge.getAttribute("data-template").split("__N__").join(String(count));
+    if (id === "xa-suggest-no-match-count") { badge.classList.toggle("d-none", count === 0); }
+    if (id === "xa-accept-high-label") {
+      var button = el("xa-accept-high-button");
+      button.classList.toggle("disabled", count === 0);
+      if (count === 0) { button.setAttribute("aria-disabled", "true"); } else { button.removeAttribute("aria-disabled"); }
+    }
+  }
+
   function render() {
     var item = items[index];
     var list = el("xa-suggest-list");
@@ -212,6 +231,8 @@
     data.append("product_key", s.product_id);
     post(data).then(function () {
       status(t("linked", {__O__: item.seller_sku, __P__: s.title || s.product_id}));
+      addToCount("xa-suggest-unlinked", -1);
+      addToCount("xa-accept-high-label", isHigh(item) ? -1 : 0);
       advance(true);
     }).catch(function (e) { status(e.message, "danger"); });
   }
@@ -226,7 +247,9 @@
     data.append("product_key", s.product_id);
     post(data).then(function (body) {
       if (body.rebuilding) { reloadPage(); return; }
+      var wasHigh = isHigh(item);
       item.suggestions = body.suggestions || [];
+      addToCount("xa-accept-high-label", (isHigh(item) ? 1 : 0) - (wasHigh ? 1 : 0));
       selected = 0;
       status(t("rejected"), "info");
       render();
@@ -241,6 +264,8 @@
     data.append("offer_id", item.offer_id);
     post(data).then(function () {
       status(t("no-match", {__O__: item.seller_sku}), "info");
+      addToCount("xa-suggest-no-match-count", 1);
+      addToCount("xa-accept-high-label", isHigh(item) ? -1 : 0);
       advance(true);
     }).catch(function (e) { status(e.message, "danger"); });
   }
