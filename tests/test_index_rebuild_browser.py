@@ -1,10 +1,12 @@
 """The product index rebuilt by a job, as the operator sees it in real Chromium.
 
-The test host (PostgreSQL, own schema, an inline refresh limit below its product count) is
-served by a threaded werkzeug server. After a bulk change of the products, the Suggestions view
-(in English and in Polish) and the link dialog say the index is being rebuilt and show no
-suggestion; a real RQ worker runs the rebuild, the view reloads itself and the dialog shows the
-suggestions without a click. Screenshots: ``artifacts/screenshots/rebuild-*``.
+The test host (on SQLite, PostgreSQL in its own schema and MariaDB; an inline refresh limit
+below its product count) is served by a threaded werkzeug server. After a bulk change of the
+products, the Suggestions view (in English and in Polish) and the link dialog say the index is
+being rebuilt and show no suggestion; a real RQ worker runs the rebuild, the view reloads
+itself and the dialog shows the suggestions without a click. Screenshots:
+``artifacts/screenshots/rebuild-*`` (SQLite and MariaDB: the database's name ends the file
+name).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import pytest
 
 from .browser_support import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, serving
-from .conftest import postgres_schema
+from .conftest import BACKENDS, any_database
 from .hostapp import Host, make_host
 from .test_suggest_browser import OFFERS, PRODUCTS
 
@@ -27,14 +29,19 @@ SUGGEST = "/admin/xsale-amazon/suggestions/"
 OFFERS_UNLINKED = "/admin/xsale-amazon/offers/?view=unlinked"
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: Any) -> str:
+    return request.param
+
+
 @pytest.fixture
-def served() -> Iterator[tuple[Host, str, dict[str, str]]]:
+def served(backend: str) -> Iterator[tuple[Host, str, dict[str, str]]]:
     from flask_babel import Babel
 
     from xsale_amazon_plugin.suggestions import compute_for_integration
 
     language = {"locale": "en"}
-    with postgres_schema() as url:
+    with any_database(backend) as url:
         host = make_host(url, babel=False,
                          config={"XSALE_AMAZON_SUGGEST_INLINE_REFRESH_LIMIT": 5})
         Babel(host.app, locale_selector=lambda: language["locale"])
@@ -52,13 +59,14 @@ def served() -> Iterator[tuple[Host, str, dict[str, str]]]:
             host.close()
 
 
-def shot(pg: Any, name: str) -> None:
+def shot(pg: Any, backend: str, name: str) -> None:
     os.makedirs(SCREENSHOTS, exist_ok=True)
-    pg.screenshot(path=os.path.join(SCREENSHOTS, f"rebuild-{name}.png"), full_page=True)
+    suffix = "" if backend == "postgresql" else f"-{backend}"
+    pg.screenshot(path=os.path.join(SCREENSHOTS, f"rebuild-{name}{suffix}.png"), full_page=True)
 
 
 def test_rebuild_message_then_suggestions_without_a_click(
-        served: tuple[Host, str, dict[str, str]]) -> None:
+        served: tuple[Host, str, dict[str, str]], backend: str) -> None:
     from rq import SimpleWorker
 
     host, base, language = served
@@ -82,14 +90,14 @@ def test_rebuild_message_then_suggestions_without_a_click(
             assert "Indeks towarów jest przebudowywany (około 9 towarów)" in notice.inner_text()
             assert "Czeka na wolnego workera…" in notice.inner_text()
             assert view.locator("#xa-suggest-card").count() == 0
-            shot(view, "01-suggestions-pl")
+            shot(view, backend, "01-suggestions-pl")
 
             language["locale"] = "en"
             view.goto(SUGGEST)
             assert ("The product index is being rebuilt (about 9 products); suggestions will "
                     "appear when it is done — usually a few minutes.") in notice.inner_text()
             assert view.locator("#xa-suggest-card").count() == 0
-            shot(view, "02-suggestions-en")
+            shot(view, backend, "02-suggestions-en")
 
             offers.goto(OFFERS_UNLINKED)
             row = offers.locator("table.model-list tbody tr").filter(has_text="X-HDMI")
@@ -103,7 +111,7 @@ def test_rebuild_message_then_suggestions_without_a_click(
                 "() => getComputedStyle(document.querySelector('#xa-link-modal')).opacity === '1'"
                 " && getComputedStyle(document.querySelector('#xa-link-modal .modal-dialog'))"
                 ".transform === 'none'")
-            shot(offers, "03-link-dialog-en")
+            shot(offers, backend, "03-link-dialog-en")
 
             queue = host.state.queue
             assert queue.count == 1  # one rebuild for the view, the reload and the dialog
@@ -115,10 +123,10 @@ def test_rebuild_message_then_suggestions_without_a_click(
             first.wait_for()
             assert "HDMI Kabel" in first.inner_text() and "2026" in first.inner_text()
             assert offers.locator(".xa-link-rebuild").count() == 0
-            shot(offers, "04-link-dialog-after")
+            shot(offers, backend, "04-link-dialog-after")
             view.locator("#xa-suggest-card .xa-suggestion").first.wait_for()
             assert view.locator("#xa-suggest-rebuild").count() == 0
-            shot(view, "05-suggestions-after")
+            shot(view, backend, "05-suggestions-after")
         finally:
             context.close()
             browser.close()
