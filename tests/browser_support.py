@@ -24,7 +24,6 @@ import httpx
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 PYTHON = sys.executable
 FLASK = os.path.join(os.path.dirname(PYTHON), "flask")
-PG_BASE = os.environ.get("XSALE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("XSALE_BROWSER_REDIS", "redis://127.0.0.1:6379/11")
 ARTIFACTS = os.environ.get("XSALE_ARTIFACTS", os.path.join(REPO, "artifacts"))
 SCREENSHOTS = os.path.join(ARTIFACTS, "screenshots")
@@ -165,25 +164,30 @@ def seed_emulator(emulator_url: str) -> None:
 
 @contextlib.contextmanager
 def running_stack(log_dir: str = os.path.join(ARTIFACTS, "logs"),
-                  extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
-    """Fresh PG schema + own RQ queue + emulator + sample app + worker; all torn down.
+                  extra_env: dict[str, str] | None = None,
+                  backend: str = "postgresql") -> Iterator[Stack]:
+    """Fresh database on ``backend`` (a PostgreSQL schema by default) + own RQ queue +
+    emulator + sample app + worker; all torn down.
 
     ``extra_env`` adds or overrides environment variables (app configuration) of the stack."""
-    import sqlalchemy as sa
+    from .conftest import any_database
+
+    with any_database(backend) as database_url:
+        yield from _stack(database_url, log_dir, extra_env)
+
+
+def _stack(database_url: str, log_dir: str, extra_env: dict[str, str] | None
+           ) -> Iterator[Stack]:
     from redis import Redis
 
-    schema = "xa_browser_" + uuid.uuid4().hex[:8]
-    engine = sa.create_engine(PG_BASE)
     # No FLUSHDB: the stack's queue name is its own, and tests in other processes share this
     # Redis database.
     redis = Redis.from_url(REDIS_URL)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     app_port, emu_port = free_port(), free_port()
     emulator_url = f"http://127.0.0.1:{emu_port}"
     env = dict(os.environ)
     env.update({
-        "DATABASE_URL": f"{PG_BASE}?options=-csearch_path%3D{schema}",
+        "DATABASE_URL": database_url,
         "SECRET_KEY": "browser-test-" + uuid.uuid4().hex,
         "XSALE_AMAZON_REDIS_URL": REDIS_URL,
         "XSALE_AMAZON_QUEUE": "xa-browser-" + uuid.uuid4().hex[:8],
@@ -214,7 +218,4 @@ def running_stack(log_dir: str = os.path.join(ARTIFACTS, "logs"),
         yield stack
     finally:
         stack.stop_all()
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        engine.dispose()
         redis.close()

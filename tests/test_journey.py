@@ -1,12 +1,15 @@
-"""The whole operator journey in a real Chromium, in English and in Polish, on PostgreSQL.
+"""The whole operator journey in a real Chromium, in English and in Polish, on SQLite,
+PostgreSQL and MariaDB.
 
 Real processes (``browser_support.running_stack``): the SP-API emulator, the sample app served
-by ``flask run``, a real RQ worker, Redis and a fresh PostgreSQL schema, one stack per
-language. The operator: creates an integration (junk first, then valid) → tests the
-connection → imports and cancels while Amazon prepares the report → imports again → fixes the
-FR report (ASIN column) and runs it again → filters → searches → links one offer, two in bulk
-and the rest automatically → deletes the integration (typing its name, links would be lost).
-Screenshots of every step go to ``artifacts/screenshots/journey-<lang>-NN-*.png``.
+by ``flask run``, a real RQ worker, Redis and a fresh database (a PostgreSQL schema, a MariaDB
+database, an SQLite file), one stack per language and database. The operator: creates an
+integration (junk first, then valid) → tests the connection → imports and cancels while
+Amazon prepares the report → imports again → fixes the FR report (ASIN column) and runs it
+again → filters → searches → links one offer, two in bulk and the rest automatically →
+deletes the integration (typing its name, links would be lost). Screenshots of every step go
+to ``artifacts/screenshots/journey-<lang>-NN-*.png`` (SQLite and MariaDB:
+``journey-<database>-<lang>-NN-*.png``).
 
     .venv/bin/python -m pytest -q tests/test_journey.py
 """
@@ -25,6 +28,7 @@ import pytest
 from . import test_browser as steps
 from . import test_offers_browser as offer_steps
 from .browser_support import CHROMIUM, CHROMIUM_ARGS, Stack, click_and_wait, running_stack
+from .conftest import BACKENDS
 
 pytestmark = pytest.mark.browser
 
@@ -82,9 +86,14 @@ def lang(request: Any) -> str:
     return request.param
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: Any) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def stack(lang: str) -> Iterator[Stack]:
-    with running_stack() as s:
+def stack(lang: str, backend: str) -> Iterator[Stack]:
+    with running_stack(backend=backend) as s:
         yield s
 
 
@@ -115,15 +124,16 @@ def ui(browser: Any, stack: Stack, lang: str) -> Iterator[steps.Session]:
 
 
 class Journey:
-    def __init__(self, ui: steps.Session, stack: Stack, lang: str) -> None:
+    def __init__(self, ui: steps.Session, stack: Stack, lang: str, backend: str) -> None:
         self.ui, self.stack, self.lang, self.page = ui, stack, lang, ui.page
+        self.prefix = "journey-" + ("" if backend == "postgresql" else f"{backend}-") + lang
         self.t = TEXT[lang]
         self.shots = 0
 
     def shot(self, name: str, *, full_page: bool = True) -> None:
         self.page.wait_for_timeout(350)  # fade-in of dialogs and flashes
         self.shots += 1
-        self.ui.shot(f"journey-{self.lang}-{self.shots:02d}-{name}", full_page=full_page)
+        self.ui.shot(f"{self.prefix}-{self.shots:02d}-{name}", full_page=full_page)
 
     def sql(self, statement: str, **params: Any) -> list[Any]:
         return self.stack.sql(statement, **params)
@@ -174,8 +184,8 @@ class Journey:
 
 
 @pytest.fixture(scope="module")
-def journey(ui: steps.Session, stack: Stack, lang: str) -> Journey:
-    return Journey(ui, stack, lang)
+def journey(ui: steps.Session, stack: Stack, lang: str, backend: str) -> Journey:
+    return Journey(ui, stack, lang, backend)
 
 
 def test_operator_journey(journey: Journey) -> None:
