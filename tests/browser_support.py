@@ -52,6 +52,12 @@ def serving(app: Any) -> Iterator[str]:
         thread.join(timeout=10)
 
 
+def shot_suffix(stack: Stack) -> str:
+    """Ends the screenshot names of a stack on SQLite or MariaDB (none on PostgreSQL)."""
+    url = stack.env["DATABASE_URL"]
+    return "-sqlite" if url.startswith("sqlite") else "-mariadb" if url.startswith("mysql") else ""
+
+
 def click_and_wait(page: Any, target: Any) -> None:
     """Click ``target`` and wait for the page it navigates to (a form post, a reload).
 

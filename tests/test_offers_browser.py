@@ -1,7 +1,8 @@
-"""The offers workspace in a real Chromium, English then Polish, on PostgreSQL.
+"""The offers workspace in a real Chromium, English then Polish, on SQLite, PostgreSQL and
+MariaDB.
 
 Real processes as in ``test_browser.py`` (emulator, sample app, RQ worker, Redis, a fresh
-PostgreSQL schema); auto-link over more than 25 offers runs as a background job here
+database on each); auto-link over more than 25 offers runs as a background job here
 (``XSALE_AMAZON_AUTOLINK_INLINE_LIMIT=25``). The steps build on each other: import, filters,
 link dialog, bulk link with an error, unlink, search hints, background auto-link, Polish.
 
@@ -19,7 +20,15 @@ from typing import Any
 import pytest
 
 from . import test_browser as steps
-from .browser_support import CHROMIUM, CHROMIUM_ARGS, Stack, click_and_wait, running_stack
+from .browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    Stack,
+    click_and_wait,
+    running_stack,
+    shot_suffix,
+)
+from .conftest import BACKENDS
 
 pytestmark = pytest.mark.browser
 
@@ -31,19 +40,10 @@ OFFERS = steps.OFFERS
 ENV = {"XSALE_AMAZON_AUTOLINK_INLINE_LIMIT": "25", "XSALE_AMAZON_AUTOLINK_BATCH": "10"}
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    saved = {k: os.environ.get(k) for k in ENV}
-    os.environ.update(ENV)
-    try:
-        with running_stack() as s:
-            yield s
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+@pytest.fixture(scope="module", params=BACKENDS)
+def stack(request: Any) -> Iterator[Stack]:
+    with running_stack(extra_env=ENV, backend=request.param) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def write_sql(stack: Stack, statement: str, **params: Any) -> None:
 
 def shot(ui: steps.Session, name: str, *, full_page: bool = False) -> None:
     ui.page.wait_for_timeout(350)  # fade-in of dialogs
-    ui.shot(f"offers-{name}", full_page=full_page)
+    ui.shot(f"offers-{name}{shot_suffix(ui.stack)}", full_page=full_page)
 
 
 def rows(ui: steps.Session) -> Any:
