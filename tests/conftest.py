@@ -25,6 +25,39 @@ ARTIFACTS = os.environ.get("XSALE_ARTIFACTS", os.path.join(os.path.dirname(__fil
 def pytest_configure(config: Any) -> None:
     config.addinivalue_line("markers", "browser: real Chromium tests")
     config.addinivalue_line("markers", "slow: long-running tests")
+    config.addinivalue_line("markers", "steps: the module's tests build on each other, in "
+                                       "file order, in one process")
+
+
+#: Modules whose tests build on each other in file order (marker ``steps``): each runs in one
+#: process per parameter set (per database), see :func:`pytest_xdist_make_scheduler`.
+STEPS_MODULES = frozenset({"tests/test_browser.py", "tests/test_offers_browser.py"})
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    for item in items:
+        if (item.get_closest_marker("steps")
+                and item.nodeid.partition("::")[0] not in STEPS_MODULES):
+            raise pytest.UsageError(f"{item.nodeid}: a steps module belongs in STEPS_MODULES")
+
+
+def pytest_xdist_make_scheduler(config: Any, log: Any) -> Any:
+    """``--dist loadgroup``, with the tests of a :data:`STEPS_MODULES` module kept in one
+    process and in file order, per parameter set. (pytest-xdist's own ``xdist_group`` renames
+    node ids, which pytest 9 no longer lets it do, and ``--dist worksteal`` would hand the later
+    steps of a module to another process, where the state they build on does not exist.)"""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class StepsTogether(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path, _, name = nodeid.partition("::")
+            if path in STEPS_MODULES:
+                return path + (name[name.index("["):] if "[" in name else "")
+            return super()._split_scope(nodeid)
+
+    return StepsTogether(config, log)
 
 
 @pytest.fixture(params=BACKENDS)

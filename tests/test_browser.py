@@ -1,7 +1,8 @@
 """The operator journey in a real Chromium against real processes.
 
 Emulator (SP-API) subprocess, sample app served by ``flask run``, a real RQ worker
-(``flask --app sample_app xsale-amazon worker``), Redis db 11 and a fresh PostgreSQL schema.
+(``flask --app sample_app xsale-amazon worker``), Redis db 11 and a fresh database, once on
+each supported database (SQLite, PostgreSQL, MariaDB).
 The tests run in file order and build on each other (import, link, auto-link, re-import, ...).
 
     /work/venv/bin/pytest -q -m browser tests/test_browser.py
@@ -28,10 +29,12 @@ from .browser_support import (
     Stack,
     click_and_wait,
     running_stack,
+    shot_suffix,
     tail,
 )
+from .conftest import BACKENDS
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.steps]
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 if not os.path.exists(CHROMIUM):  # never download a browser
@@ -52,9 +55,9 @@ def demo_rows() -> list[dict[str, Any]]:
 
 
 # -- fixtures -------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    with running_stack() as s:
+@pytest.fixture(scope="module", params=BACKENDS)
+def stack(request: Any) -> Iterator[Stack]:
+    with running_stack(backend=request.param) as s:
         yield s
 
 
@@ -95,9 +98,10 @@ class Session:
         return response
 
     def shot(self, name: str, *, full_page: bool = True) -> str:
-        """Save ``NN-name.png``; open modals are shot in the viewport (their backdrop is fixed)."""
+        """Save ``NN-name.png`` (``NN-name-sqlite.png`` on SQLite, ``-mariadb`` on MariaDB); open
+        modals are shot in the viewport (their backdrop is fixed)."""
         os.makedirs(SCREENSHOTS, exist_ok=True)
-        path = os.path.join(SCREENSHOTS, f"{name}.png")
+        path = os.path.join(SCREENSHOTS, f"{name}{shot_suffix(self.stack)}.png")
         self.page.screenshot(path=path, full_page=full_page)
         return path
 
@@ -119,8 +123,8 @@ def ui(browser: Any, stack: Stack) -> Iterator[Session]:
 
 
 @pytest.fixture(scope="module")
-def journey() -> dict[str, Any]:
-    """State handed from one step to the next."""
+def journey(stack: Stack) -> dict[str, Any]:
+    """State handed from one step to the next (one per stack: per database)."""
     return {}
 
 

@@ -1,5 +1,6 @@
 """The mass-removal guard in a real Chromium: a held import is discarded, then confirmed, from
-the run page (issue 13). Real processes: emulator, sample app, RQ worker, PostgreSQL, Redis.
+the run page (issue 13). Real processes: emulator, sample app, RQ worker, Redis and each
+supported database (SQLite, PostgreSQL, MariaDB).
 
     .venv/bin/pytest -q -m browser tests/test_browser_guard.py
 """
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from .browser_support import Stack, running_stack
+from .conftest import BACKENDS
 from .test_browser import (  # noqa: F401  (browser: fixture)
     Session,
     browser,
@@ -26,10 +28,11 @@ pytestmark = pytest.mark.browser
 KEPT_ROWS = 10
 
 
-@pytest.fixture(scope="module")
-def guard_stack() -> Iterator[Stack]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def guard_stack(request: Any) -> Iterator[Stack]:
     # Every import asks for a fresh report (no reuse of the first one).
-    with running_stack(extra_env={"XSALE_AMAZON_REPORT_REUSE_WINDOW": "0"}) as s:
+    with running_stack(extra_env={"XSALE_AMAZON_REPORT_REUSE_WINDOW": "0"},
+                       backend=request.param) as s:
         yield s
 
 

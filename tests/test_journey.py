@@ -8,8 +8,8 @@ integration (junk first, then valid) → tests the connection → imports and ca
 Amazon prepares the report → imports again → fixes the FR report (ASIN column) and runs it
 again → filters → searches → links one offer, two in bulk and the rest automatically →
 deletes the integration (typing its name, links would be lost). Screenshots of every step go
-to ``artifacts/screenshots/journey-<lang>-NN-*.png`` (SQLite and MariaDB:
-``journey-<database>-<lang>-NN-*.png``).
+to ``artifacts/screenshots/journey-<lang>-NN-*.png`` (on SQLite and MariaDB the database's
+name ends the file name).
 
     .venv/bin/python -m pytest -q tests/test_journey.py
 """
@@ -124,16 +124,15 @@ def ui(browser: Any, stack: Stack, lang: str) -> Iterator[steps.Session]:
 
 
 class Journey:
-    def __init__(self, ui: steps.Session, stack: Stack, lang: str, backend: str) -> None:
+    def __init__(self, ui: steps.Session, stack: Stack, lang: str) -> None:
         self.ui, self.stack, self.lang, self.page = ui, stack, lang, ui.page
-        self.prefix = "journey-" + ("" if backend == "postgresql" else f"{backend}-") + lang
         self.t = TEXT[lang]
         self.shots = 0
 
     def shot(self, name: str, *, full_page: bool = True) -> None:
         self.page.wait_for_timeout(350)  # fade-in of dialogs and flashes
         self.shots += 1
-        self.ui.shot(f"{self.prefix}-{self.shots:02d}-{name}", full_page=full_page)
+        self.ui.shot(f"journey-{self.lang}-{self.shots:02d}-{name}", full_page=full_page)
 
     def sql(self, statement: str, **params: Any) -> list[Any]:
         return self.stack.sql(statement, **params)
@@ -184,8 +183,8 @@ class Journey:
 
 
 @pytest.fixture(scope="module")
-def journey(ui: steps.Session, stack: Stack, lang: str, backend: str) -> Journey:
-    return Journey(ui, stack, lang, backend)
+def journey(ui: steps.Session, stack: Stack, lang: str) -> Journey:
+    return Journey(ui, stack, lang)
 
 
 def test_operator_journey(journey: Journey) -> None:

@@ -26,11 +26,10 @@ from .browser_support import (
     Stack,
     click_and_wait,
     running_stack,
-    shot_suffix,
 )
 from .conftest import BACKENDS
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.steps]
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 if not os.path.exists(CHROMIUM):  # never download a browser
@@ -70,7 +69,8 @@ def ui(browser: Any, stack: Stack) -> Iterator[steps.Session]:
 
 
 @pytest.fixture(scope="module")
-def state() -> dict[str, Any]:
+def state(stack: Stack) -> dict[str, Any]:
+    """State handed from one step to the next (one per stack: per database)."""
     return {}
 
 
@@ -87,7 +87,7 @@ def write_sql(stack: Stack, statement: str, **params: Any) -> None:
 
 def shot(ui: steps.Session, name: str, *, full_page: bool = False) -> None:
     ui.page.wait_for_timeout(350)  # fade-in of dialogs
-    ui.shot(f"offers-{name}{shot_suffix(ui.stack)}", full_page=full_page)
+    ui.shot(f"offers-{name}", full_page=full_page)
 
 
 def rows(ui: steps.Session) -> Any:

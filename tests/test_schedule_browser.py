@@ -1,5 +1,6 @@
 """Schedules, freshness and alerts in a real Chromium against the sample app, a real RQ worker,
-Redis, PostgreSQL and the SP-API emulator (see browser_support.running_stack)."""
+Redis, the SP-API emulator and each supported database: SQLite, PostgreSQL, MariaDB (see
+browser_support.running_stack)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,16 @@ from typing import Any
 
 import pytest
 
-from .browser_support import CHROMIUM, CHROMIUM_ARGS, FLASK, REPO, SCREENSHOTS, running_stack
+from .browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    FLASK,
+    REPO,
+    SCREENSHOTS,
+    running_stack,
+    shot_suffix,
+)
+from .conftest import BACKENDS
 
 pytestmark = pytest.mark.browser
 
@@ -23,18 +33,11 @@ INTEGRATIONS = "/admin/xsale-amazon/integrations/"
 OFFERS = "/admin/xsale-amazon/offers/"
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[Any]:
-    saved = os.environ.get("XSALE_AMAZON_SCHEDULE_TICK")
-    os.environ["XSALE_AMAZON_SCHEDULE_TICK"] = "1"
-    try:
-        with running_stack() as s:
-            yield s
-    finally:
-        if saved is None:
-            os.environ.pop("XSALE_AMAZON_SCHEDULE_TICK", None)
-        else:
-            os.environ["XSALE_AMAZON_SCHEDULE_TICK"] = saved
+@pytest.fixture(scope="module", params=BACKENDS)
+def stack(request: Any) -> Iterator[Any]:
+    with running_stack(extra_env={"XSALE_AMAZON_SCHEDULE_TICK": "1"},
+                       backend=request.param) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +56,10 @@ def page(stack: Any) -> Iterator[Any]:
             browser.close()
 
 
-def shot(page: Any, name: str) -> None:
+def shot(page: Any, stack: Any, name: str) -> None:
     os.makedirs(SCREENSHOTS, exist_ok=True)
-    page.screenshot(path=os.path.join(SCREENSHOTS, name), full_page=True)
+    page.screenshot(path=os.path.join(SCREENSHOTS, f"{name}{shot_suffix(stack)}.png"),
+                    full_page=True)
 
 
 def integration_id(stack: Any, name: str) -> int:
@@ -77,7 +81,7 @@ def test_edit_schedule_then_failed_import_raises_badge_and_banner(stack, page):
     assert next_run.count(":") == 1 and next_run.startswith("20")
     assert stack.sql("SELECT kind, every_minutes FROM xsale_amazon_schedule "
                      "WHERE integration_id = :i", i=fr) == [("every", 60)]
-    shot(page, "schedule-01-integration-card.png")
+    shot(page, stack, "schedule-01-integration-card")
 
     # An import that fails (FR's report has no ASIN column): the operator is alerted.
     page.locator("#xa-import-button").click()
@@ -93,13 +97,13 @@ def test_edit_schedule_then_failed_import_raises_badge_and_banner(stack, page):
     assert badge.inner_text().strip() == "1"
     banner = page.locator("#xa-alert-banner")
     assert "Amazon FR" in banner.inner_text() and "the last import failed" in banner.inner_text()
-    shot(page, "schedule-02-badge-banner.png")
+    shot(page, stack, "schedule-02-badge-banner")
 
     page.goto("/lang/pl")
     page.goto(OFFERS)
     banner_pl = page.locator("#xa-alert-banner").inner_text()
     assert "wymagające uwagi" in banner_pl and "Amazon FR" in banner_pl
-    shot(page, "schedule-03-banner-pl.png")
+    shot(page, stack, "schedule-03-banner-pl")
     page.goto("/lang/en")
 
     # Looking at the integration clears the alert.
@@ -125,11 +129,12 @@ def test_a_one_minute_schedule_runs_and_shows_on_the_page(stack, page):
             break
         assert time.monotonic() < deadline, "no scheduled run within 100 s"
         time.sleep(3)
-    assert stack.sql("SELECT trigger FROM xsale_amazon_import_run WHERE integration_id = :i",
+    # "r.trigger": a qualified name, since TRIGGER is a reserved word on MariaDB
+    assert stack.sql("SELECT r.trigger FROM xsale_amazon_import_run r WHERE r.integration_id = :i",
                      i=de) == [("schedule",)]
     page.locator("#xa-schedule").scroll_into_view_if_needed()
-    shot(page, "schedule-04-scheduled-run.png")
+    shot(page, stack, "schedule-04-scheduled-run")
     page.goto(INTEGRATIONS)
     row = page.locator("tr", has_text="Amazon DE").first
     assert "every 1 min" in row.inner_text()
-    shot(page, "schedule-05-integrations-list.png")
+    shot(page, stack, "schedule-05-integrations-list")
