@@ -582,3 +582,36 @@ def test_an_expression_attribute_keeps_the_triggers_that_log_every_change(host, 
     _run(other, "DELETE FROM xsale_amazon_suggest_change")
     _run(other, "UPDATE product SET stock = 1 WHERE id = :id", id=ids[0])
     assert _log_rows(host) == 1
+
+
+def test_drop_triggers_command_leaves_the_product_table_writable_without_the_plugin(
+        host, other):
+    """An uninstall: ``flask xsale-amazon drop-triggers``, then the plugin's tables go; the
+    host's writes to its product table keep working (with the triggers left behind, they
+    would fail on the missing change log)."""
+    host.add_products(PRODUCTS)
+    _refresh(host)
+    assert _triggers(host) == _wanted(host)
+    before = _log_rows(host)
+    _run(other, "INSERT INTO product (sku, name) VALUES ('LOGGED-1', 'Logged')")
+    assert _log_rows(host) > before  # the triggers write to the plugin's change log
+
+    result = host.app.test_cli_runner().invoke(args=["xsale-amazon", "drop-triggers"])
+    assert result.exit_code == 0, result.output
+    assert all(name in result.output for name in _wanted(host))
+    assert "creates them again on its next use" in result.output  # SUGGEST_TRIGGERS is on
+    assert _triggers(host) == set()
+    if other.dialect.name == "postgresql":
+        with other.connect() as conn:
+            assert conn.execute(sa.text(
+                "SELECT count(*) FROM pg_proc WHERE proname = 'xsale_amazon_suggest_product_"
+                "changed' AND pronamespace = current_schema()::regnamespace")).scalar_one() == 0
+    again = host.app.test_cli_runner().invoke(args=["xsale-amazon", "drop-triggers"])
+    assert "No trigger of the plugin on product." in again.output
+
+    with host.app.app_context():
+        host.db.session.remove()
+    _run(other, "DROP TABLE xsale_amazon_suggest_change")
+    _run(other, "INSERT INTO product (sku, name) VALUES ('AFTER-1', 'After the plugin')")
+    _run(other, "UPDATE product SET name = 'Renamed' WHERE sku = 'AFTER-1'")
+    _run(other, "DELETE FROM product WHERE sku = 'AFTER-1'")

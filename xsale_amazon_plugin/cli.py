@@ -371,6 +371,22 @@ def suggest_command(integration_id: int, as_json: bool, limit: int, accept: str 
         }, ensure_ascii=False))
 
 
+@cli.command("drop-triggers")
+def drop_triggers_command() -> None:
+    """Mapping assistant: drop the triggers it added to the host's product table. Run it
+    before dropping the plugin's tables (the triggers write to one of them) or after setting
+    XSALE_AMAZON_SUGGEST_TRIGGERS = False."""
+    names = suggestions.drop_triggers()
+    table = current_amazon.models.product_pk.table.name
+    if names:
+        click.echo(f"Dropped {len(names)} trigger(s) from {table}: {', '.join(names)}")
+    else:
+        click.echo(f"No trigger of the plugin on {table}.")
+    if current_amazon.settings.suggest_triggers:
+        click.echo("XSALE_AMAZON_SUGGEST_TRIGGERS is on: the mapping assistant creates them "
+                   "again on its next use. Set it to False to keep them off.")
+
+
 @cli.command("schedule")
 @click.argument("integration_id", type=int, required=False)
 @click.option("--every", "every", type=int, metavar="MINUTES",

@@ -111,7 +111,8 @@ class Settings:
     #: Mapping assistant: add triggers to the host's product table that log its changes, so
     #: the staleness check before every use is one lookup instead of an aggregate over every
     #: product (each insert, update or delete of a product then also writes one log row; one
-    #: per statement on PostgreSQL). False never creates them (it does not drop existing ones).
+    #: per statement on PostgreSQL). False never creates them (``flask xsale-amazon
+    #: drop-triggers`` drops existing ones).
     suggest_triggers: bool = True
     #: Mapping assistant, SQLite and MySQL/MariaDB: the trigger log is trusted only while the
     #: product table's fingerprint was verified less than this many seconds ago (MariaDB's

@@ -168,6 +168,41 @@ def watch_product_table(conn: sa.Connection, change: sa.Table, product: sa.Table
     return watch
 
 
+def drop_watch_triggers(conn: sa.Connection, product: sa.Table) -> list[str]:
+    """Drop the plugin's watch triggers (of any version) from the product table and, on
+    PostgreSQL, their function when nothing else uses it; returns the dropped triggers' names.
+
+    For an uninstall (the triggers write to the plugin's change log: once its table is gone,
+    every write to the product table fails) or after ``SUGGEST_TRIGGERS`` was turned off. On
+    MySQL/MariaDB the DDL runs on a connection of its own (it commits implicitly); elsewhere it
+    is part of the caller's transaction."""
+    preparer = conn.dialect.identifier_preparer
+    if conn.dialect.name == "postgresql":
+        qualified = preparer.format_table(product)
+        names = sorted(n for n in _postgresql_existing(conn, qualified) if is_watch_trigger(n))
+        for name in names:
+            conn.execute(sa.text(f"DROP TRIGGER IF EXISTS {preparer.quote(name)} ON {qualified}"))
+        try:
+            with conn.begin_nested():  # another table's trigger may still use it: then kept
+                conn.execute(sa.text(f"DROP FUNCTION IF EXISTS {WATCH_FUNCTION}()"))
+        except sa.exc.DBAPIError:
+            log.info("Kept %s(): another trigger uses it", WATCH_FUNCTION)
+        return names
+    if conn.dialect.name == "sqlite":
+        names = sorted(n for n in _sqlite_existing(conn, product) if is_watch_trigger(n))
+        for name in names:
+            conn.execute(sa.text(f"DROP TRIGGER IF EXISTS {preparer.quote(name)}"))
+        return names
+    if is_mysql(conn):
+        names = sorted(n for n in _mysql_existing(conn, product) if is_watch_trigger(n))
+        schema = preparer.quote_identifier(product.schema) + "." if product.schema else ""
+        with conn.engine.connect() as ddl:
+            for name in names:
+                ddl.execute(sa.text(f"DROP TRIGGER IF EXISTS {schema}{preparer.quote(name)}"))
+        return names
+    return []
+
+
 def _stale(existing: set[str], wanted: set[str]) -> set[str]:
     """The plugin's watch triggers on the table that ``wanted`` replaces."""
     return {name for name in existing if is_watch_trigger(name)} - wanted

@@ -36,6 +36,7 @@ from .suggest_index import (
 )
 from .suggest_rebuild import active_check, start_rebuild
 from .suggest_text import compile_affixes
+from .suggest_watch import drop_watch_triggers
 from .timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,17 @@ def refresh_index(*, verify: bool = False,
         _start_rebuild(ctx)
     ctx.session.commit()
     return result
+
+
+def drop_triggers() -> list[str]:
+    """Drop the triggers the mapping assistant added to the host's product table (commits);
+    returns their names. See :func:`.suggest_watch.drop_watch_triggers`."""
+    ctx = _context()
+    product = ctx.cols.pk.table
+    assert isinstance(product, sa.Table)
+    names = drop_watch_triggers(ctx.session.connection(), product)
+    ctx.session.commit()
+    return names
 
 
 def _start_rebuild(ctx: _Context) -> NoReturn:
