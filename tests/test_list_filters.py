@@ -156,6 +156,34 @@ def test_integration_filters_select_the_right_offers(host: Any, workspace: dict[
             assert set(_rows(response.get_data(as_text=True))) == want, (name, value, search)
 
 
+def test_ambiguous_filter_and_autolink_agree_on_keys_that_differ_in_case(host: Any) -> None:
+    """SKUs are compared exactly (as on Amazon): "K-CASE" and "k-case" are two keys, each held
+    by one product, so auto-link links both offers and the "Auto-link ambiguous by" filter
+    lists neither, also on MariaDB, whose host column compares case-insensitively."""
+    de = host.add_integration("DE", "FBM", name="Shop DE")
+    host.add_products([
+        {"sku": "K-CASE", "ean": None, "name": "Upper", "asin": None},
+        {"sku": "k-case", "ean": None, "name": "Lower", "asin": None},
+        {"sku": "K-TWIN", "ean": None, "name": "Twin a", "asin": None},
+        {"sku": "K-TWIN", "ean": None, "name": "Twin b", "asin": None},
+    ])
+    add_offers(host, de, [{"seller_sku": "K-CASE"}, {"seller_sku": "k-case"},
+                          {"seller_sku": "K-TWIN"}])
+    view = _views(host)["xsale_amazon_offer"]
+    with host.app.test_request_context():
+        view._refresh_filters_cache()
+        idx, flt = next((i, f) for i, f in enumerate(view._filters) if f.field == "ambiguous")
+        arg = view.get_filter_arg(idx, flt)
+    response = host.app.test_client().get("/admin/xsale-amazon/offers/",
+                                          query_string={f"flt0_{arg}": "sku", "view": "all"})
+    assert _rows(response.get_data(as_text=True)) == ["K-TWIN"]
+    with host.app.app_context():
+        from xsale_amazon_plugin.linking import autolink
+
+        result = autolink("sku", integration_id=de)
+    assert (result.linked, result.ambiguous, result.ambiguous_examples) == (2, 1, ["K-TWIN"])
+
+
 def test_ambiguous_filter_selects_exactly_the_ambiguous_offers(host: Any) -> None:
     """"Auto-link ambiguous by" SKU / EAN / ASIN lists exactly the offers whose key is held by
     more than one product: not those matching one product or none, not offers without a key
