@@ -41,6 +41,7 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
             raise pytest.UsageError(f"{item.nodeid}: a steps module belongs in STEPS_MODULES")
 
 
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: unknown without it
 def pytest_xdist_make_scheduler(config: Any, log: Any) -> Any:
     """``--dist loadgroup``, with the tests of a :data:`STEPS_MODULES` module kept in one
     process and in file order, per parameter set. (pytest-xdist's own ``xdist_group`` renames
