@@ -52,10 +52,20 @@ def serving(app: Any) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def shot_suffix(stack: Stack) -> str:
-    """Ends the screenshot names of a stack on SQLite or MariaDB (none on PostgreSQL)."""
-    url = stack.env["DATABASE_URL"]
-    return "-sqlite" if url.startswith("sqlite") else "-mariadb" if url.startswith("mysql") else ""
+def backend_of(url: str) -> str:
+    """The backend name (:data:`conftest.BACKENDS`) of a database URL."""
+    return "sqlite" if url.startswith("sqlite") else "mariadb" if url.startswith("mysql") \
+        else "postgresql"
+
+
+def screenshot(page: Any, name: str, backend: str, *, full_page: bool = True) -> str:
+    """Save ``SCREENSHOTS/<name>.png``; on SQLite and MariaDB the database's name ends the
+    file name (``<name>-sqlite.png``)."""
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    suffix = "" if backend == "postgresql" else f"-{backend}"
+    path = os.path.join(SCREENSHOTS, f"{name}{suffix}.png")
+    page.screenshot(path=path, full_page=full_page)
+    return path
 
 
 def click_and_wait(page: Any, target: Any) -> None:
@@ -176,41 +186,39 @@ def running_stack(log_dir: str = os.path.join(ARTIFACTS, "logs"),
     emulator + sample app + worker; all torn down.
 
     ``extra_env`` adds or overrides environment variables (app configuration) of the stack."""
-    from .conftest import any_database
-
-    with any_database(backend) as database_url:
-        yield from _stack(database_url, log_dir, extra_env)
-
-
-def _stack(database_url: str, log_dir: str, extra_env: dict[str, str] | None
-           ) -> Iterator[Stack]:
     from redis import Redis
 
-    # No FLUSHDB: the stack's queue name is its own, and tests in other processes share this
-    # Redis database.
-    redis = Redis.from_url(REDIS_URL)
-    app_port, emu_port = free_port(), free_port()
-    emulator_url = f"http://127.0.0.1:{emu_port}"
-    env = dict(os.environ)
-    env.update({
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": "browser-test-" + uuid.uuid4().hex,
-        "XSALE_AMAZON_REDIS_URL": REDIS_URL,
-        "XSALE_AMAZON_QUEUE": "xa-browser-" + uuid.uuid4().hex[:8],
-        "XSALE_AMAZON_SPAPI_ENDPOINT": emulator_url,
-        "XSALE_AMAZON_LWA_ENDPOINT": emulator_url + "/auth/o2/token",
-        "XSALE_AMAZON_POLL_INTERVAL": "1",
-        "XSALE_AMAZON_POLL_MAX_INTERVAL": "1",
-        "XSALE_AMAZON_PAGE_SIZE": "20",
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": REPO,
-        "FLASK_DEBUG": "0",
-        **(extra_env or {}),
-    })
-    os.makedirs(log_dir, exist_ok=True)
-    logs = {name: os.path.join(log_dir, f"{name}.log") for name in ("emulator", "app", "worker")}
-    stack = Stack(f"http://127.0.0.1:{app_port}", emulator_url, env, logs)
-    try:
+    from .conftest import any_database
+
+    with contextlib.ExitStack() as teardown:  # in reverse: the processes, Redis, the database
+        database_url = teardown.enter_context(any_database(backend))
+        # No FLUSHDB: the stack's queue name is its own, and tests in other processes share
+        # this Redis database.
+        redis = Redis.from_url(REDIS_URL)
+        teardown.callback(redis.close)
+        app_port, emu_port = free_port(), free_port()
+        emulator_url = f"http://127.0.0.1:{emu_port}"
+        env = dict(os.environ)
+        env.update({
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": "browser-test-" + uuid.uuid4().hex,
+            "XSALE_AMAZON_REDIS_URL": REDIS_URL,
+            "XSALE_AMAZON_QUEUE": "xa-browser-" + uuid.uuid4().hex[:8],
+            "XSALE_AMAZON_SPAPI_ENDPOINT": emulator_url,
+            "XSALE_AMAZON_LWA_ENDPOINT": emulator_url + "/auth/o2/token",
+            "XSALE_AMAZON_POLL_INTERVAL": "1",
+            "XSALE_AMAZON_POLL_MAX_INTERVAL": "1",
+            "XSALE_AMAZON_PAGE_SIZE": "20",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": REPO,
+            "FLASK_DEBUG": "0",
+            **(extra_env or {}),
+        })
+        os.makedirs(log_dir, exist_ok=True)
+        logs = {name: os.path.join(log_dir, f"{name}.log")
+                for name in ("emulator", "app", "worker")}
+        stack = Stack(f"http://127.0.0.1:{app_port}", emulator_url, env, logs)
+        teardown.callback(stack.stop_all)
         emu = stack.start("emulator", [PYTHON, "-m", "xsale_amazon_plugin.emulator",
                                        "--host", "127.0.0.1", "--port", str(emu_port)])
         wait_http(emulator_url + "/_emulator/health", 15, emu, logs["emulator"])
@@ -222,6 +230,3 @@ def _stack(database_url: str, log_dir: str, extra_env: dict[str, str] | None
         wait_http(stack.base_url + "/admin/", 30, app, logs["app"])
         stack.start("worker", [FLASK, "--app", "sample_app", "xsale-amazon", "worker"])
         yield stack
-    finally:
-        stack.stop_all()
-        redis.close()

@@ -23,13 +23,13 @@ from .browser_support import (
     CHROMIUM,
     CHROMIUM_ARGS,
     REPO,
-    SCREENSHOTS,
     XSS_NAME,
     XSS_SKU,
     Stack,
+    backend_of,
     click_and_wait,
     running_stack,
-    shot_suffix,
+    screenshot,
     tail,
 )
 from .conftest import BACKENDS
@@ -100,10 +100,8 @@ class Session:
     def shot(self, name: str, *, full_page: bool = True) -> str:
         """Save ``NN-name.png`` (``NN-name-sqlite.png`` on SQLite, ``-mariadb`` on MariaDB); open
         modals are shot in the viewport (their backdrop is fixed)."""
-        os.makedirs(SCREENSHOTS, exist_ok=True)
-        path = os.path.join(SCREENSHOTS, f"{name}{shot_suffix(self.stack)}.png")
-        self.page.screenshot(path=path, full_page=full_page)
-        return path
+        return screenshot(self.page, name, backend_of(self.stack.env["DATABASE_URL"]),
+                          full_page=full_page)
 
     def flash(self, kind: str = "success") -> str:
         alert = self.page.locator(f".alert-{kind}").first

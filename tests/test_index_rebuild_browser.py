@@ -11,13 +11,12 @@ name).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from .browser_support import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, serving
+from .browser_support import CHROMIUM, CHROMIUM_ARGS, screenshot, serving
 from .conftest import BACKENDS, any_database
 from .hostapp import Host, make_host
 from .test_suggest_browser import OFFERS, PRODUCTS
@@ -60,9 +59,7 @@ def served(backend: str) -> Iterator[tuple[Host, str, dict[str, str]]]:
 
 
 def shot(pg: Any, backend: str, name: str) -> None:
-    os.makedirs(SCREENSHOTS, exist_ok=True)
-    suffix = "" if backend == "postgresql" else f"-{backend}"
-    pg.screenshot(path=os.path.join(SCREENSHOTS, f"rebuild-{name}{suffix}.png"), full_page=True)
+    screenshot(pg, f"rebuild-{name}", backend)
 
 
 def test_rebuild_message_then_suggestions_without_a_click(

@@ -17,9 +17,9 @@ from .browser_support import (
     CHROMIUM_ARGS,
     FLASK,
     REPO,
-    SCREENSHOTS,
+    backend_of,
     running_stack,
-    shot_suffix,
+    screenshot,
 )
 from .conftest import BACKENDS
 
@@ -57,9 +57,7 @@ def page(stack: Any) -> Iterator[Any]:
 
 
 def shot(page: Any, stack: Any, name: str) -> None:
-    os.makedirs(SCREENSHOTS, exist_ok=True)
-    page.screenshot(path=os.path.join(SCREENSHOTS, f"{name}{shot_suffix(stack)}.png"),
-                    full_page=True)
+    screenshot(page, name, backend_of(stack.env["DATABASE_URL"]))
 
 
 def integration_id(stack: Any, name: str) -> int:

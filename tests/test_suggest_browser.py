@@ -11,14 +11,13 @@ name ends the file name).
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from .browser_support import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, click_and_wait, serving
+from .browser_support import CHROMIUM, CHROMIUM_ARGS, click_and_wait, screenshot, serving
 from .conftest import BACKENDS, any_database
 from .hostapp import Host, make_host
 
@@ -100,9 +99,7 @@ def page(served: tuple[Host, str]) -> Iterator[Any]:
 
 
 def shot(pg: Any, backend: str, name: str) -> None:
-    os.makedirs(SCREENSHOTS, exist_ok=True)
-    suffix = "" if backend == "postgresql" else f"-{backend}"
-    pg.screenshot(path=os.path.join(SCREENSHOTS, f"suggest-{name}{suffix}.png"), full_page=True)
+    screenshot(pg, f"suggest-{name}", backend)
 
 
 def links(host: Host) -> dict[str, tuple[str, str]]:
