@@ -179,7 +179,7 @@ def drop_watch_triggers(conn: sa.Connection, product: sa.Table) -> list[str]:
     preparer = conn.dialect.identifier_preparer
     if conn.dialect.name == "postgresql":
         qualified = preparer.format_table(product)
-        names = sorted(n for n in _postgresql_existing(conn, qualified) if is_watch_trigger(n))
+        names = sorted(_stale(_postgresql_existing(conn, qualified), set()))
         for name in names:
             conn.execute(sa.text(f"DROP TRIGGER IF EXISTS {preparer.quote(name)} ON {qualified}"))
         try:
@@ -187,20 +187,19 @@ def drop_watch_triggers(conn: sa.Connection, product: sa.Table) -> list[str]:
                 conn.execute(sa.text(f"DROP FUNCTION IF EXISTS {WATCH_FUNCTION}()"))
         except sa.exc.DBAPIError:
             log.info("Kept %s(): another trigger uses it", WATCH_FUNCTION)
-        return names
-    if conn.dialect.name == "sqlite":
-        names = sorted(n for n in _sqlite_existing(conn, product) if is_watch_trigger(n))
+    elif conn.dialect.name == "sqlite":
+        names = sorted(_stale(_sqlite_existing(conn, product), set()))
         for name in names:
             conn.execute(sa.text(f"DROP TRIGGER IF EXISTS {preparer.quote(name)}"))
-        return names
-    if is_mysql(conn):
-        names = sorted(n for n in _mysql_existing(conn, product) if is_watch_trigger(n))
+    elif is_mysql(conn):
+        names = sorted(_stale(_mysql_existing(conn, product), set()))
         schema = preparer.quote_identifier(product.schema) + "." if product.schema else ""
         with conn.engine.connect() as ddl:
             for name in names:
                 ddl.execute(sa.text(f"DROP TRIGGER IF EXISTS {schema}{preparer.quote(name)}"))
-        return names
-    return []
+    else:
+        names = []
+    return names
 
 
 def _stale(existing: set[str], wanted: set[str]) -> set[str]:

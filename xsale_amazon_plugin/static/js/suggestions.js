@@ -80,11 +80,11 @@
   var exhausted = items.length < 50;
   var busy = false;
 
-  function t(name, values) {
-    var text = root.getAttribute("data-t-" + name) || "";
+  function fill(text, values) {
     Object.keys(values || {}).forEach(function (k) { text = text.split(k).join(String(values[k])); });
     return text;
   }
+  function t(name, values) { return fill(root.getAttribute("data-t-" + name) || "", values); }
   function el(id) { return document.getElementById(id); }
   function status(text, kind) {
     var box = el("xa-suggest-status");
@@ -108,7 +108,7 @@
     if (!badge || !delta) { return; }
     var count = Math.max(0, (parseInt(badge.getAttribute("data-count"), 10) || 0) + delta);
     badge.setAttribute("data-count", String(count));
-    badge.textContent = badge.getAttribute("data-template").split("__N__").join(String(count));
+    badge.textContent = fill(badge.getAttribute("data-template"), {__N__: count});
     if (id === "xa-suggest-no-match-count") { badge.classList.toggle("d-none", count === 0); }
     if (id === "xa-accept-high-label") {
       var button = el("xa-accept-high-button");
