@@ -89,6 +89,31 @@ def _pairs_from_csv(directory: Path) -> list[tuple[str, str, bool]]:
     return pairs
 
 
+def _plain(title: str) -> str:
+    return " ".join(re.findall(r"\w+", title.casefold()))
+
+
+def identical_title_agreement(products: list[PublicProduct],
+                              offers: list[PublicOffer]) -> tuple[int, int]:
+    """How far the labels follow the titles: the offers with a catalogue product of the same
+    title (case and punctuation aside), and how many of them are labelled as that product.
+
+    No title-only scorer can be more precise than the labels are on identical titles: on a
+    set where they disagree, the ``high`` band's precision has a ceiling the scorer cannot
+    move.
+    """
+    by_title: dict[str, set[int]] = {}
+    for product in products:
+        by_title.setdefault(_plain(product.name), set()).add(product.key)
+    same = agree = 0
+    for offer in offers:
+        keys = by_title.get(_plain(offer.title))
+        if keys:
+            same += 1
+            agree += bool(keys & offer.truth)
+    return same, agree
+
+
 def load_public(directory: str | Path) -> tuple[list[PublicProduct], list[PublicOffer]]:
     """Products and labelled offers of one benchmark directory (either layout)."""
     path = Path(directory)

@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import sqlalchemy as sa  # noqa: E402
-from public_sets import load_public  # noqa: E402
+from public_sets import identical_title_agreement, load_public  # noqa: E402
 from suggest_data import generate  # noqa: E402
 
 DEFAULT_URL = os.environ.get("XSALE_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -200,6 +200,7 @@ def quality(name: str, base: str, keep: bool, labelled: tuple[list[Any], list[An
 
     products, offers = labelled or generate(**kwargs)
     offers = _unique(offers)
+    same_title = identical_title_agreement(products, offers) if labelled else None
     with Schema(base, keep) as url:
         host = make_host(url)
         integration = load(host, products, offers)
@@ -238,6 +239,7 @@ def quality(name: str, base: str, keep: bool, labelled: tuple[list[Any], list[An
         "high_coverage": high_ok / len(matched), "high_n": len(high),
         "tfidf_top1": b_top1 / len(matched), "tfidf_top5": b_top5 / len(matched),
         "tfidf_precision_same_coverage": b_ok / b_taken if b_taken else 0.0,
+        "same_title": same_title,
     }
 
 
@@ -481,6 +483,12 @@ def main() -> None:
                       ("high covers >= 50 %", r["high_coverage"] >= 0.5)]
             print(f"{r['set']}: " + ", ".join(
                 f"{label} {'PASS' if ok else 'MISS'}" for label, ok in checks), file=out)
+        for r in rows:
+            if r["same_title"] and r["same_title"][0]:
+                same, agree = r["same_title"]
+                print(f"{r['set']}: labels on identical titles: {agree} of the {same} offers "
+                      f"with a catalogue product of the same title are labelled as it "
+                      f"({agree / same:.3f})", file=out)
         print(out.getvalue(), flush=True)
     if not args.skip_scale:
         f = scale(args.database_url, args.keep, args.products, args.offers, args.samples,

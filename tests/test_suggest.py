@@ -130,6 +130,20 @@ def test_title_features_numbers_and_code_parts():
     assert title_features("Calendar 2007-2008").models == frozenset()
 
 
+def test_title_features_counts_are_quantities_not_codes():
+    """"340pk", "24-count", "mounts-1pair": how many items, never a model code, so a product
+    with a real code is not contradicted by them; "EL-334MB" still is a code."""
+    flags = title_features("Post-it flags dispenser, assorted colors 340pk")
+    assert flags.models == frozenset() and flags.variants["pcs"] == {"340pcs"}
+    mounts = title_features("Satellite speaker mounts-1pair")
+    assert mounts.models == frozenset() and mounts.variants["pair"] == {"1pair"}
+    assert title_features("BIC pencil 0.7 mm 24-count").variants["pcs"] == {"24pcs"}
+    assert title_features("Crayola crayons 24ct").variants["pcs"] == {"24pcs"}
+    assert title_features("Socks, 3 pairs").variants["pair"] == {"3pair"}
+    assert title_features("Sharp EL-334MB calculator").models >= {"el334mb"}
+    assert title_features("D-Link DGS-1008P switch").models >= {"dgs1008p"}
+
+
 def test_title_features_conditions():
     """Words saying an item is not the brand's original new one, in several languages."""
     assert title_features("Premium compatible Canon CLI-221 magenta").conditions == {
@@ -197,6 +211,23 @@ def test_engine_tells_editions_versions_and_extended_codes_apart(host, contrast_
     assert {"code": "model", "value": "KTH-MLG4"} in best[5][0]["reasons"]
     # two words written as one ("Web Radio" / "Webradio") are the same word
     assert best[6][0]["product_key"] == str(p[11])
+
+
+def test_a_count_never_contradicts_a_model_code_and_another_count_does(host):
+    integ = host.add_integration("DE", "FBM")
+    p = host.add_products([
+        {"sku": "FL-1", "ean": None, "name": "Post-it flags DS420VA dispenser, 340 flags pack"},
+        {"sku": "FL-2", "ean": None, "name": "Post-it flags DS100 dispenser 100pk"},
+    ])
+    o = add_offers(host, integ, [
+        {"seller_sku": "F1", "name": "Post-it flags dispenser assorted colors 340pk"},
+    ])
+    found = _suggest(host, o[0])
+    assert found[0]["product_key"] == str(p[0])
+    assert not any(r["code"] == "model_differs" for r in found[0]["reasons"])
+    other = next(s for s in found if s["product_key"] == str(p[1]))
+    assert {"code": "variant_differs", "dimension": "pcs", "value": "100pcs",
+            "offer_value": "340pcs"} in other["reasons"]
 
 
 def test_compatible_or_remanufactured_is_another_product(host):

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 #: Version of what :func:`title_features` indexes; a new version re-indexes every product.
-FEATURES_VERSION = 3
+FEATURES_VERSION = 4
 #: Length of the prefix a word is reduced to before comparison.
 STEM_LENGTH = 5
 
@@ -115,11 +115,15 @@ _UNIT_ALIASES = {
     "inch": "in", "inches": "in", "zoll": "in", "cali": "in", "ft": "ft", "feet": "ft",
     "foot": "ft", "oz": "oz", "lb": "lb", "lbs": "lb",
     "st": "pcs", "stk": "pcs", "stuck": "pcs", "szt": "pcs", "pcs": "pcs", "pack": "pcs",
+    "pk": "pcs", "pks": "pcs", "packs": "pcs", "ct": "pcs", "count": "pcs", "piece": "pcs",
+    "pieces": "pcs", "pair": "pair", "pairs": "pair",
     "er": "pcs", "db": "db", "mp": "mp", "k": "k", "p": "p",
     "litr": "l", "litry": "l", "litrow": "l", "liters": "l", "litres": "l",
     "meter": "m", "metre": "m", "metr": "m", "metry": "m", "metrow": "m", "meters": "m",
     "metres": "m",
 }
+#: Units that count items: a number with one of them is a quantity, never a model code.
+_COUNT_UNITS = frozenset(["pcs", "pair"])
 #: Units compared in a common base: 1 l = 1000 ml, 1 kg = 1000 g, 1 TB = 1000 GB.
 _UNIT_BASE = {"l": ("ml", 1000.0), "kg": ("g", 1000.0), "tb": ("gb", 1000.0),
               "kw": ("w", 1000.0)}
@@ -200,8 +204,17 @@ def _is_code(code: str) -> bool:
     if _PART_NUMBER.fullmatch(code):
         # Digits-only part numbers ("731-01163", "059-03871"), not a range of years.
         return len(compact) >= 7 and not _YEARS.fullmatch(code)
-    return bool(len(compact) >= 4 and _DIGIT.search(compact) and _ALPHA.search(compact)
-                and not _NUMBER_UNIT.fullmatch(code) and not _DIMENSIONS.fullmatch(code))
+    if not (len(compact) >= 4 and _DIGIT.search(compact) and _ALPHA.search(compact)
+            and not _NUMBER_UNIT.fullmatch(code) and not _DIMENSIONS.fullmatch(code)):
+        return False
+    # A word glued to a count ("mounts-1pair", "flags-340pk") is not a model code: its only
+    # digits are the count's. ("EL-334MB" and "DGS-1008P" are codes: units end codes too.)
+    return any(_DIGIT.search(part) and not _is_count(part) for part in re.split(r"[-/.]", code))
+
+
+def _is_count(text: str) -> bool:
+    match = _NUMBER_UNIT.fullmatch(text)
+    return bool(match and _UNIT_ALIASES[match.group(2)] in _COUNT_UNITS)
 
 
 @functools.lru_cache(maxsize=100_000)
