@@ -276,6 +276,56 @@ def test_high_band_never_guesses_between_rivals(host, contrast_shop):
     assert [s["product_key"] for s in alone if s["confidence"] == "high"] == [str(p[6])]
 
 
+def test_a_product_claimed_by_another_offer_is_not_high_on_its_title(host, shop):
+    """One integration lists a product once: a second offer whose title matches it as well is
+    a duplicate listing or another variant, so neither is ``high`` on its title (and Accept
+    all high-confidence leaves both), nor is one whose product is already linked elsewhere in
+    the integration. Exact keys and other integrations are not affected."""
+    from xsale_amazon_plugin.linking import link_offers
+    from xsale_amazon_plugin.suggestions import (
+        accept_high,
+        compute_for_integration,
+        high_confidence,
+        reason_text,
+        stored_for_integration,
+    )
+
+    p, o = shop["products"], shop["offers"]
+    keyboard = str(p[5])
+    assert _suggest(host, o[3])[0]["confidence"] == "high"  # alone, a confident match
+    integ = shop["integration"]
+    twin, same_ean = add_offers(host, integ, [
+        {"seller_sku": "X2-DUP", "name": "Logitech K120 Tastatur USB, deutsches Layout"},
+        {"seller_sku": "AMZ-7781-B", "name": "Drum", "product_id": "4977766654321",
+         "product_id_type": "EAN"},
+    ])
+    other_integ = host.add_integration("DE", "FBA")
+    (elsewhere,) = add_offers(host, other_integ, [
+        {"seller_sku": "X2", "name": "Logitech K120 Tastatur USB, QWERTZ"}])
+    with host.app.test_request_context():
+        compute_for_integration(None)
+        for offer_id, other in ((o[3], "X2-DUP"), (twin, "X2")):
+            best = _suggest(host, offer_id)[0]
+            assert (best["product_key"], best["confidence"]) == (keyboard, "medium")
+            assert {"code": "contested", "value": other} in best["reasons"]
+        assert reason_text({"code": "contested", "value": "X2"}) == (
+            "also the best match of offer X2")
+        # the same rows everywhere: the queue's count, the CLI's JSON, accept-all
+        high = {r.id for r in high_confidence(integ)}
+        assert o[3] not in high and twin not in high
+        assert {o[0], same_ean} <= high  # one EAN, two listings: both keyed, both high
+        stored = {row.id: found for row, found in stored_for_integration(integ)}
+        assert stored[twin][0]["confidence"] == "medium"
+        assert _suggest(host, elsewhere)[0]["confidence"] == "high"
+        # linked to one of them: the other says where the product is linked
+        link_offers([twin], p[5])
+        best = _suggest(host, o[3])[0]
+        assert best["confidence"] == "medium"
+        assert {"code": "linked_elsewhere", "value": "X2-DUP"} in best["reasons"]
+        accept_high(integ)
+    assert o[3] not in links(host) and links(host)[same_ean][0] == p[0]
+
+
 def test_index_rebuilds_when_the_text_features_change(host, shop, monkeypatch):
     """A new version of the text features re-indexes every product, even when the trigger
     log (PostgreSQL) says nothing changed."""

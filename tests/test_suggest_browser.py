@@ -149,6 +149,17 @@ def test_keyboard_review(served: tuple[Host, str], page: Any, backend: str) -> N
     start = shown_counts(page)
     assert start == server_counts(host) and start[2] >= 2, start
 
+    # Enter on a button reached with Tab presses that button: Skip skips, nothing is linked
+    first = current(page)[0]
+    page.locator("#xa-suggest-skip").focus()
+    page.keyboard.press("Enter")
+    wait_offer_changes(page, first)
+    assert links(host) == {}
+    # a mouse click hands the focus back to the card: the next Enter accepts again
+    page.locator("#xa-suggest-back").click()
+    assert current(page)[0] == first
+    assert page.evaluate("document.activeElement.id") == "xa-suggest-card"
+
     # Enter accepts the highlighted (best) suggestion of the first offer; the counts follow
     sku, product = current(page)
     page.keyboard.press("Enter")

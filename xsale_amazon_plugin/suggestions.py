@@ -23,7 +23,7 @@ from .babel import gettext as _
 from .linking import _product_key, link_offers, link_pairs
 from .models import LinkMethod
 from .proxies import current_amazon
-from .suggest_engine import HIGH, OfferInput, Suggestion, SuggestionEngine
+from .suggest_engine import HIGH, MEDIUM, OfferInput, Suggestion, SuggestionEngine
 from .suggest_index import (
     ProductColumns,
     RefreshTooLarge,
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: Suggestions kept per offer (the CLI's --limit above this computes on the fly).
 STORED_SUGGESTIONS = 10
+#: Reasons of an exact key match: never contested (several listings of a product share its EAN).
+KEY_REASONS = frozenset({"same_ean", "same_asin", "same_sku", "sku_affix", "sku_normalised"})
 
 
 @dataclass(frozen=True)
@@ -187,8 +189,8 @@ def _unlinked_live(ctx: _Context, integration_id: int | None) -> Any:
     offer = m.AmazonOffer.__table__
     link = m.OfferProductLink.__table__
     query = (
-        sa.select(offer.c.id, offer.c.seller_sku, offer.c.name, offer.c.asin,
-                  offer.c.product_id, offer.c.product_id_type)
+        sa.select(offer.c.id, offer.c.integration_id, offer.c.seller_sku, offer.c.name,
+                  offer.c.asin, offer.c.product_id, offer.c.product_id_type)
         .where(offer.c.removed_at.is_(None),
                ~sa.exists().where(link.c.offer_id == offer.c.id))
     )
@@ -223,6 +225,13 @@ def _store(ctx: _Context, offers: Sequence[Any], results: dict[int, list[Suggest
         conn.execute(s.insert(), rows)
 
 
+@dataclass(frozen=True)
+class _Row:
+    id: int
+    integration_id: Any
+    suggestions: list[dict[str, Any]]
+
+
 @dataclass
 class ComputeResult:
     offers: int
@@ -250,6 +259,82 @@ def _stale_rows(ctx: _Context, integration_id: int | None, version: int,
                 or row.stored_hash != offer_hash(row)):
             stale.append(row)
     return total, stale
+
+
+def _contested(ctx: _Context, rows: Sequence[Any], version: int | None
+               ) -> dict[int, dict[str, Any]]:
+    """The offers among ``rows`` (``id``, ``integration_id``, stored ``suggestions``) whose
+    best suggestion is a ``high`` on title evidence alone for a product that another live
+    offer of the same integration is linked to, or has as its own ``high`` best suggestion:
+    ``{offer id: the reason}``.
+
+    Read when suggestions are used, not stored with them: linking another offer changes it.
+    One integration (a marketplace and account type) normally lists a product once, so a
+    second offer on it is a duplicate listing or another variant, for the operator to decide
+    (on the benchmark sets, 14 of the 27 title-only ``high`` suggestions that shared their
+    product with another offer's were wrong).
+    """
+    candidates = [r for r in rows if r.suggestions and r.suggestions[0]["confidence"] == HIGH
+                  and not any(x.get("code") in KEY_REASONS
+                              for x in r.suggestions[0].get("reasons", ()))]
+    if not candidates:
+        return {}
+    m = ctx.state.models
+    offer = m.AmazonOffer.__table__
+    link = m.OfferProductLink.__table__
+    s = ctx.tables.suggestion
+    conn = ctx.session.connection()
+    keys = sorted({r.suggestions[0]["product_key"] for r in candidates})
+    linked: dict[tuple[Any, str], list[tuple[int, str]]] = {}
+    claimed: dict[tuple[Any, str], list[tuple[int, str]]] = {}
+    for start in range(0, len(keys), 1000):
+        part = keys[start:start + 1000]
+        pks = []
+        for key in part:
+            try:
+                pks.append(_pk_from_key(key))
+            except LookupError:
+                continue
+        if pks:
+            for offer_id, integration_id, sku, pk in conn.execute(
+                sa.select(offer.c.id, offer.c.integration_id, offer.c.seller_sku,
+                          link.c.product_id)
+                .select_from(link.join(offer, offer.c.id == link.c.offer_id))
+                .where(link.c.product_id.in_(pks), offer.c.removed_at.is_(None))
+            ):
+                linked.setdefault((integration_id, str(pk)), []).append((offer_id, sku))
+        query = (
+            sa.select(offer.c.id, offer.c.integration_id, offer.c.seller_sku,
+                      s.c.best_product_key)
+            .select_from(s.join(offer, offer.c.id == s.c.offer_id))
+            .where(s.c.best_product_key.in_(part), s.c.best_confidence == HIGH,
+                   s.c.decision.is_(None), offer.c.removed_at.is_(None),
+                   ~sa.exists().where(link.c.offer_id == offer.c.id))
+        )
+        if version is not None:
+            query = query.where(s.c.catalog_version == version)
+        for offer_id, integration_id, sku, key in conn.execute(query):
+            claimed.setdefault((integration_id, key), []).append((offer_id, sku))
+    out: dict[int, dict[str, Any]] = {}
+    for r in candidates:
+        where = (r.integration_id, r.suggestions[0]["product_key"])
+        others = [sku for offer_id, sku in linked.get(where, ()) if offer_id != r.id]
+        if others:
+            out[r.id] = {"code": "linked_elsewhere", "value": others[0]}
+            continue
+        others = [sku for offer_id, sku in claimed.get(where, ()) if offer_id != r.id]
+        if others:
+            out[r.id] = {"code": "contested", "value": others[0]}
+    return out
+
+
+def _uncontested(found: Sequence[dict[str, Any]], reason: dict[str, Any] | None
+                 ) -> list[dict[str, Any]]:
+    """The suggestions with a contested best one (see :func:`_contested`) as ``medium``."""
+    if reason is None or not found:
+        return list(found)
+    best = {**found[0], "confidence": MEDIUM, "reasons": [*found[0]["reasons"], reason]}
+    return [best, *found[1:]]
 
 
 @dataclass
@@ -295,13 +380,16 @@ def review_queue(integration_id: int | None, *, offset: int = 0, limit: int = 50
         .order_by(sa.func.coalesce(s.c.best_score, -1.0).desc(), base.c.id)
         .offset(max(offset, 0)).limit(max(1, min(limit, 500)))
     )
+    rows = ctx.session.connection().execute(query).all()
+    contested = _contested(ctx, rows, version)
     out = []
-    for row in ctx.session.connection().execute(query):
+    for row in rows:
+        found = _uncontested(list(row.suggestions or [])[:per_offer], contested.get(row.id))
         out.append({
             "offer_id": row.id, "seller_sku": row.seller_sku, "name": row.name,
             "asin": row.asin, "product_id": row.product_id,
             "stale": row.offer_hash != offer_hash(row),
-            "suggestions": [displayed(x) for x in list(row.suggestions or [])[:per_offer]],
+            "suggestions": [displayed(x) for x in found],
         })
     return out
 
@@ -351,8 +439,13 @@ def stored_for_integration(integration_id: int | None, *, limit: int = 5
     base = _unlinked_live(ctx, integration_id).subquery()
     query = (sa.select(base, s.c.suggestions)
              .select_from(base.outerjoin(s, s.c.offer_id == base.c.id)).order_by(base.c.id))
-    for row in ctx.session.connection().execute(query.execution_options(yield_per=1000)):
-        yield row, list(row.suggestions or [])[:limit]
+    state = catalog_state(ctx.session.connection(), ctx.tables)
+    version = state.version if state else None
+    result = ctx.session.connection().execute(query.execution_options(yield_per=1000))
+    for part in result.partitions():
+        contested = _contested(ctx, part, version)
+        for row in part:
+            yield row, _uncontested(list(row.suggestions or [])[:limit], contested.get(row.id))
 
 
 def suggestions_for_offer(offer_id: int, *, limit: int = 5) -> list[dict[str, Any]]:
@@ -368,14 +461,17 @@ def suggestions_for_offer(offer_id: int, *, limit: int = 5) -> list[dict[str, An
     row = conn.execute(sa.select(s).where(s.c.offer_id == offer_id)).first()
     if (row is not None and row.catalog_version == fresh.version
             and row.offer_hash == offer_hash(offer) and limit <= STORED_SUGGESTIONS):
-        return list(row.suggestions)[:limit]
-    results = _engine(ctx, fresh.product_count).suggest(
-        [OfferInput(offer.id, offer.seller_sku, offer.name, offer.asin, offer.product_id,
-                    offer.product_id_type)],
-        limit=max(limit, STORED_SUGGESTIONS), rejected=_rejections(ctx, [offer.id]))
-    _store(ctx, [offer], results, fresh.version)
-    ctx.session.commit()
-    return [x.as_dict() for x in results.get(offer.id, [])][:limit]
+        found = list(row.suggestions)[:limit]
+    else:
+        results = _engine(ctx, fresh.product_count).suggest(
+            [OfferInput(offer.id, offer.seller_sku, offer.name, offer.asin, offer.product_id,
+                        offer.product_id_type)],
+            limit=max(limit, STORED_SUGGESTIONS), rejected=_rejections(ctx, [offer.id]))
+        _store(ctx, [offer], results, fresh.version)
+        ctx.session.commit()
+        found = [x.as_dict() for x in results.get(offer.id, [])][:limit]
+    mine = _Row(offer.id, offer.integration_id, found)
+    return _uncontested(found, _contested(ctx, [mine], fresh.version).get(offer.id))
 
 
 def reject(offer_id: int, product_key: str, *, user: str | None = None) -> None:
@@ -425,6 +521,8 @@ def high_confidence(integration_id: int | None, *, limit: int | None = None) -> 
         .order_by(base.c.id)
     )
     rows = [r for r in ctx.session.connection().execute(query) if r.offer_hash == offer_hash(r)]
+    contested = _contested(ctx, rows, fresh.version)
+    rows = [r for r in rows if r.id not in contested]
     return rows[:limit] if limit is not None else rows
 
 
@@ -466,6 +564,10 @@ def reason_text(reason: dict[str, Any]) -> str:
                  offer=str(reason.get("offer_value", "")))
     if code == "condition_differs":
         return _("not the original item in one title: %(value)s", value=value)
+    if code == "linked_elsewhere":
+        return _("the product is already linked to offer %(value)s", value=value)
+    if code == "contested":
+        return _("also the best match of offer %(value)s", value=value)
     if code == "title":
         return _("title %(percent)s %% similar", percent=reason.get("percent", 0))
     return str(code)
@@ -473,7 +575,7 @@ def reason_text(reason: dict[str, Any]) -> str:
 
 def reason_is_negative(reason: dict[str, Any]) -> bool:
     return reason.get("code") in ("model_differs", "variant_differs", "number_differs",
-                                  "condition_differs")
+                                  "condition_differs", "linked_elsewhere", "contested")
 
 
 def displayed(suggestion: dict[str, Any]) -> dict[str, Any]:

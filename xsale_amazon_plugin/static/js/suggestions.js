@@ -280,18 +280,29 @@
     if (index > 0) { index -= 1; skipped = Math.max(0, skipped - 1); selected = 0; render(); }
   }
 
-  el("xa-suggest-accept").addEventListener("click", acceptSelected);
-  el("xa-suggest-reject").addEventListener("click", rejectSelected);
-  el("xa-suggest-no-match").addEventListener("click", noMatch);
-  el("xa-suggest-skip").addEventListener("click", function () { if (items[index]) { advance(false); } });
-  el("xa-suggest-back").addEventListener("click", back);
-  el("xa-suggest-next-suggestion").addEventListener("click", function () { move(1); });
-  el("xa-suggest-prev-suggestion").addEventListener("click", function () { move(-1); });
+  // A button pressed with the mouse hands the focus back to the card, so the next key is a
+  // shortcut again (Enter accepts) rather than pressing that button once more.
+  function onClick(id, action) {
+    el(id).addEventListener("click", function (event) {
+      action();
+      if (event.detail > 0) { card.focus(); }
+    });
+  }
+  onClick("xa-suggest-accept", acceptSelected);
+  onClick("xa-suggest-reject", rejectSelected);
+  onClick("xa-suggest-no-match", noMatch);
+  onClick("xa-suggest-skip", function () { if (items[index]) { advance(false); } });
+  onClick("xa-suggest-back", back);
+  onClick("xa-suggest-next-suggestion", function () { move(1); });
+  onClick("xa-suggest-prev-suggestion", function () { move(-1); });
 
   document.addEventListener("keydown", function (event) {
     var tag = (event.target && event.target.tagName) || "";
     if (/^(INPUT|TEXTAREA|SELECT)$/.test(tag) || event.ctrlKey || event.metaKey || event.altKey) { return; }
     var key = event.key;
+    // Enter and Space on a focused button or link press it (reached with Tab): "Skip" must
+    // skip, not accept.
+    if ((key === "Enter" || key === " ") && /^(BUTTON|A|SUMMARY)$/.test(tag)) { return; }
     var handled = true;
     if (key === "Enter" || key === "a" || key === "A") { acceptSelected(); }
     else if (key === "ArrowDown" || key === "j" || key === "J") { move(1); }
