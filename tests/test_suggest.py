@@ -439,6 +439,23 @@ def test_cli_accept_high_links_and_skips_linked(host, shop):
     assert _cli(host, shop["integration"], "--accept", "high").output.strip() == "linked 0"
 
 
+def test_cli_summary_counts_no_match_apart(host, shop):
+    """The summary's high count is what --accept high links: an offer marked "no match" is
+    counted apart, not as high."""
+    from xsale_amazon_plugin.suggestions import set_no_match
+
+    o = shop["offers"]
+    before = _cli(host, shop["integration"]).output
+    assert before.rstrip().endswith("no match 0"), before
+    with host.app.app_context():
+        set_no_match(o[0])
+    after = _cli(host, shop["integration"]).output
+    high = int(after.split("high ")[1].split(",")[0])
+    assert after.rstrip().endswith("no match 1")
+    assert high == int(before.split("high ")[1].split(",")[0]) - 1
+    assert _cli(host, shop["integration"], "--accept", "high").output.strip() == f"linked {high}"
+
+
 def test_cli_recomputes_when_products_change(host, shop):
     o = shop["offers"]
     before = [json.loads(x) for x in _cli(host, shop["integration"], "--json").output.splitlines()]

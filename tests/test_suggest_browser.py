@@ -145,6 +145,9 @@ def test_keyboard_review(served: tuple[Host, str], page: Any, backend: str) -> N
     page.goto(SUGGEST)
     page.locator("#xa-suggest-list .xa-suggestion").first.wait_for()
     shot(page, backend, "01-queue")
+    # the first offer's product-id is an EAN and says so; the position counts the queue
+    assert page.locator("#xa-suggest-offer-ean-label").inner_text() == "EAN"
+    assert page.locator("#xa-suggest-position").inner_text() == f"Offer 1 of {len(OFFERS)}"
     assert "Accept all high-confidence (" in page.locator("#xa-accept-high-button").inner_text()
     start = shown_counts(page)
     assert start == server_counts(host) and start[2] >= 2, start
@@ -233,6 +236,15 @@ def test_keyboard_review(served: tuple[Host, str], page: Any, backend: str) -> N
         seen.add(sku_now)
         page.keyboard.press("s")
     assert "X-MUG" not in seen and sku not in seen
+    # past the last offer: the page says how many were skipped, offer buttons are disabled
+    assert current(page)[0] == ""
+    assert (f"Offers skipped without a decision: {len(seen)}."
+            in page.locator("#xa-suggest-empty").inner_text())
+    assert page.locator("#xa-suggest-accept").is_disabled()
+    assert not page.locator("#xa-suggest-offer-keys").is_visible()
+    shot(page, backend, "03b-end-of-queue")
+    page.keyboard.press("ArrowLeft")
+    assert current(page)[0] in seen and page.locator("#xa-suggest-accept").is_enabled()
 
 
 def test_accept_all_high_with_preview(served: tuple[Host, str], page: Any, backend: str) -> None:
@@ -246,11 +258,21 @@ def test_accept_all_high_with_preview(served: tuple[Host, str], page: Any, backe
     previewed = {rows.nth(i).locator("code").inner_text() for i in range(rows.count())}
     assert previewed and not (previewed & set(before))
     assert links(host) == before  # the preview changes nothing
-    page.locator("#xa-accept-high-confirm").click()
+    confirm = page.locator("#xa-accept-high-confirm")
+    assert confirm.inner_text() == f"Link the ticked offers ({len(previewed)})"
+    # nothing ticked: the button is disabled; tick all again, then leave one out
+    page.locator("#xa-accept-high-all").uncheck()
+    assert confirm.is_disabled() and confirm.inner_text() == "Link the ticked offers (0)"
+    page.locator("#xa-accept-high-all").check()
+    left_out = rows.nth(0).locator("code").inner_text()
+    rows.nth(0).locator("input[type=checkbox]").uncheck()
+    assert confirm.inner_text() == f"Link the ticked offers ({len(previewed) - 1})"
+    shot(page, backend, "04b-accept-high-one-unticked")
+    click_and_wait(page, confirm)
     page.locator(".alert-success").first.wait_for()
     after = links(host)
-    assert set(after) - set(before) == previewed
-    assert all(after[s][1] == "suggestion" for s in previewed)
+    assert set(after) - set(before) == previewed - {left_out}
+    assert all(after[s][1] == "suggestion" for s in previewed - {left_out})
     shot(page, backend, "05-accept-high-done")
 
 

@@ -346,13 +346,15 @@ def suggest_command(integration_id: int, as_json: bool, limit: int, accept: str 
         return
     if not as_json:
         counts: dict[str, int] = {}
-        for _row, found in suggestions.stored_for_integration(integration_id, limit=1):
-            band = found[0]["confidence"] if found else "none"
+        for row, found in suggestions.stored_for_integration(integration_id, limit=1):
+            # "no match" offers are out of the queue and of --accept high: counted apart
+            band = ("no match" if row.decision == "no_match"
+                    else found[0]["confidence"] if found else "none")
             counts[band] = counts.get(band, 0) + 1
         click.echo(
             f"unlinked offers {result.offers} (computed now {result.computed}): "
             + ", ".join(f"{band} {counts.get(band, 0)}"
-                        for band in ("high", "medium", "low", "none"))
+                        for band in ("high", "medium", "low", "none", "no match"))
         )
         return
     for row, found in suggestions.stored_for_integration(

@@ -388,6 +388,7 @@ def review_queue(integration_id: int | None, *, offset: int = 0, limit: int = 50
         out.append({
             "offer_id": row.id, "seller_sku": row.seller_sku, "name": row.name,
             "asin": row.asin, "product_id": row.product_id,
+            "product_id_type": row.product_id_type,
             "stale": row.offer_hash != offer_hash(row),
             "suggestions": [displayed(x) for x in found],
         })
@@ -433,11 +434,12 @@ def compute_for_integration(integration_id: int | None, *, force: bool = False,
 
 def stored_for_integration(integration_id: int | None, *, limit: int = 5
                            ) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
-    """(offer row, suggestions) for every unlinked live offer, in offer id order."""
+    """(offer row, suggestions) for every unlinked live offer, in offer id order (the row's
+    ``decision`` is ``no_match`` when an operator said no product fits)."""
     ctx = _context()
     s = ctx.tables.suggestion
     base = _unlinked_live(ctx, integration_id).subquery()
-    query = (sa.select(base, s.c.suggestions)
+    query = (sa.select(base, s.c.suggestions, s.c.decision)
              .select_from(base.outerjoin(s, s.c.offer_id == base.c.id)).order_by(base.c.id))
     state = catalog_state(ctx.session.connection(), ctx.tables)
     version = state.version if state else None

@@ -170,6 +170,9 @@ class SuggestionsView(BaseView):
                 return redirect(self.get_url(".accept_high_view", integration=integration_id))
             ids = [v for v in (int_in_range(x) for x in request.form.getlist("offer_id"))
                    if v is not None]
+            if not ids:
+                flash(_("Tick at least one offer in the list first."), "warning")
+                return redirect(self.get_url(".accept_high_view", integration=integration_id))
             linked = accept_high(integration_id, user=current_amazon.current_user_name(),
                                  offer_ids=ids)
             flash(ngettext("Linked %(num)s offer to its suggested product.",

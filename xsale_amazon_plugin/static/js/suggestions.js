@@ -117,25 +117,42 @@
     }
   }
 
+  // Offers in the queue: all loaded ones once the server has no more, else the unlinked
+  // offers without a "no match" decision (the badges, which follow the decisions made here).
+  function queueTotal() {
+    if (exhausted) { return items.length; }
+    var count = function (id) { return parseInt((el(id) || card).getAttribute("data-count"), 10) || 0; };
+    return Math.max(items.length, count("xa-suggest-unlinked") - count("xa-suggest-no-match-count"));
+  }
+  var OFFER_BUTTONS = ["xa-suggest-accept", "xa-suggest-prev-suggestion", "xa-suggest-next-suggestion",
+                       "xa-suggest-reject", "xa-suggest-no-match", "xa-suggest-skip"];
+
   function render() {
     var item = items[index];
     var list = el("xa-suggest-list");
     list.textContent = "";
+    OFFER_BUTTONS.forEach(function (id) { el(id).disabled = !item; });
+    el("xa-suggest-back").disabled = index === 0;
+    el("xa-suggest-offer-keys").classList.toggle("d-none", !item);
     if (!item) {
       el("xa-suggest-position").textContent = "";
       ["xa-suggest-offer-title", "xa-suggest-offer-sku", "xa-suggest-offer-asin", "xa-suggest-offer-ean"]
         .forEach(function (id) { el(id).textContent = ""; });
-      el("xa-suggest-empty").textContent = t("done");
+      el("xa-suggest-empty").textContent = skipped > 0 ? t("done-skipped", {__N__: skipped}) : t("done");
       el("xa-suggest-empty").classList.remove("d-none");
       card.setAttribute("data-offer-id", "");
       return;
     }
     card.setAttribute("data-offer-id", item.offer_id);
-    el("xa-suggest-position").textContent = t("position", {__N__: index + 1, __T__: items.length + (exhausted ? "" : "+")});
+    el("xa-suggest-position").textContent = t("position", {__N__: index + 1, __T__: queueTotal()});
     el("xa-suggest-offer-title").textContent = item.name || "";
     el("xa-suggest-offer-sku").textContent = item.seller_sku;
     el("xa-suggest-offer-asin").textContent = item.asin || "—";
-    el("xa-suggest-offer-ean").textContent = item.product_id || "—";
+    // The report's product-id is an EAN, UPC, ISBN... or the ASIN again (then not repeated).
+    var kind = (item.product_id_type || "").toUpperCase();
+    el("xa-suggest-offer-product-id").classList.toggle("d-none", !item.product_id || kind === "ASIN");
+    el("xa-suggest-offer-ean-label").textContent = kind || "EAN";
+    el("xa-suggest-offer-ean").textContent = item.product_id || "";
     var empty = el("xa-suggest-empty");
     if (!item.suggestions.length) {
       empty.textContent = t("none");
