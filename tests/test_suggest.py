@@ -115,6 +115,15 @@ def test_engine_ranks_by_keys_models_and_variants(host, shop):
     hose = _suggest(host, o[4])
     assert all(s["confidence"] != "high" for s in hose)
 
+    # every key both share is a reason, the strongest first
+    (both,) = add_offers(host, shop["integration"], [
+        {"seller_sku": "MUG-BLK-300", "name": "Mug", "product_id": "5901234123457",
+         "product_id_type": "EAN"}])
+    found = _suggest(host, both)[0]
+    assert found["product_key"] == str(p[2]) and found["confidence"] == "high"
+    assert found["reasons"][:2] == [{"code": "same_ean", "value": "5901234123457"},
+                                    {"code": "same_sku", "value": "MUG-BLK-300"}]
+
 
 def test_title_features_numbers_and_code_parts():
     f = title_features("Microsoft Excel 2004 (Mac), 2nd edition, 12 feet, 42-inches")

@@ -376,23 +376,25 @@ class SuggestionEngine:
     def _score(self, offer: OfferInput, view: _OfferView, sku: Any, gtin: str | None,
                asin: str | None, product: _Product, df: dict[str, int]) -> _Scored:
         of = view.features
+        # Every key the two share is a reason; the strongest one scores.
         reasons: list[dict[str, Any]] = []
-        key_match = None
+        keys: list[str] = []
         if gtin and product.gtin == gtin:
-            key_match = "ean"
+            keys.append("ean")
             reasons.append({"code": "same_ean", "value": gtin})
-        elif asin and product.asin == asin:
-            key_match = "asin"
+        if asin and product.asin == asin:
+            keys.append("asin")
             reasons.append({"code": "same_asin", "value": asin})
-        elif product.sku is not None and offer.seller_sku.strip() == str(product.sku).strip():
-            key_match = "sku"
+        if product.sku is not None and offer.seller_sku.strip() == str(product.sku).strip():
+            keys.append("sku")
             reasons.append({"code": "same_sku", "value": offer.seller_sku})
         elif sku.value and product.sku_norm == sku.value:
-            key_match = "sku_norm"
+            keys.append("sku_norm")
             if sku.removed:
                 reasons.append({"code": "sku_affix", "value": " ".join(sku.removed)})
             else:
                 reasons.append({"code": "sku_normalised"})
+        key_match = keys[0] if keys else None
 
         pf = product.features
         # Product codes only weigh when the offer names codes at all: titles often omit
