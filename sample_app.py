@@ -64,6 +64,9 @@ START_HERE = {
             "Watch the import's live progress; Cancel import stops it safely.",
             "Amazon → Offers: filter, search, link offers to products (one by one, in bulk or "
             "automatically by SKU/EAN).",
+            "Amazon → Suggestions: each unlinked offer beside the products most likely to be "
+            "the same item; link them from the keyboard, or accept all high-confidence ones "
+            "after a preview. Amazon → Mapping CSV: export the links, import a spreadsheet's.",
             "“Amazon FR” fails on purpose: Amazon's French report has no ASIN column; the run "
             "page says what to do in Seller Central.",
         ],
@@ -81,6 +84,9 @@ START_HERE = {
             "Obserwuj postęp importu na żywo; Anuluj import bezpiecznie go zatrzymuje.",
             "Amazon → Oferty: filtruj, szukaj, powiąż oferty z towarami (pojedynczo, zbiorczo "
             "lub automatycznie po SKU/EAN).",
+            "Amazon → Sugestie: każda niepowiązana oferta obok towarów, które najpewniej są tym "
+            "samym; powiąż je z klawiatury albo zaakceptuj wszystkie o wysokiej pewności po "
+            "podglądzie. Amazon → Mapowania CSV: eksport powiązań, import z arkusza.",
             "„Amazon FR” celowo kończy się błędem: francuski raport Amazona nie ma kolumny "
             "ASIN; strona importu mówi, co zrobić w Seller Central.",
         ],
