@@ -286,11 +286,9 @@ def _contested(ctx: _Context, rows: Sequence[Any], version: int | None
     conn = ctx.session.connection()
     keys = sorted({r.suggestions[0]["product_key"] for r in candidates})
     linked: dict[tuple[Any, str], list[tuple[int, str]]] = {}
-    claimed: dict[tuple[Any, str], list[tuple[int, str]]] = {}
     for start in range(0, len(keys), 1000):
-        part = keys[start:start + 1000]
         pks = []
-        for key in part:
+        for key in keys[start:start + 1000]:
             try:
                 pks.append(_pk_from_key(key))
             except LookupError:
@@ -303,17 +301,27 @@ def _contested(ctx: _Context, rows: Sequence[Any], version: int | None
                 .where(link.c.product_id.in_(pks), offer.c.removed_at.is_(None))
             ):
                 linked.setdefault((integration_id, str(pk)), []).append((offer_id, sku))
-        query = (
+    # Products that are the high best suggestion of several unlinked offers of one
+    # integration: one grouped scan of the integrations' high suggestions (usually a few).
+    conditions = [s.c.best_confidence == HIGH, s.c.decision.is_(None),
+                  offer.c.removed_at.is_(None),
+                  offer.c.integration_id.in_(sorted({r.integration_id for r in candidates})),
+                  ~sa.exists().where(link.c.offer_id == offer.c.id)]
+    if version is not None:
+        conditions.append(s.c.catalog_version == version)
+    joined = s.join(offer, offer.c.id == s.c.offer_id)
+    shared = conn.execute(
+        sa.select(offer.c.integration_id, s.c.best_product_key).select_from(joined)
+        .where(*conditions).group_by(offer.c.integration_id, s.c.best_product_key)
+        .having(sa.func.count() > 1)).all()
+    claimed: dict[tuple[Any, str], list[tuple[int, str]]] = {}
+    shared_keys = sorted({key for _integration, key in shared} & set(keys))
+    for start in range(0, len(shared_keys), 1000):
+        for offer_id, integration_id, sku, key in conn.execute(
             sa.select(offer.c.id, offer.c.integration_id, offer.c.seller_sku,
-                      s.c.best_product_key)
-            .select_from(s.join(offer, offer.c.id == s.c.offer_id))
-            .where(s.c.best_product_key.in_(part), s.c.best_confidence == HIGH,
-                   s.c.decision.is_(None), offer.c.removed_at.is_(None),
-                   ~sa.exists().where(link.c.offer_id == offer.c.id))
-        )
-        if version is not None:
-            query = query.where(s.c.catalog_version == version)
-        for offer_id, integration_id, sku, key in conn.execute(query):
+                      s.c.best_product_key).select_from(joined)
+            .where(*conditions, s.c.best_product_key.in_(shared_keys[start:start + 1000]))
+        ):
             claimed.setdefault((integration_id, key), []).append((offer_id, sku))
     out: dict[int, dict[str, Any]] = {}
     for r in candidates:
