@@ -266,7 +266,7 @@ def test_compatible_or_remanufactured_is_another_product(host):
         assert reason_text(reason) == "not the original item in one title: kompatibel"
         with force_locale("pl"):
             assert reason_text(reason) == (
-                "nieoryginalny produkt w jednym z tytułów: kompatibel")
+                "nieoryginalny towar w jednym z tytułów: kompatibel")
 
 
 def test_high_band_never_guesses_between_rivals(host, contrast_shop):

@@ -345,7 +345,7 @@ def test_link_dialog_names_contradictions_in_polish(page: Any, backend: str) -> 
         {"seller_sku": "X-INK", "name": "Kompatibel Druckerpatrone HP 301 CH561EE schwarz"},
         {"seller_sku": "X-EXCEL", "name": "Microsoft Excel 2004 (Mac)"},
     ]
-    expected = {"X-INK": "nieoryginalny produkt w jednym z tytułów: kompatibel",
+    expected = {"X-INK": "nieoryginalny towar w jednym z tytułów: kompatibel",
                 "X-EXCEL": "inny numer: 2007 zamiast 2004"}
     pg = page
     with _serve(products, offers, "pl", backend) as (_host, base):

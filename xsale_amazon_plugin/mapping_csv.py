@@ -7,7 +7,8 @@ The import file has a header line; columns (any order, others ignored):
 - ``integration_id`` (optional): which integration the SKU belongs to; without it the SKU must
   be unique among the integrations in scope;
 - the product key: a ``product`` column, or the export's ``product_<key>`` column, holding the
-  product's value of the chosen attribute (``id``, ``sku``, ``ean`` or ``asin``).
+  product's value of the chosen attribute (``id``, ``sku``, ``ean`` or ``asin``); a line whose
+  product is empty (an unlinked offer of the export) is skipped.
 
 Comma, semicolon or tab separated, UTF-8 (with or without BOM). :func:`plan_import` resolves
 every line set-based and classifies it; :func:`apply_plan` links in one transaction and never
@@ -27,18 +28,38 @@ from typing import Any
 import sqlalchemy as sa
 
 from .babel import gettext as _
+from .babel import ngettext
 from .linking import _product_key, link_pairs
 from .models import LinkMethod
 from .proxies import current_amazon
+from .suggest_engine import GTIN_TYPES
 
 EXPORT_COLUMNS = ("integration_id", "integration", "seller_sku", "asin", "name", "offer_ean",
                   "status", "removed", "product_id", "product_sku", "product_ean",
                   "product_name", "link_method")
 KEYS = ("id", "sku", "ean", "asin")
+#: Share of the looked-up lines whose product is missing above which the preview suggests
+#: another product key.
+_KEY_HINT_SHARE = 0.5
 #: Lines of one import file (bounded: the plan is held in memory).
 MAX_LINES = 200_000
 MAX_ERRORS_KEPT = 200
 _CHUNK = 1000
+
+
+def key_label(by: str) -> str:
+    """The product key as the form names it."""
+    return _("product ID") if by == "id" else by.upper()
+
+
+def available_keys() -> list[str]:
+    """The product keys the host's products have (the primary key always)."""
+    return [k for k in KEYS if k == "id" or current_amazon.product_attr(k) is not None]
+
+
+def default_key() -> str:
+    """SKU when the products have one: what a mapping file usually holds."""
+    return "sku" if "sku" in available_keys() else "id"
 
 
 def _chunks(items: list[Any], size: int = _CHUNK) -> Iterator[list[Any]]:
@@ -61,8 +82,8 @@ def export_rows(integration_id: int | None = None) -> Iterator[list[str]]:
     query = (
         sa.select(offer.c.id, offer.c.integration_id, integ.c.name.label("integration"),
                   offer.c.seller_sku, offer.c.asin, offer.c.name, offer.c.product_id,
-                  offer.c.status, offer.c.removed_at, link.c.product_id.label("linked"),
-                  link.c.method, *product_cols)
+                  offer.c.product_id_type, offer.c.status, offer.c.removed_at,
+                  link.c.product_id.label("linked"), link.c.method, *product_cols)
         .select_from(offer.join(integ, integ.c.id == offer.c.integration_id)
                      .outerjoin(link, link.c.offer_id == offer.c.id)
                      .outerjoin(pk.table, pk == link.c.product_id))
@@ -73,9 +94,11 @@ def export_rows(integration_id: int | None = None) -> Iterator[list[str]]:
     yield list(EXPORT_COLUMNS)
     conn = current_amazon.db.session.connection()
     for row in conn.execute(query.execution_options(yield_per=2000)):
+        # offer_ean: Amazon's product ID only when it is a GTIN (not an ASIN or GCID).
+        gtin = row.product_id if (row.product_id_type or "").upper() in GTIN_TYPES else None
         yield ["" if v is None else str(v) for v in (
             row.integration_id, row.integration, row.seller_sku, row.asin, row.name,
-            row.product_id, row.status, "yes" if row.removed_at else "", row.linked,
+            gtin, row.status, "yes" if row.removed_at else "", row.linked,
             row.p_sku, row.p_ean, row.p_name, row.method)]
 
 
@@ -116,7 +139,8 @@ class PlanLine:
     offer_id: int | None = None
     product_id: Any = None
     current_product: Any = None
-    outcome: str = ""  # link, same, conflict, unknown_offer, unknown_product, error
+    # link, same, conflict, unknown_offer, unknown_product, error, no_product (skipped)
+    outcome: str = ""
     message: str = ""
 
 
@@ -126,6 +150,8 @@ class ImportPlan:
     overwrite: bool
     lines: list[PlanLine] = field(default_factory=list)
     file_error: str | None = None
+    #: Shown once above the lines: most products were not found by the chosen key.
+    key_warning: str | None = None
 
     @property
     def counts(self) -> Counter[str]:
@@ -139,6 +165,11 @@ class ImportPlan:
     @property
     def conflicts(self) -> int:
         return self.counts["conflict"]
+
+    @property
+    def skipped(self) -> int:
+        """Lines without a product (the export's unlinked offers): nothing to link."""
+        return self.counts["no_product"]
 
     @property
     def unknown(self) -> int:
@@ -161,6 +192,8 @@ class ImportPlan:
 
 def _read(text: str) -> tuple[list[str], list[list[str]]]:
     text = text.lstrip("\ufeff")
+    if not text.strip():
+        raise ValueError(_("The file is empty."))
     sample = text[:4096]
     try:
         dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t")
@@ -172,8 +205,6 @@ def _read(text: str) -> tuple[list[str], list[list[str]]]:
         if n > MAX_LINES:
             raise ValueError(_("The file has more than %(num)s lines; split it.", num=MAX_LINES))
         rows.append(row)
-    if not rows:
-        raise ValueError(_("The file is empty."))
     header = [h.strip().lower() for h in rows[0]]
     return header, rows[1:]
 
@@ -188,17 +219,29 @@ def plan_import(text: str, *, by: str, integration_id: int | None = None,
     if by not in KEYS:
         raise ValueError(f"by must be one of {', '.join(KEYS)}")
     plan = ImportPlan(by, overwrite)
+    if by not in available_keys():
+        plan.file_error = _("The products have no %(key)s attribute configured: choose "
+                            "another “Product key in the file”.", key=key_label(by))
+        return plan
     try:
         header, rows = _read(text)
     except (ValueError, csv.Error) as exc:
         plan.file_error = str(exc)
         return plan
+    if not any(value.strip() for row in rows for value in row):
+        plan.file_error = _("The file has a header line but no lines to import.")
+        return plan
     product_col = "product" if "product" in header else f"product_{by}"
     missing = [c for c in ("seller_sku", product_col) if c not in header]
     if missing:
-        plan.file_error = _("The header has no column %(columns)s. Expected: seller_sku, "
-                            "product (or %(alt)s) and optionally integration_id.",
-                            columns=", ".join(missing), alt=f"product_{by}")
+        found = ", ".join(h for h in header if h)
+        plan.file_error = ngettext(
+            "The header has no column %(columns)s. Expected: seller_sku, product (or %(alt)s) "
+            "and optionally integration_id. Found: %(found)s.",
+            "The header has no columns %(columns)s. Expected: seller_sku, product (or "
+            "%(alt)s) and optionally integration_id. Found: %(found)s.",
+            len(missing), columns=", ".join(missing), alt=f"product_{by}",
+            found=found[:500] or "—")
         return plan
     i_sku, i_product = header.index("seller_sku"), header.index(product_col)
     i_integ = header.index("integration_id") if "integration_id" in header else None
@@ -208,8 +251,12 @@ def plan_import(text: str, *, by: str, integration_id: int | None = None,
             continue
         line = PlanLine(n, _cell(row, i_sku)[:200], _cell(row, i_product)[:200])
         plan.lines.append(line)
-        if not line.seller_sku or not line.product_value:
-            line.outcome, line.message = "error", _("seller_sku and the product are required.")
+        if not line.product_value:
+            line.outcome = "no_product"
+            continue
+        if not line.seller_sku:
+            line.outcome = "error"
+            line.message = _("The seller SKU is empty: fill in seller_sku or delete the line.")
             continue
         raw_integ = _cell(row, i_integ)
         if raw_integ:
@@ -245,7 +292,9 @@ def _resolve_offers(plan: ImportPlan, wanted_integ: dict[int, int | None]) -> No
         matches = [f for f in found.get(x.seller_sku, []) if integ is None or f[1] == integ]
         if not matches:
             x.outcome = "unknown_offer"
-            x.message = _("No live offer with seller SKU %(sku)s.", sku=x.seller_sku)
+            x.message = _(
+                "No offer with seller SKU %(sku)s, or it is no longer in Amazon's report.",
+                sku=x.seller_sku)
         elif len(matches) > 1:
             x.outcome = "error"
             x.message = _("Seller SKU %(sku)s exists in several integrations: add an "
@@ -261,14 +310,7 @@ def _resolve_products(plan: ImportPlan) -> None:
     if plan.by == "id":
         column: Any = pk
     else:
-        attr = current_amazon.product_attr(plan.by)
-        if attr is None:
-            for x in plan.lines:
-                if not x.outcome:
-                    x.outcome = "error"
-                    x.message = _("The products have no %(key)s attribute configured.",
-                                  key=plan.by.upper())
-            return
+        attr = current_amazon.product_attr(plan.by)  # present: plan_import checked the key
         column = attr.expression if hasattr(attr, "expression") else attr
     open_lines = [x for x in plan.lines if not x.outcome]
     values: dict[str, Any] = {}
@@ -301,6 +343,14 @@ def _resolve_products(plan: ImportPlan) -> None:
                           num=len(matches), key=plan.by.upper(), value=x.product_value)
         else:
             x.product_id = matches[0]
+    missing = sum(1 for x in open_lines if x.outcome == "unknown_product")
+    if missing and missing == len(open_lines):
+        plan.key_warning = _("No line’s product was found by %(key)s: check “Product key in "
+                             "the file”.", key=key_label(plan.by))
+    elif missing > len(open_lines) * _KEY_HINT_SHARE:
+        plan.key_warning = _("The products of %(num)s of %(total)s lines were not found by "
+                             "%(key)s: check “Product key in the file”.", num=missing,
+                             total=len(open_lines), key=key_label(plan.by))
 
 
 def product_labels(product_ids: Iterable[Any]) -> dict[str, str]:

@@ -10,7 +10,16 @@ from flask_admin import BaseView, expose
 
 from ..babel import gettext as _
 from ..babel import ngettext
-from ..mapping_csv import KEYS, MAX_ERRORS_KEPT, apply_plan, export_csv, plan_import
+from ..mapping_csv import (
+    KEYS,
+    MAX_ERRORS_KEPT,
+    apply_plan,
+    available_keys,
+    default_key,
+    export_csv,
+    key_label,
+    plan_import,
+)
 from ..proxies import current_amazon
 from .base import PluginForm, flash_form_expired
 from .shared import integration_options, requested_integration
@@ -31,8 +40,13 @@ class MappingCsvView(BaseView):
         if plan is not None and not plan.file_error:
             context["apply_label"] = ngettext("Link %(num)s offer", "Link %(num)s offers",
                                               plan.will_link)
+            context["skipped_label"] = ngettext(
+                "%(num)s line without a product, skipped.",
+                "%(num)s lines without a product, skipped.", plan.skipped)
+        keys = available_keys()
         return self.render("xsale_amazon/admin/mapping_csv.html",
-                           integrations=integration_options(), keys=KEYS,
+                           integrations=integration_options(),
+                           keys=[(k, key_label(k)) for k in keys], default_key=default_key(),
                            csrf_form=PluginForm(), max_errors=MAX_ERRORS_KEPT,
                            **context)
 
@@ -50,9 +64,9 @@ class MappingCsvView(BaseView):
         return response
 
     def _form_plan(self, text: str) -> Any:
-        by = request.form.get("by", "sku")
+        by = request.form.get("by", "")
         if by not in KEYS:
-            by = "sku"
+            by = default_key()
         return plan_import(text, by=by, integration_id=requested_integration(),
                            overwrite=request.form.get("overwrite") == "1")
 
@@ -62,9 +76,17 @@ class MappingCsvView(BaseView):
             flash_form_expired()
             return redirect(self.get_url(".index"))
         upload = request.files.get("file")
-        data = upload.read(MAX_UPLOAD + 1) if upload else b""
-        if not data:
+        if (upload is None or not upload.filename) and "text" in request.form:
+            # The preview page asks again with other options (replace existing links).
+            text = request.form["text"][:MAX_UPLOAD]
+            return self._page(plan=self._form_plan(text), text=text,
+                              integration_id=requested_integration())
+        if upload is None or not upload.filename:
             flash(_("Choose a CSV file to import."), "error")
+            return redirect(self.get_url(".index"))
+        data = upload.read(MAX_UPLOAD + 1)
+        if not data:
+            flash(_("The file is empty."), "error")
             return redirect(self.get_url(".index"))
         if len(data) > MAX_UPLOAD:
             flash(_("The file is larger than 10 MB; split it."), "error")
