@@ -285,12 +285,19 @@ def test_high_band_never_guesses_between_rivals(host, contrast_shop):
     assert [s["product_key"] for s in alone if s["confidence"] == "high"] == [str(p[6])]
 
 
-def test_a_product_claimed_by_another_offer_is_not_high_on_its_title(host, shop):
+@pytest.mark.parametrize("lookup", ["by product", "whole integration"])
+def test_a_product_claimed_by_another_offer_is_not_high_on_its_title(host, shop, lookup,
+                                                                      monkeypatch):
     """One integration lists a product once: a second offer whose title matches it as well is
     a duplicate listing or another variant, so neither is ``high`` on its title (and Accept
     all high-confidence leaves both), nor is one whose product is already linked elsewhere in
-    the integration. Exact keys and other integrations are not affected."""
+    the integration. Exact keys and other integrations are not affected. Both ways of looking
+    the claims up (a few products by index, many by reading the integration) agree."""
+    from xsale_amazon_plugin import suggestions as module
     from xsale_amazon_plugin.linking import link_offers
+
+    if lookup == "whole integration":
+        monkeypatch.setattr(module, "CONTEST_LOOKUP_KEYS", 0)
     from xsale_amazon_plugin.suggestions import (
         accept_high,
         compute_for_integration,

@@ -117,6 +117,7 @@ def make_suggest_tables(metadata: sa.MetaData, offer_id_type: Any) -> SuggestTab
         #: ``no_match`` once an operator said no product fits (hidden from the queue).
         sa.Column("decision", sa.String(10)),
         sa.Index("ix_xsale_amazon_suggestion_best", "best_confidence"),
+        sa.Index("ix_xsale_amazon_suggestion_best_product", "best_product_key"),
     )
     rejection = sa.Table(
         "xsale_amazon_suggestion_rejection", metadata,

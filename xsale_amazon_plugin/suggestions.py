@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 STORED_SUGGESTIONS = 10
 #: Reasons of an exact key match: never contested (several listings of a product share its EAN).
 KEY_REASONS = frozenset({"same_ean", "same_asin", "same_sku", "sku_affix", "sku_normalised"})
+#: Up to this many products a contest check looks up by product, else reads the integrations.
+CONTEST_LOOKUP_KEYS = 1000
 
 
 @dataclass(frozen=True)
@@ -279,50 +281,14 @@ def _contested(ctx: _Context, rows: Sequence[Any], version: int | None
                               for x in r.suggestions[0].get("reasons", ()))]
     if not candidates:
         return {}
-    m = ctx.state.models
-    offer = m.AmazonOffer.__table__
-    link = m.OfferProductLink.__table__
-    s = ctx.tables.suggestion
-    conn = ctx.session.connection()
     keys = sorted({r.suggestions[0]["product_key"] for r in candidates})
-    linked: dict[tuple[Any, str], list[tuple[int, str]]] = {}
-    for start in range(0, len(keys), 1000):
-        pks = []
-        for key in keys[start:start + 1000]:
-            try:
-                pks.append(_pk_from_key(key))
-            except LookupError:
-                continue
-        if pks:
-            for offer_id, integration_id, sku, pk in conn.execute(
-                sa.select(offer.c.id, offer.c.integration_id, offer.c.seller_sku,
-                          link.c.product_id)
-                .select_from(link.join(offer, offer.c.id == link.c.offer_id))
-                .where(link.c.product_id.in_(pks), offer.c.removed_at.is_(None))
-            ):
-                linked.setdefault((integration_id, str(pk)), []).append((offer_id, sku))
-    # Products that are the high best suggestion of several unlinked offers of one
-    # integration: one grouped scan of the integrations' high suggestions (usually a few).
-    conditions = [s.c.best_confidence == HIGH, s.c.decision.is_(None),
-                  offer.c.removed_at.is_(None),
-                  offer.c.integration_id.in_(sorted({r.integration_id for r in candidates})),
-                  ~sa.exists().where(link.c.offer_id == offer.c.id)]
-    if version is not None:
-        conditions.append(s.c.catalog_version == version)
-    joined = s.join(offer, offer.c.id == s.c.offer_id)
-    shared = conn.execute(
-        sa.select(offer.c.integration_id, s.c.best_product_key).select_from(joined)
-        .where(*conditions).group_by(offer.c.integration_id, s.c.best_product_key)
-        .having(sa.func.count() > 1)).all()
-    claimed: dict[tuple[Any, str], list[tuple[int, str]]] = {}
-    shared_keys = sorted({key for _integration, key in shared} & set(keys))
-    for start in range(0, len(shared_keys), 1000):
-        for offer_id, integration_id, sku, key in conn.execute(
-            sa.select(offer.c.id, offer.c.integration_id, offer.c.seller_sku,
-                      s.c.best_product_key).select_from(joined)
-            .where(*conditions, s.c.best_product_key.in_(shared_keys[start:start + 1000]))
-        ):
-            claimed.setdefault((integration_id, key), []).append((offer_id, sku))
+    integrations = sorted({r.integration_id for r in candidates})
+    # A few keys (a page of the queue, the link dialog) are looked up by the indexes on the
+    # link's product and the best suggestion's product; many (Accept all) read the
+    # integrations' links and high suggestions once instead.
+    by_key = len(keys) <= CONTEST_LOOKUP_KEYS
+    linked = _claims(ctx, _linked_query(ctx, integrations), keys if by_key else None, pk=True)
+    claimed = _claims(ctx, _high_query(ctx, integrations, version), keys if by_key else None)
     out: dict[int, dict[str, Any]] = {}
     for r in candidates:
         where = (r.integration_id, r.suggestions[0]["product_key"])
@@ -333,6 +299,57 @@ def _contested(ctx: _Context, rows: Sequence[Any], version: int | None
         others = [sku for offer_id, sku in claimed.get(where, ()) if offer_id != r.id]
         if others:
             out[r.id] = {"code": "contested", "value": others[0]}
+    return out
+
+
+def _linked_query(ctx: _Context, integrations: Sequence[Any]) -> Any:
+    """(offer id, integration, seller SKU, product) of the integrations' linked live offers."""
+    m = ctx.state.models
+    offer, link = m.AmazonOffer.__table__, m.OfferProductLink.__table__
+    return (sa.select(offer.c.id, offer.c.integration_id, offer.c.seller_sku,
+                      link.c.product_id.label("product"))
+            .select_from(link.join(offer, offer.c.id == link.c.offer_id))
+            .where(offer.c.removed_at.is_(None), offer.c.integration_id.in_(integrations)))
+
+
+def _high_query(ctx: _Context, integrations: Sequence[Any], version: int | None) -> Any:
+    """(offer id, integration, seller SKU, product) of the integrations' unlinked live offers
+    whose best suggestion is ``high`` and undecided."""
+    m = ctx.state.models
+    offer, link = m.AmazonOffer.__table__, m.OfferProductLink.__table__
+    s = ctx.tables.suggestion
+    query = (sa.select(offer.c.id, offer.c.integration_id, offer.c.seller_sku,
+                       s.c.best_product_key.label("product"))
+             .select_from(s.join(offer, offer.c.id == s.c.offer_id))
+             .where(s.c.best_confidence == HIGH, s.c.decision.is_(None),
+                    offer.c.removed_at.is_(None), offer.c.integration_id.in_(integrations),
+                    ~sa.exists().where(link.c.offer_id == offer.c.id)))
+    return query if version is None else query.where(s.c.catalog_version == version)
+
+
+def _claims(ctx: _Context, query: Any, keys: Sequence[str] | None, *, pk: bool = False
+            ) -> dict[tuple[Any, str], list[tuple[int, str]]]:
+    """``{(integration, product key): [(offer id, seller SKU), ...]}`` of ``query``'s rows,
+    only for ``keys`` when given (converted to the host's primary key type when ``pk``)."""
+    conn = ctx.session.connection()
+    product = query.selected_columns.product
+    if keys is None:
+        parts: list[list[Any] | None] = [None]
+    else:
+        values: list[Any] = []
+        for key in keys:
+            try:
+                values.append(_pk_from_key(key) if pk else key)
+            except LookupError:
+                continue
+        parts = [values[i:i + 1000] for i in range(0, len(values), 1000)]
+    out: dict[tuple[Any, str], list[tuple[int, str]]] = {}
+    for part in parts:
+        if part is not None and not part:
+            continue
+        selected = query if part is None else query.where(product.in_(part))
+        for offer_id, integration_id, sku, value in conn.execute(selected):
+            out.setdefault((integration_id, str(value)), []).append((offer_id, sku))
     return out
 
 
