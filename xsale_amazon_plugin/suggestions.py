@@ -345,12 +345,19 @@ def _claims(ctx: _Context, query: Any, keys: Sequence[str] | None, *, pk: bool =
         parts = [values[i:i + 1000] for i in range(0, len(values), 1000)]
     out: dict[tuple[Any, str], list[tuple[int, str]]] = {}
     for part in parts:
-        if part is not None and not part:
-            continue
         selected = query if part is None else query.where(product.in_(part))
         for offer_id, integration_id, sku, value in conn.execute(selected):
             out.setdefault((integration_id, str(value)), []).append((offer_id, sku))
     return out
+
+
+def _as_read(ctx: _Context, rows: Sequence[Any], version: int | None, limit: int
+             ) -> dict[int, list[dict[str, Any]]]:
+    """Each row's first ``limit`` stored suggestions as they are shown and used: a contested
+    best one as ``medium`` (:func:`_contested`)."""
+    contested = _contested(ctx, rows, version)
+    return {row.id: _uncontested(list(row.suggestions or [])[:limit], contested.get(row.id))
+            for row in rows}
 
 
 def _uncontested(found: Sequence[dict[str, Any]], reason: dict[str, Any] | None
@@ -406,16 +413,15 @@ def review_queue(integration_id: int | None, *, offset: int = 0, limit: int = 50
         .offset(max(offset, 0)).limit(max(1, min(limit, 500)))
     )
     rows = ctx.session.connection().execute(query).all()
-    contested = _contested(ctx, rows, version)
+    shown = _as_read(ctx, rows, version, per_offer)
     out = []
     for row in rows:
-        found = _uncontested(list(row.suggestions or [])[:per_offer], contested.get(row.id))
         out.append({
             "offer_id": row.id, "seller_sku": row.seller_sku, "name": row.name,
             "asin": row.asin, "product_id": row.product_id,
             "product_id_type": row.product_id_type,
             "stale": row.offer_hash != offer_hash(row),
-            "suggestions": [displayed(x) for x in found],
+            "suggestions": [displayed(x) for x in shown[row.id]],
         })
     return out
 
@@ -470,9 +476,9 @@ def stored_for_integration(integration_id: int | None, *, limit: int = 5
     version = state.version if state else None
     result = ctx.session.connection().execute(query.execution_options(yield_per=1000))
     for part in result.partitions():
-        contested = _contested(ctx, part, version)
+        shown = _as_read(ctx, part, version, limit)
         for row in part:
-            yield row, _uncontested(list(row.suggestions or [])[:limit], contested.get(row.id))
+            yield row, shown[row.id]
 
 
 def suggestions_for_offer(offer_id: int, *, limit: int = 5) -> list[dict[str, Any]]:
@@ -497,8 +503,8 @@ def suggestions_for_offer(offer_id: int, *, limit: int = 5) -> list[dict[str, An
         _store(ctx, [offer], results, fresh.version)
         ctx.session.commit()
         found = [x.as_dict() for x in results.get(offer.id, [])][:limit]
-    mine = _Row(offer.id, offer.integration_id, found)
-    return _uncontested(found, _contested(ctx, [mine], fresh.version).get(offer.id))
+    return _as_read(ctx, [_Row(offer.id, offer.integration_id, found)], fresh.version,
+                    limit)[offer.id]
 
 
 def reject(offer_id: int, product_key: str, *, user: str | None = None) -> None:
