@@ -32,6 +32,13 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
 ]
+#: Every Playwright wait's limit, in ms. A wait's limit, never an assertion: CI machines are
+#: loaded, and a page that answers in 300 ms alone may take seconds there.
+BROWSER_TIMEOUT = 30_000
+with contextlib.suppress(ImportError):  # the expect() assertions' own default is 5 s
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=BROWSER_TIMEOUT)
 XSS_NAME = "<script>alert(1)</script>"
 XSS_SKU = "XSS-000001"
 

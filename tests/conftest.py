@@ -173,7 +173,7 @@ def amazon_host(host: Host, amazon: Any) -> Host:
     return host
 
 
-def drain(host: Host, run_id: int | None = None, *, timeout: float = 60.0,
+def drain(host: Host, run_id: int | None = None, *, timeout: float = 300.0,
           max_rounds: int = 2000) -> Any:
     """Run queued and due scheduled jobs in-process until the run ends (bounded)."""
     from rq import SimpleWorker

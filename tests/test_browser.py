@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from .browser_support import (
+    BROWSER_TIMEOUT,
     CHROMIUM,
     CHROMIUM_ARGS,
     REPO,
@@ -40,7 +41,6 @@ playwright_sync = pytest.importorskip("playwright.sync_api")
 if not os.path.exists(CHROMIUM):  # never download a browser
     pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
 
-STEP_TIMEOUT = 8_000  # ms, default for every Playwright wait
 RUN_TIMEOUT = 60.0  # s, an emulated import takes a few seconds
 OFFERS = "/admin/xsale-amazon/offers/"
 INTEGRATIONS = "/admin/xsale-amazon/integrations/"
@@ -79,8 +79,8 @@ class Session:
         self.stack = stack
         self.context = browser.new_context(viewport={"width": 1366, "height": 900},
                                            base_url=stack.base_url, locale="en-US")
-        self.context.set_default_timeout(STEP_TIMEOUT)
-        self.context.set_default_navigation_timeout(15_000)
+        self.context.set_default_timeout(BROWSER_TIMEOUT)
+        self.context.set_default_navigation_timeout(BROWSER_TIMEOUT)
         self.page = self.context.new_page()
         self.dialogs: list[str] = []
         self.errors: list[str] = []
@@ -177,7 +177,7 @@ def wait_run_end(ui: Session, on_progress: Any = None) -> tuple[str, list[str], 
 def expect_url(ui: Session, pattern: str) -> None:
     """Wait for the navigation a form submit starts; on failure show the page's flashes."""
     try:
-        ui.page.wait_for_url(re.compile(pattern), timeout=15_000)
+        ui.page.wait_for_url(re.compile(pattern), timeout=BROWSER_TIMEOUT)
     except playwright_sync.Error:
         alerts = [a.inner_text() for a in ui.page.locator(".alert").all()]
         raise AssertionError(f"expected {pattern!r}, still on {ui.page.url}; flashes: {alerts}"

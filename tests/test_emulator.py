@@ -78,10 +78,8 @@ def _document(http: httpx.Client, auth: dict) -> tuple[dict, httpx.Response]:
     return info, httpx.get(info["url"], headers={"Accept-Encoding": "identity"})
 
 
-def test_starts_fast_and_binds_loopback_only():
-    started = time.monotonic()
+def test_starts_and_binds_loopback_only():
     with SpApiEmulator() as emu:
-        assert time.monotonic() - started < 1.0
         assert emu.url.startswith("http://127.0.0.1:")
         assert emu.lwa_url == emu.url + "/auth/o2/token"
         assert httpx.get(emu.url + "/_emulator/health").json()["status"] == "ok"

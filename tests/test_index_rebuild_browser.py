@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from .browser_support import CHROMIUM, CHROMIUM_ARGS, screenshot, serving
+from .browser_support import BROWSER_TIMEOUT, CHROMIUM, CHROMIUM_ARGS, screenshot, serving
 from .conftest import BACKENDS, any_database
 from .hostapp import Host, make_host
 from .test_suggest_browser import OFFERS, PRODUCTS
@@ -76,7 +76,7 @@ def test_rebuild_message_then_suggestions_without_a_click(
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
                                      headless=True, timeout=30_000)
         context = browser.new_context(viewport={"width": 1366, "height": 900}, base_url=base)
-        context.set_default_timeout(15_000)
+        context.set_default_timeout(BROWSER_TIMEOUT)
         view, offers = context.new_page(), context.new_page()
         for pg in (view, offers):
             pg.on("pageerror", lambda exc: errors.append(str(exc)))

@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from .browser_support import CHROMIUM, CHROMIUM_ARGS, click_and_wait, screenshot, serving
+from .browser_support import (
+    BROWSER_TIMEOUT,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    click_and_wait,
+    screenshot,
+    serving,
+)
 from .conftest import BACKENDS, any_database
 from .hostapp import make_host
 from .test_linking import add_offers, links
@@ -55,7 +62,7 @@ def test_untouched_export_imports_back_without_errors(browser: Any, backend: str
             with serving(host.app) as base:
                 context = browser.new_context(base_url=base, accept_downloads=True,
                                               viewport={"width": 1366, "height": 900})
-                context.set_default_timeout(15_000)
+                context.set_default_timeout(BROWSER_TIMEOUT)
                 page = context.new_page()
                 errors: list[str] = []
                 page.on("pageerror", lambda exc: errors.append(str(exc)))

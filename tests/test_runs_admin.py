@@ -215,7 +215,7 @@ def test_cancel_while_waiting_for_amazon_from_the_integration_page(amazon_host, 
                            data={"csrf_token": token_of(edit)}, follow_redirects=True)
     assert "Import cancelled" in response.get_data(as_text=True)
     assert run_of(host, run_id).status == "cancelled"
-    drain(host, timeout=10)  # a poll still scheduled finds the run ended and stops
+    drain(host, timeout=120)  # a poll still scheduled finds the run ended and stops
     assert run_of(host, run_id).status == "cancelled"
     assert offers_snapshot(host, integ) == []
     # Amazon's report request was left alone (no cancelReport in the emulator's log).
@@ -242,7 +242,7 @@ def test_cancel_during_download_or_parse_applies_nothing(amazon_host, amazon, st
     def operator() -> None:
         """Watches the run like the run page does and clicks Cancel at the stage."""
         canceller = host.app.test_client()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             run = run_of(host, run_id)
             if run.status not in ("queued", "requesting", "waiting", "processing"):
@@ -256,8 +256,8 @@ def test_cancel_during_download_or_parse_applies_nothing(amazon_host, amazon, st
 
     watcher = threading.Thread(target=operator, daemon=True)
     watcher.start()
-    drain(host, run_id, timeout=60)  # the worker, in this (main) thread
-    watcher.join(timeout=30)
+    drain(host, run_id)  # the worker, in this (main) thread
+    watcher.join(timeout=60)
     assert reached == [stage], f"the run never reached {stage}"
     amazon.configure()
     run = run_of(host, run_id)

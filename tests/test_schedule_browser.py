@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from .browser_support import (
+    BROWSER_TIMEOUT,
     CHROMIUM,
     CHROMIUM_ARGS,
     FLASK,
@@ -47,7 +48,7 @@ def page(stack: Any) -> Iterator[Any]:
                                      headless=True, timeout=30_000)
         context = browser.new_context(viewport={"width": 1366, "height": 900},
                                       base_url=stack.base_url, locale="en-US")
-        context.set_default_timeout(8_000)
+        context.set_default_timeout(BROWSER_TIMEOUT)
         tab = context.new_page()
         try:
             yield tab

@@ -17,7 +17,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from .browser_support import CHROMIUM, CHROMIUM_ARGS, click_and_wait, screenshot, serving
+from .browser_support import (
+    BROWSER_TIMEOUT,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    click_and_wait,
+    screenshot,
+    serving,
+)
 from .conftest import BACKENDS, any_database
 from .hostapp import Host, make_host
 
@@ -86,7 +93,7 @@ def page(served: tuple[Host, str]) -> Iterator[Any]:
                                      headless=True, timeout=30_000)
         context = browser.new_context(viewport={"width": 1366, "height": 900}, base_url=base,
                                       locale="en-US")
-        context.set_default_timeout(15_000)
+        context.set_default_timeout(BROWSER_TIMEOUT)
         pg = context.new_page()
         errors: list[str] = []
         pg.on("pageerror", lambda exc: errors.append(str(exc)))
