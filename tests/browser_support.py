@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+from .processes import free_port, stop_process, wait_http
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 PYTHON = sys.executable
@@ -41,6 +38,17 @@ with contextlib.suppress(ImportError):  # the expect() assertions' own default i
     expect.set_options(timeout=BROWSER_TIMEOUT)
 XSS_NAME = "<script>alert(1)</script>"
 XSS_SKU = "XSS-000001"
+
+
+def new_context(browser: Any, base_url: str, **options: Any) -> Any:
+    """A browser context for one operator: a 1366×900 window, English unless ``locale`` says
+    otherwise, and :data:`BROWSER_TIMEOUT` for every wait and navigation."""
+    options.setdefault("viewport", {"width": 1366, "height": 900})
+    options.setdefault("locale", "en-US")
+    context = browser.new_context(base_url=base_url, **options)
+    context.set_default_timeout(BROWSER_TIMEOUT)
+    context.set_default_navigation_timeout(BROWSER_TIMEOUT)
+    return context
 
 
 @contextlib.contextmanager
@@ -85,38 +93,6 @@ def click_and_wait(page: Any, target: Any) -> None:
         target.click()
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None,
-              log: str | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process for {url} exited with {proc.returncode}:\n"
-                               + tail(log))
-        try:
-            response = httpx.get(url, timeout=2.0, follow_redirects=False)
-            if response.status_code < 500:
-                return
-            last = response.status_code
-        except httpx.TransportError as exc:
-            last = exc
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout}s ({last!r})\n" + tail(log))
-
-
-def tail(path: str | None, lines: int = 40) -> str:
-    if not path or not os.path.exists(path):
-        return ""
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        return "".join(fh.readlines()[-lines:])
-
-
 @dataclass
 class Stack:
     base_url: str
@@ -149,19 +125,6 @@ class Stack:
                 return list(conn.execute(sa.text(statement), params).all())
         finally:
             engine.dispose()
-
-
-def stop_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)  # the group is this process's own session
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=grace)
 
 
 def seed_emulator(emulator_url: str) -> None:

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from .hostapp import REDIS_URL, Host, make_host
+from .processes import cli_environment, kill_tree, spawn
 
 PG_BASE = os.environ.get("XSALE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MYSQL_BASE = os.environ.get("XSALE_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test")
@@ -144,6 +146,47 @@ def host(db_url: str, redis_conn: Any) -> Iterator[Host]:
         h.db.session.remove()
         for engine in h.db.engines.values():
             engine.dispose()
+
+
+@pytest.fixture(params=SERVER_BACKENDS)
+def cli_env(request: Any, emulator: Any, redis_conn: Any) -> Iterator[dict[str, str]]:
+    """The environment of ``flask xsale-amazon`` processes on a fresh server database
+    (:func:`processes.cli_environment`)."""
+    with server_database(request.param) as url:
+        yield from cli_environment(url, emulator)
+
+
+@pytest.fixture
+def cli_worker(cli_env: dict[str, str]) -> Iterator[Callable[[], subprocess.Popen]]:
+    """Starts ``flask xsale-amazon worker`` processes; each is killed with its work horse at
+    the end of the test."""
+    procs: list[subprocess.Popen] = []
+
+    def start() -> subprocess.Popen:
+        proc = spawn(cli_env, "xsale-amazon", "worker")
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            kill_tree(proc.pid)
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium (Debian's, never a downloaded one) per test process."""
+    playwright_sync = pytest.importorskip("playwright.sync_api")
+    from .browser_support import BROWSER_TIMEOUT, CHROMIUM, CHROMIUM_ARGS
+
+    with playwright_sync.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                      headless=True, timeout=BROWSER_TIMEOUT)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
 
 
 @pytest.fixture(scope="session")

@@ -22,18 +22,18 @@ import pytest
 from .browser_support import (
     BROWSER_TIMEOUT,
     CHROMIUM,
-    CHROMIUM_ARGS,
     REPO,
     XSS_NAME,
     XSS_SKU,
     Stack,
     backend_of,
     click_and_wait,
+    new_context,
     running_stack,
     screenshot,
-    tail,
 )
 from .conftest import BACKENDS
+from .processes import tail
 
 pytestmark = [pytest.mark.browser, pytest.mark.steps]
 
@@ -61,26 +61,12 @@ def stack(request: Any) -> Iterator[Stack]:
         yield s
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
-                               timeout=30_000)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 class Session:
     """One operator's browser tab, recording every JS dialog and page error."""
 
     def __init__(self, browser: Any, stack: Stack) -> None:
         self.stack = stack
-        self.context = browser.new_context(viewport={"width": 1366, "height": 900},
-                                           base_url=stack.base_url, locale="en-US")
-        self.context.set_default_timeout(BROWSER_TIMEOUT)
-        self.context.set_default_navigation_timeout(BROWSER_TIMEOUT)
+        self.context = new_context(browser, stack.base_url)
         self.page = self.context.new_page()
         self.dialogs: list[str] = []
         self.errors: list[str] = []

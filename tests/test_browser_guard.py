@@ -15,9 +15,8 @@ import pytest
 
 from .browser_support import Stack, running_stack
 from .conftest import BACKENDS
-from .test_browser import (  # noqa: F401  (browser: fixture)
+from .test_browser import (
     Session,
-    browser,
     expect_url,
     open_integration,
     wait_run_end,
@@ -37,7 +36,7 @@ def guard_stack(request: Any) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="module")
-def guard_ui(browser: Any, guard_stack: Stack) -> Iterator[Session]:  # noqa: F811
+def guard_ui(browser: Any, guard_stack: Stack) -> Iterator[Session]:
     session = Session(browser, guard_stack)
     try:
         yield session

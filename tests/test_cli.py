@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,109 +12,15 @@ import sqlalchemy as sa
 from xsale_amazon_plugin.emulator.report_builder import demo_listings, render_report
 from xsale_amazon_plugin.marketplaces import get_marketplace
 
-from .conftest import SERVER_BACKENDS, server_database
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FLASK = [sys.executable, "-m", "flask", "--app", "sample_app"]
-OFFER_COLUMNS = ("seller_sku", "asin", "name", "listing_id", "price", "quantity",
-                 "fulfillment_channel", "status", "product_id", "product_id_type", "open_date_raw",
-                 "removed_at")
+from .processes import engine_of, flask, kill_tree, offers_of
 
 
-@pytest.fixture(params=SERVER_BACKENDS)
-def cli_env(request: Any, emulator: Any, redis_conn: Any) -> Iterator[dict[str, str]]:
-    with server_database(request.param) as url:
-        yield from _cli_env(url, emulator)
-
-
-def _cli_env(url: str, emulator: Any) -> Iterator[dict[str, str]]:
-    import sample_app
-
-    emulator.reset()
-    sample_app.seed_emulator(emulator)
-    env = dict(
-        os.environ,
-        DATABASE_URL=url,
-        SECRET_KEY="cli-test-secret",
-        XSALE_AMAZON_REDIS_URL='"redis://127.0.0.1:6379/9"',
-        XSALE_AMAZON_QUEUE='"xa-cli-' + uuid.uuid4().hex[:8] + '"',
-        XSALE_AMAZON_SPAPI_ENDPOINT=f'"{emulator.url}"',
-        XSALE_AMAZON_LWA_ENDPOINT=f'"{emulator.lwa_url}"',
-        XSALE_AMAZON_POLL_INTERVAL="0.2",
-        XSALE_AMAZON_POLL_MAX_INTERVAL="0.5",
-        XSALE_AMAZON_HEARTBEAT_TIMEOUT="3",
-        XSALE_AMAZON_REPORT_REUSE_WINDOW="0",
-        XSALE_AMAZON_BATCH_SIZE="2000",
-        PYTHONPATH=ROOT,
-    )
-    init = flask(env, "xsale-amazon", "recover")  # creates and seeds the schema once
-    assert init.returncode == 0, init.stderr
-    yield env
-
-
-def flask(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([*FLASK, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-@pytest.fixture
-def worker(cli_env: dict[str, str]) -> Iterator[Any]:
-    procs: list[subprocess.Popen] = []
-
-    def start() -> subprocess.Popen:
-        proc = subprocess.Popen([*FLASK, "xsale-amazon", "worker"], cwd=ROOT, env=cli_env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            kill_tree(proc.pid)
-            proc.wait(timeout=10)
-
-
-def kill_tree(pid: int) -> None:
-    """SIGKILL a process and all its descendants (RQ's work horse has its own group)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    todo, seen = [pid], []
-    while todo:
-        current = todo.pop()
-        seen.append(current)
-        todo.extend(children.get(current, []))
-    for victim in seen:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(victim, signal.SIGKILL)
-
-
-def db(env: dict[str, str]) -> sa.Engine:
-    return sa.create_engine(env["DATABASE_URL"])
-
-
-def offers_of(engine: sa.Engine, integration_id: int) -> set[tuple]:
-    cols = ", ".join(OFFER_COLUMNS)
-    with engine.connect() as conn:
-        rows = conn.execute(sa.text(
-            f"SELECT {cols} FROM xsale_amazon_offer WHERE integration_id = :i"
-        ), {"i": integration_id}).all()
-    return {tuple(r) for r in rows}
-
-
-def test_import_wait_succeeds_and_failure_exits_nonzero(cli_env, worker):
-    worker()
+def test_import_wait_succeeds_and_failure_exits_nonzero(cli_env, cli_worker):
+    cli_worker()
     ok = flask(cli_env, "xsale-amazon", "import", "1", "--wait", "--timeout", "90")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "Succeeded" in ok.stdout and "created" in ok.stdout
-    engine = db(cli_env)
+    engine = engine_of(cli_env)
     assert len(offers_of(engine, 1)) > 0
     fr = flask(cli_env, "xsale-amazon", "import", "3", "--wait", "--timeout", "90")
     assert fr.returncode == 1
@@ -139,8 +38,8 @@ def test_second_import_is_refused_while_one_runs(cli_env):
     assert "already running" in second.stderr
 
 
-def test_autolink_command(cli_env, worker):
-    worker()
+def test_autolink_command(cli_env, cli_worker):
+    cli_worker()
     assert flask(cli_env, "xsale-amazon", "import", "1", "--wait").returncode == 0
     out = flask(cli_env, "xsale-amazon", "autolink", "1", "--by", "sku")
     assert out.returncode == 0, out.stderr
@@ -163,13 +62,13 @@ def _wait_for(engine: sa.Engine, sql: str, *, timeout: float, **params: Any) -> 
     raise AssertionError(f"timed out waiting for: {sql}")
 
 
-def test_worker_killed_mid_import_is_recovered_and_rerun_converges(cli_env, worker, emulator):
+def test_worker_killed_mid_import_is_recovered_and_rerun_converges(cli_env, cli_worker, emulator):
     rows = list(demo_listings(60_000, seed=21, marketplace="DE"))
     emulator.set_listings(get_marketplace("DE").marketplace_id,
                           render_report(rows, "eu_en", encoding="cp1252"), charset="Cp1252")
-    engine = db(cli_env)
+    engine = engine_of(cli_env)
     # Integration 1 gets an uninterrupted import (the reference) first.
-    proc = worker()
+    proc = cli_worker()
     assert flask(cli_env, "xsale-amazon", "import", "1", "--wait").returncode == 0
     reference = offers_of(engine, 1)
     assert len(reference) == len(rows)
@@ -207,7 +106,7 @@ def test_worker_killed_mid_import_is_recovered_and_rerun_converges(cli_env, work
         assert (status, code) == ("failed", "worker_died")
         assert conn.execute(sa.text(
             "SELECT count(*) FROM xsale_amazon_offer_product_link")).scalar() == 1
-    worker()
+    cli_worker()
     # OLD-SKU is the only live offer and the report drops it: 100 % removed, so confirm it.
     rerun = flask(cli_env, "xsale-amazon", "import", str(copy_id), "--wait", "--allow-removal")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
@@ -233,7 +132,7 @@ def memory_queue_env(cli_env: dict[str, str]) -> dict[str, str]:
 
 
 def _runs(env: dict[str, str]) -> list[tuple]:
-    engine = db(env)
+    engine = engine_of(env)
     try:
         with engine.connect() as conn:
             return list(conn.execute(sa.text(
@@ -254,7 +153,7 @@ def test_cli_import_on_the_in_memory_queue_refuses_or_runs_inline(memory_queue_e
     assert inline.returncode == 0, inline.stdout + inline.stderr
     assert "Succeeded" in inline.stdout and "created" in inline.stdout
     assert [(status, lock) for _id, status, lock in _runs(env)] == [("succeeded", None)]
-    engine = db(env)
+    engine = engine_of(env)
     assert len(offers_of(engine, 1)) > 0
     engine.dispose()
 

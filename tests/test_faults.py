@@ -18,7 +18,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -38,7 +37,7 @@ from xsale_amazon_plugin.timeutil import as_utc, utcnow
 
 from .conftest import MYSQL_BASE, PG_BASE, SERVER_BACKENDS
 from .polling import wait_until
-from .test_cli import FLASK, ROOT, cli_env, flask, kill_tree  # noqa: F401  (cli_env: fixture)
+from .processes import FLASK, ROOT, flask, free_port, kill_tree
 
 DE = get_marketplace("DE").marketplace_id
 OFFER = "xsale_amazon_offer"
@@ -52,11 +51,6 @@ PROJECTION = ("seller_sku", "asin", "name", "listing_id", "price", "currency", "
 ACTIVE = ("queued", "requesting", "waiting", "processing")
 HEARTBEAT_TIMEOUT = 2.0
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- a dedicated Redis that can really die -------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from .browser_support import BROWSER_TIMEOUT, CHROMIUM, CHROMIUM_ARGS, screenshot, serving
+from .browser_support import new_context, screenshot, serving
 from .conftest import BACKENDS, any_database
 from .hostapp import Host, make_host
 from .test_suggest_browser import OFFERS, PRODUCTS
@@ -63,7 +63,7 @@ def shot(pg: Any, backend: str, name: str) -> None:
 
 
 def test_rebuild_message_then_suggestions_without_a_click(
-        served: tuple[Host, str, dict[str, str]], backend: str) -> None:
+        browser: Any, served: tuple[Host, str, dict[str, str]], backend: str) -> None:
     from rq import SimpleWorker
 
     host, base, language = served
@@ -72,59 +72,54 @@ def test_rebuild_message_then_suggestions_without_a_click(
         host.db.session.execute(product.update().values(name=product.c.name + " 2026"))
         host.db.session.commit()
     errors: list[str] = []
-    with playwright_sync.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                     headless=True, timeout=30_000)
-        context = browser.new_context(viewport={"width": 1366, "height": 900}, base_url=base)
-        context.set_default_timeout(BROWSER_TIMEOUT)
-        view, offers = context.new_page(), context.new_page()
-        for pg in (view, offers):
-            pg.on("pageerror", lambda exc: errors.append(str(exc)))
-        try:
-            language["locale"] = "pl"
-            view.goto(SUGGEST)
-            notice = view.locator("#xa-suggest-rebuild")
-            assert "Indeks towarów jest przebudowywany (około 9 towarów)" in notice.inner_text()
-            assert "Czeka na wolnego workera…" in notice.inner_text()
-            assert view.locator("#xa-suggest-card").count() == 0
-            shot(view, backend, "01-suggestions-pl")
+    context = new_context(browser, base)
+    view, offers = context.new_page(), context.new_page()
+    for pg in (view, offers):
+        pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        language["locale"] = "pl"
+        view.goto(SUGGEST)
+        notice = view.locator("#xa-suggest-rebuild")
+        assert "Indeks towarów jest przebudowywany (około 9 towarów)" in notice.inner_text()
+        assert "Czeka na wolnego workera…" in notice.inner_text()
+        assert view.locator("#xa-suggest-card").count() == 0
+        shot(view, backend, "01-suggestions-pl")
 
-            language["locale"] = "en"
-            view.goto(SUGGEST)
-            assert ("The product index is being rebuilt (about 9 products); suggestions will "
-                    "appear when it is done — usually a few minutes.") in notice.inner_text()
-            assert view.locator("#xa-suggest-card").count() == 0
-            shot(view, backend, "02-suggestions-en")
+        language["locale"] = "en"
+        view.goto(SUGGEST)
+        assert ("The product index is being rebuilt (about 9 products); suggestions will "
+                "appear when it is done — usually a few minutes.") in notice.inner_text()
+        assert view.locator("#xa-suggest-card").count() == 0
+        shot(view, backend, "02-suggestions-en")
 
-            offers.goto(OFFERS_UNLINKED)
-            row = offers.locator("table.model-list tbody tr").filter(has_text="X-HDMI")
-            row.locator(".xa-link").click()
-            dialog_notice = offers.locator("#xa-link-suggestions .xa-link-rebuild")
-            dialog_notice.wait_for()
-            assert "being rebuilt (about 9 products)" in dialog_notice.inner_text()
-            assert "Waiting for a free worker…" in dialog_notice.inner_text()
-            assert offers.locator(".xa-link-suggestion").count() == 0
-            offers.wait_for_function(  # the dialog's fade-in is over (for the screenshot)
-                "() => getComputedStyle(document.querySelector('#xa-link-modal')).opacity === '1'"
-                " && getComputedStyle(document.querySelector('#xa-link-modal .modal-dialog'))"
-                ".transform === 'none'")
-            shot(offers, backend, "03-link-dialog-en")
+        offers.goto(OFFERS_UNLINKED)
+        row = offers.locator("table.model-list tbody tr").filter(has_text="X-HDMI")
+        row.locator(".xa-link").click()
+        dialog_notice = offers.locator("#xa-link-suggestions .xa-link-rebuild")
+        dialog_notice.wait_for()
+        assert "being rebuilt (about 9 products)" in dialog_notice.inner_text()
+        assert "Waiting for a free worker…" in dialog_notice.inner_text()
+        assert offers.locator(".xa-link-suggestion").count() == 0
+        offers.wait_for_function(  # the dialog's fade-in is over (for the screenshot)
+            "() => getComputedStyle(document.querySelector('#xa-link-modal')).opacity === '1'"
+            " && getComputedStyle(document.querySelector('#xa-link-modal .modal-dialog'))"
+            ".transform === 'none'")
+        shot(offers, backend, "03-link-dialog-en")
 
-            queue = host.state.queue
-            assert queue.count == 1  # one rebuild for the view, the reload and the dialog
-            SimpleWorker([queue], connection=queue.connection,
-                         job_class=queue.job_class).work(burst=True, logging_level="WARNING")
+        queue = host.state.queue
+        assert queue.count == 1  # one rebuild for the view, the reload and the dialog
+        SimpleWorker([queue], connection=queue.connection,
+                     job_class=queue.job_class).work(burst=True, logging_level="WARNING")
 
-            # Both pages follow the job: the dialog asks again, the view reloads itself.
-            first = offers.locator("#xa-link-suggestions .xa-link-suggestion").first
-            first.wait_for()
-            assert "HDMI Kabel" in first.inner_text() and "2026" in first.inner_text()
-            assert offers.locator(".xa-link-rebuild").count() == 0
-            shot(offers, backend, "04-link-dialog-after")
-            view.locator("#xa-suggest-card .xa-suggestion").first.wait_for()
-            assert view.locator("#xa-suggest-rebuild").count() == 0
-            shot(view, backend, "05-suggestions-after")
-        finally:
-            context.close()
-            browser.close()
+        # Both pages follow the job: the dialog asks again, the view reloads itself.
+        first = offers.locator("#xa-link-suggestions .xa-link-suggestion").first
+        first.wait_for()
+        assert "HDMI Kabel" in first.inner_text() and "2026" in first.inner_text()
+        assert offers.locator(".xa-link-rebuild").count() == 0
+        shot(offers, backend, "04-link-dialog-after")
+        view.locator("#xa-suggest-card .xa-suggestion").first.wait_for()
+        assert view.locator("#xa-suggest-rebuild").count() == 0
+        shot(view, backend, "05-suggestions-after")
+    finally:
+        context.close()
     assert not errors, errors

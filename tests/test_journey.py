@@ -27,7 +27,7 @@ import pytest
 
 from . import test_browser as steps
 from . import test_offers_browser as offer_steps
-from .browser_support import CHROMIUM, CHROMIUM_ARGS, Stack, click_and_wait, running_stack
+from .browser_support import CHROMIUM, Stack, click_and_wait, running_stack
 from .conftest import BACKENDS
 
 pytestmark = pytest.mark.browser
@@ -95,17 +95,6 @@ def backend(request: Any) -> str:
 def stack(lang: str, backend: str) -> Iterator[Stack]:
     with running_stack(backend=backend) as s:
         yield s
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
-                               timeout=30_000)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture(scope="module")

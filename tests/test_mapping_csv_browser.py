@@ -5,16 +5,13 @@ Screenshots go to ``artifacts/screenshots/mapping-csv-*``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from .browser_support import (
-    BROWSER_TIMEOUT,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     click_and_wait,
+    new_context,
     screenshot,
     serving,
 )
@@ -27,17 +24,6 @@ pytestmark = pytest.mark.browser
 
 SKIPPED = {"en": "3 lines without a product, skipped.",
            "pl": "3 wiersze bez towaru, pominięte."}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                      headless=True, timeout=30_000)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.mark.parametrize("lang", ["en", "pl"])
@@ -60,9 +46,7 @@ def test_untouched_export_imports_back_without_errors(browser: Any, backend: str
                 link_offers([offers[1]], products[1])
             before = links(host)
             with serving(host.app) as base:
-                context = browser.new_context(base_url=base, accept_downloads=True,
-                                              viewport={"width": 1366, "height": 900})
-                context.set_default_timeout(BROWSER_TIMEOUT)
+                context = new_context(browser, base, accept_downloads=True)
                 page = context.new_page()
                 errors: list[str] = []
                 page.on("pageerror", lambda exc: errors.append(str(exc)))

@@ -22,7 +22,6 @@ import pytest
 from . import test_browser as steps
 from .browser_support import (
     CHROMIUM,
-    CHROMIUM_ARGS,
     Stack,
     click_and_wait,
     running_stack,
@@ -43,17 +42,6 @@ ENV = {"XSALE_AMAZON_AUTOLINK_INLINE_LIMIT": "25", "XSALE_AMAZON_AUTOLINK_BATCH"
 def stack(request: Any) -> Iterator[Stack]:
     with running_stack(extra_env=ENV, backend=request.param) as s:
         yield s
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
-                               timeout=30_000)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ from xsale_amazon_plugin.emulator.report_builder import demo_listings, render_re
 from xsale_amazon_plugin.marketplaces import get_marketplace
 
 from .conftest import drain
-from .test_cli import cli_env, worker  # noqa: F401  (fixtures)
 from .test_import import offers, publish, run_import, snapshot
 
 DE = get_marketplace("DE").marketplace_id
@@ -313,17 +312,17 @@ def test_held_run_survives_recovery_and_expires(catalogue: dict[str, Any], amazo
 
 
 def test_cli_import_wait_exits_nonzero_when_held_and_allow_removal_applies(
-        cli_env: dict[str, str], worker: Any, emulator: Any) -> None:  # noqa: F811
+        cli_env: dict[str, str], cli_worker: Any, emulator: Any) -> None:
     """Through `flask xsale-amazon` with a real worker process on PostgreSQL."""
-    from .test_cli import db, flask, offers_of
+    from .processes import engine_of, flask, offers_of
 
     rows = list(demo_listings(200, seed=31, marketplace="DE"))
     emulator.set_listings(DE, _report(rows), charset="Cp1252")
-    worker()
+    cli_worker()
     first = flask(cli_env, "xsale-amazon", "import", "1", "--wait", "--timeout", "90")
     assert first.returncode == 0, first.stdout + first.stderr
     emulator.set_listings(DE, _report(rows[:50]), charset="utf8")  # cp1252 declared UTF-8
-    engine = db(cli_env)
+    engine = engine_of(cli_env)
     before = offers_of(engine, 1)
     held = flask(cli_env, "xsale-amazon", "import", "1", "--wait", "--timeout", "90")
     assert held.returncode == 3, held.stdout + held.stderr

@@ -13,12 +13,11 @@ from typing import Any
 import pytest
 
 from .browser_support import (
-    BROWSER_TIMEOUT,
     CHROMIUM,
-    CHROMIUM_ARGS,
     FLASK,
     REPO,
     backend_of,
+    new_context,
     running_stack,
     screenshot,
 )
@@ -42,19 +41,12 @@ def stack(request: Any) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def page(stack: Any) -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                     headless=True, timeout=30_000)
-        context = browser.new_context(viewport={"width": 1366, "height": 900},
-                                      base_url=stack.base_url, locale="en-US")
-        context.set_default_timeout(BROWSER_TIMEOUT)
-        tab = context.new_page()
-        try:
-            yield tab
-        finally:
-            context.close()
-            browser.close()
+def page(browser: Any, stack: Any) -> Iterator[Any]:
+    context = new_context(browser, stack.base_url)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 def shot(page: Any, stack: Any, name: str) -> None:

@@ -27,7 +27,7 @@ from xsale_amazon_plugin.marketplaces import get_marketplace
 from xsale_amazon_plugin.models import as_utc
 
 from .conftest import SERVER_BACKENDS, server_database
-from .test_cli import FLASK, ROOT, _cli_env, flask, kill_tree
+from .processes import FLASK, ROOT, cli_environment, flask, kill_tree
 
 UTC = timezone.utc
 
@@ -66,7 +66,7 @@ class Env:
 
 def _environment(stack: contextlib.ExitStack, backend: str, emulator: Any) -> Env:
     url = stack.enter_context(server_database(backend))
-    env = next(_cli_env(url, emulator))  # schema created and seeded by the sample app
+    env = next(cli_environment(url, emulator))  # schema created and seeded by the sample app
     env["XSALE_AMAZON_SCHEDULE_TICK"] = "1"
     env["XSALE_AMAZON_HEARTBEAT_TIMEOUT"] = "30"
     made = Env(backend, env, sa.create_engine(url))

@@ -18,10 +18,8 @@ import pytest
 import sqlalchemy as sa
 
 from .browser_support import (
-    BROWSER_TIMEOUT,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     click_and_wait,
+    new_context,
     screenshot,
     serving,
 )
@@ -86,23 +84,17 @@ def served(backend: str) -> Iterator[tuple[Host, str]]:
 
 
 @pytest.fixture(scope="module")
-def page(served: tuple[Host, str]) -> Iterator[Any]:
+def page(browser: Any, served: tuple[Host, str]) -> Iterator[Any]:
     _host, base = served
-    with playwright_sync.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                     headless=True, timeout=30_000)
-        context = browser.new_context(viewport={"width": 1366, "height": 900}, base_url=base,
-                                      locale="en-US")
-        context.set_default_timeout(BROWSER_TIMEOUT)
-        pg = context.new_page()
-        errors: list[str] = []
-        pg.on("pageerror", lambda exc: errors.append(str(exc)))
-        try:
-            yield pg
-        finally:
-            context.close()
-            browser.close()
-        assert not errors, errors
+    context = new_context(browser, base)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield pg
+    finally:
+        context.close()
+    assert not errors, errors
 
 
 def shot(pg: Any, backend: str, name: str) -> None:

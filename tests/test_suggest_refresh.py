@@ -26,7 +26,7 @@ from xsale_amazon_plugin.worker import registered_tasks
 from .conftest import server_database
 from .hostapp import make_host
 from .polling import wait_until
-from .test_cli import FLASK, ROOT, _cli_env, flask, kill_tree
+from .processes import FLASK, ROOT, cli_environment, flask, kill_tree
 from .test_linking import add_offers
 from .test_suggest import PRODUCTS
 
@@ -36,7 +36,7 @@ from .test_suggest import PRODUCTS
 def test_worker_computes_suggestions_after_an_import_without_any_operator(
         emulator: Any, redis_conn: Any, after_import_on: bool) -> None:
     with server_database("postgresql") as url:
-        for env in _cli_env(url, emulator):
+        for env in cli_environment(url, emulator):
             env["XSALE_AMAZON_SUGGEST_AFTER_IMPORT"] = "true" if after_import_on else "false"
             env["XSALE_AMAZON_SUGGEST_REFRESH_INTERVAL"] = "0"  # only the import may start it
             _import_then_check(env, url, redis_conn, after_import_on)

@@ -38,7 +38,7 @@ from xsale_amazon_plugin.worker import (
 
 from .conftest import ARTIFACTS, PG_BASE
 from .polling import wait_until
-from .test_cli import FLASK, ROOT, flask, kill_tree
+from .processes import FLASK, ROOT, flask, kill_tree
 
 DE = get_marketplace("DE").marketplace_id
 ACTIVE = ("queued", "requesting", "waiting", "processing")
