@@ -83,6 +83,15 @@ def screenshot(page: Any, name: str, backend: str, *, full_page: bool = True) ->
     return path
 
 
+def settle(page: Any) -> None:
+    """Wait until the page's CSS transitions and finite animations (a dialog's or a flash's
+    fade-in) have finished, so a screenshot shows the page at rest. Endless ones (the striped
+    progress bar of an active run) are not waited for."""
+    page.wait_for_function("""() => document.getAnimations().every(a =>
+        a.effect.getTiming().iterations === Infinity
+        || (a.playState !== "running" && a.playState !== "pending"))""")
+
+
 def click_and_wait(page: Any, target: Any) -> None:
     """Click ``target`` and wait for the page it navigates to (a form post, a reload).
 
@@ -184,19 +193,21 @@ def running_stack(log_dir: str = os.path.join(ARTIFACTS, "logs"),
             "FLASK_DEBUG": "0",
             **(extra_env or {}),
         })
+        log_dir = os.path.join(log_dir, env["XSALE_AMAZON_QUEUE"])  # stacks run side by side
         os.makedirs(log_dir, exist_ok=True)
         logs = {name: os.path.join(log_dir, f"{name}.log")
                 for name in ("emulator", "app", "worker")}
         stack = Stack(f"http://127.0.0.1:{app_port}", emulator_url, env, logs)
         teardown.callback(stack.stop_all)
+        # The emulator and the app start side by side (the app does not call Amazon to
+        # start). The app creates the schema and seeds; the worker starts only once that is
+        # done, so the two processes do not race on CREATE TABLE.
         emu = stack.start("emulator", [PYTHON, "-m", "xsale_amazon_plugin.emulator",
                                        "--host", "127.0.0.1", "--port", str(emu_port)])
-        wait_http(emulator_url + "/_emulator/health", 15, emu, logs["emulator"])
-        seed_emulator(emulator_url)
-        # The app creates the schema and seeds; start the worker only once that is done so
-        # the two processes do not race on CREATE TABLE.
         app = stack.start("app", [FLASK, "--app", "sample_app", "run", "--host", "127.0.0.1",
                                   "--port", str(app_port), "--no-reload", "--with-threads"])
-        wait_http(stack.base_url + "/admin/", 30, app, logs["app"])
+        wait_http(emulator_url + "/_emulator/health", 60, emu, logs["emulator"])
+        seed_emulator(emulator_url)
+        wait_http(stack.base_url + "/admin/", 120, app, logs["app"])
         stack.start("worker", [FLASK, "--app", "sample_app", "xsale-amazon", "worker"])
         yield stack

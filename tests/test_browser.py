@@ -31,6 +31,7 @@ from .browser_support import (
     new_context,
     running_stack,
     screenshot,
+    settle,
 )
 from .conftest import BACKENDS
 from .processes import tail
@@ -342,7 +343,7 @@ def test_04_reimport_keeps_links(ui: Session, stack: Stack, journey: dict[str, A
     open_integration(ui, "Amazon DE")
     page.locator("#xa-tab-history").click()
     page.locator("#xa-history").wait_for(state="visible")
-    page.wait_for_timeout(300)
+    settle(page)
     assert page.locator("#xa-history tbody tr").count() == 2
     ui.shot("12-integration-history")
 
@@ -353,7 +354,7 @@ def test_05_fr_without_asin_column_fails_with_instruction(ui: Session, stack: St
     page.locator("#xa-import-button").click()
     instruction = page.locator("#xa-import-modal .xa-asin-instruction")
     instruction.wait_for(state="visible")
-    page.wait_for_timeout(300)
+    settle(page)
     text = instruction.inner_text()
     assert "Seller Central" in text and "asin and asin1" in text
     assert "All Listings Report" in text
@@ -382,7 +383,7 @@ def test_06_xss_offer_name_is_text(ui: Session, journey: dict[str, Any]) -> None
     row.locator(".xa-link").click()
     page.locator("#xa-link-modal").wait_for(state="visible")
     assert XSS_NAME in page.locator("#xa-link-offer-label").inner_text()
-    page.wait_for_timeout(300)
+    settle(page)
     ui.shot("15-xss-offer-as-text", full_page=False)
     page.keyboard.press("Escape")
     click_and_wait(page, row.locator("a[href*='/details/']").first)
@@ -391,7 +392,7 @@ def test_06_xss_offer_name_is_text(ui: Session, journey: dict[str, Any]) -> None
     ui.shot("16-xss-offer-details")
     # Demo names also carry <script>alert('x')</script>: browse the whole list as well.
     ui.goto(OFFERS + "?view=all&page_size=500")
-    page.wait_for_timeout(300)
+    settle(page)
     assert ui.dialogs == [], ui.dialogs
 
 
@@ -455,5 +456,6 @@ def test_08_a_submitted_form_stops_the_live_reload(ui: Session, stack: Stack) ->
     }""")
     assert stack.sql("SELECT status FROM xsale_amazon_import_run WHERE id = :i",
                      i=run_id)[0][0] == "cancelled"
-    page.wait_for_timeout(4_000)  # more than two polls of the run's JSON (every 1.5 s)
+    # An absence (no reload) can only be watched for a while: two polls of the run's JSON.
+    page.wait_for_timeout(4_000)
     assert page.evaluate("window.xaStayed === true"), "the page reloaded over the submitted form"

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import re
-import time
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from xsale_amazon_plugin.emulator.report_builder import demo_listings, render_report
-from xsale_amazon_plugin.marketplaces import get_marketplace
-
-from .processes import engine_of, flask, kill_tree, offers_of
+from .processes import engine_of, flask, offers_of
 
 
 def test_import_wait_succeeds_and_failure_exits_nonzero(cli_env, cli_worker):
@@ -49,78 +44,6 @@ def test_autolink_command(cli_env, cli_worker):
     assert counts[0] == sum(counts[1:]), out.stdout  # checked = linked + ambiguous + ...
     again = flask(cli_env, "xsale-amazon", "autolink", "1", "--by", "sku")
     assert "linked 0," in again.stdout and f"already linked {linked}" in again.stdout
-
-
-def _wait_for(engine: sa.Engine, sql: str, *, timeout: float, **params: Any) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            value = conn.execute(sa.text(sql), params).scalar()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for: {sql}")
-
-
-def test_worker_killed_mid_import_is_recovered_and_rerun_converges(cli_env, cli_worker, emulator):
-    rows = list(demo_listings(60_000, seed=21, marketplace="DE"))
-    emulator.set_listings(get_marketplace("DE").marketplace_id,
-                          render_report(rows, "eu_en", encoding="cp1252"), charset="Cp1252")
-    engine = engine_of(cli_env)
-    # Integration 1 gets an uninterrupted import (the reference) first.
-    proc = cli_worker()
-    assert flask(cli_env, "xsale-amazon", "import", "1", "--wait").returncode == 0
-    reference = offers_of(engine, 1)
-    assert len(reference) == len(rows)
-    # A second FBM integration on the same marketplace, with an earlier state and a link.
-    with engine.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO xsale_amazon_integration (name, marketplace, account_type, seller_id, "
-            "lwa_client_id, lwa_client_secret, refresh_token, active, created_at, updated_at) "
-            "SELECT 'DE copy', marketplace, account_type, 'A2COPY', lwa_client_id, "
-            "lwa_client_secret, refresh_token, active, created_at, updated_at "
-            "FROM xsale_amazon_integration WHERE id = 1"))
-        copy_id = conn.execute(sa.text("SELECT max(id) FROM xsale_amazon_integration")).scalar()
-        conn.execute(sa.text(
-            "INSERT INTO xsale_amazon_offer (integration_id, seller_sku, name, first_seen_at, "
-            "last_seen_at) VALUES (:i, 'OLD-SKU', 'Old', now(), now())"), {"i": copy_id})
-        conn.execute(sa.text(
-            "INSERT INTO xsale_amazon_offer_product_link (offer_id, product_id, method, "
-            "created_at) SELECT o.id, (SELECT min(id) FROM towar), 'manual', now() "
-            "FROM xsale_amazon_offer o WHERE o.seller_sku = 'OLD-SKU'"))
-    before = offers_of(engine, copy_id)
-    started = flask(cli_env, "xsale-amazon", "import", str(copy_id))
-    assert started.returncode == 0
-    _wait_for(engine, "SELECT 1 FROM xsale_amazon_import_run WHERE integration_id = :i AND "
-              "stage = 'parsing' AND rows_done > 0", timeout=60, i=copy_id)
-    kill_tree(proc.pid)
-    proc.wait(timeout=10)
-    time.sleep(3.5)  # > XSALE_AMAZON_HEARTBEAT_TIMEOUT
-    assert offers_of(engine, copy_id) == before, "a killed import must not change offers"
-    recovered = flask(cli_env, "xsale-amazon", "recover")
-    assert "Marked 1 stale" in recovered.stdout, recovered.stdout + recovered.stderr
-    with engine.connect() as conn:
-        status, code = conn.execute(sa.text(
-            "SELECT status, error_code FROM xsale_amazon_import_run WHERE integration_id = :i "
-            "ORDER BY id DESC LIMIT 1"), {"i": copy_id}).one()
-        assert (status, code) == ("failed", "worker_died")
-        assert conn.execute(sa.text(
-            "SELECT count(*) FROM xsale_amazon_offer_product_link")).scalar() == 1
-    cli_worker()
-    # OLD-SKU is the only live offer and the report drops it: 100 % removed, so confirm it.
-    rerun = flask(cli_env, "xsale-amazon", "import", str(copy_id), "--wait", "--allow-removal")
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    after = offers_of(engine, copy_id)
-    live = {o for o in after if o[-1] is None}
-    assert {o[:-1] for o in live} == {o[:-1] for o in reference}
-    removed = [o for o in after if o[-1] is not None]
-    assert [o[0] for o in removed] == ["OLD-SKU"]
-    with engine.connect() as conn:
-        assert conn.execute(sa.text(
-            "SELECT count(*) FROM xsale_amazon_offer_product_link")).scalar() == 1
-        leftovers = conn.execute(sa.text("SELECT count(*) FROM xsale_amazon_import_row")).scalar()
-    assert leftovers == 0
-    engine.dispose()
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ import pytest
 
 from . import test_browser as steps
 from . import test_offers_browser as offer_steps
-from .browser_support import CHROMIUM, Stack, click_and_wait, running_stack
+from .browser_support import CHROMIUM, Stack, click_and_wait, running_stack, settle
 from .conftest import BACKENDS
 
 pytestmark = pytest.mark.browser
@@ -119,7 +119,7 @@ class Journey:
         self.shots = 0
 
     def shot(self, name: str, *, full_page: bool = True) -> None:
-        self.page.wait_for_timeout(350)  # fade-in of dialogs and flashes
+        settle(self.page)
         self.shots += 1
         self.ui.shot(f"journey-{self.lang}-{self.shots:02d}-{name}", full_page=full_page)
 

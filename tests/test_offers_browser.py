@@ -25,6 +25,7 @@ from .browser_support import (
     Stack,
     click_and_wait,
     running_stack,
+    settle,
 )
 from .conftest import BACKENDS
 
@@ -74,7 +75,7 @@ def write_sql(stack: Stack, statement: str, **params: Any) -> None:
 
 
 def shot(ui: steps.Session, name: str, *, full_page: bool = False) -> None:
-    ui.page.wait_for_timeout(350)  # fade-in of dialogs
+    settle(ui.page)
     ui.shot(f"offers-{name}", full_page=full_page)
 
 
