@@ -17,6 +17,7 @@ from xsale_amazon_plugin.amazon_client import (
     AmazonError,
     AmazonReportsClient,
     DownloadedDocument,
+    DownloadStopped,
     LwaCredentials,
 )
 from xsale_amazon_plugin.emulator.server import SpApiEmulator
@@ -493,6 +494,28 @@ def test_cut_download_is_retryable_and_leaves_no_file(emu, client, tmp_path, gzi
     assert (caught.value.kind, caught.value.retryable) == ("download", True)
     assert "interrupted" in caught.value.message or "cut off" in caught.value.message
     assert list(tmp_path.iterdir()) == []
+
+
+def test_download_stops_when_asked_and_leaves_no_file(emu, client, tmp_path):
+    """An import cancelled mid-download: the caller's should_stop ends the transfer at the
+    next chunk, long before a throttled download of the whole document would end."""
+    content = b"".join(b"SKU-%06d\tItem %d\t%d.99\n" % (i, i * 7, i % 97) for i in range(20_000))
+    emu.set_listings(DE, content, gzip=False)
+    emu.configure(download_rate=len(content) / 60)  # the whole document: a minute
+    report = _finished_report(client)
+    asked: list[int] = []
+
+    def should_stop() -> bool:
+        asked.append(1)
+        return len(asked) >= 2
+
+    with pytest.raises(DownloadStopped):
+        client.download_document(report["reportDocumentId"], str(tmp_path / "d.tsv"),
+                                 chunk_size=4096, should_stop=should_stop)
+    assert len(asked) == 2  # asked after each chunk, stopped at the first True
+    assert list(tmp_path.iterdir()) == []
+    served = [r for r in emu.requests if r["operation"] == "download"]
+    assert served, emu.requests[-3:]
 
 
 def test_truncated_gzip_is_a_download_error(emu, client, tmp_path):

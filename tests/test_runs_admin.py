@@ -8,6 +8,7 @@ databases.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -223,7 +224,7 @@ def test_cancel_while_waiting_for_amazon_from_the_integration_page(amazon_host, 
 
 
 @pytest.mark.parametrize("stage", ["downloading", "parsing"])
-def test_cancel_during_download_or_parse_applies_nothing(amazon_host, amazon, stage):
+def test_cancel_during_download_or_parse_applies_nothing(amazon_host, amazon, stage, caplog):
     host = amazon_host
     integ = host.add_integration("DE", "FBM")
     old_rows = list(demo_listings(30, seed=7))
@@ -256,10 +257,14 @@ def test_cancel_during_download_or_parse_applies_nothing(amazon_host, amazon, st
 
     watcher = threading.Thread(target=operator, daemon=True)
     watcher.start()
-    drain(host, run_id)  # the worker, in this (main) thread
+    with caplog.at_level(logging.WARNING, logger="xsale_amazon_plugin"):
+        drain(host, run_id)  # the worker, in this (main) thread
     watcher.join(timeout=60)
     assert reached == [stage], f"the run never reached {stage}"
     amazon.configure()
+    if stage == "downloading":  # the heartbeat saw the cancel: the transfer stopped midway
+        assert any("during the download" in r.getMessage() for r in caplog.records), \
+            [r.getMessage() for r in caplog.records]
     run = run_of(host, run_id)
     assert run.status == "cancelled", (run.status, run.error_message)
     assert offers_snapshot(host, integ) == before, "a cancelled import must change nothing"

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from rq.scheduler import RQScheduler
 
 from xsale_amazon_plugin.emulator.report_builder import demo_listings, render_report
+from xsale_amazon_plugin.liveness import maintenance_interval
 from xsale_amazon_plugin.marketplaces import get_marketplace
 from xsale_amazon_plugin.proxies import current_amazon
 from xsale_amazon_plugin.timeutil import as_utc
@@ -32,7 +33,6 @@ from xsale_amazon_plugin.worker import (
     PluginSimpleWorker,
     _break_lock_of_silent_scheduler,
     make_worker,
-    recovery_interval,
     register_periodic,
 )
 
@@ -89,8 +89,8 @@ def test_default_worker_blocks_at_most_a_few_seconds(host: Any) -> None:
     worker = make_worker(host.app)
     # RQ's default idle block is worker_ttl - 15 = 405 s; maintenance only runs between blocks.
     assert worker.dequeue_timeout <= 5
-    assert recovery_interval(300) == 30 and recovery_interval(6) == 1.5
-    assert recovery_interval(0.5) == 1
+    assert maintenance_interval(300) == 30 and maintenance_interval(6) == 1.5
+    assert maintenance_interval(0.5) == 1
 
 
 def test_lock_of_a_silent_scheduler_is_broken_and_a_live_ones_kept(redis_conn: Any) -> None:

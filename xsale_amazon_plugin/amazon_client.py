@@ -52,6 +52,7 @@ __all__ = [
     "REPORT_TYPE",
     "AmazonError",
     "AmazonReportsClient",
+    "DownloadStopped",
     "DownloadedDocument",
     "LwaCredentials",
 ]
@@ -152,6 +153,10 @@ class AmazonError(Exception):
             f"amazon_code={self.amazon_code!r}, retryable={self.retryable!r}, "
             f"retry_after={self.retry_after!r}, message={self.message!r})"
         )
+
+
+class DownloadStopped(Exception):
+    """The caller's ``should_stop`` asked a download to stop (its import was cancelled)."""
 
 
 @dataclass
@@ -529,13 +534,18 @@ class AmazonReportsClient:
     # -- document download -------------------------------------------------------------------
 
     def download_document(
-        self, document_id: str, dest_path: str, *, chunk_size: int = 1 << 20
+        self, document_id: str, dest_path: str, *, chunk_size: int = 1 << 16,
+        should_stop: Callable[[], bool] | None = None,
     ) -> DownloadedDocument:
-        """Stream the report document to ``dest_path``, gunzipping it (twice if needed)."""
+        """Stream the report document to ``dest_path``, gunzipping it (twice if needed).
+
+        ``should_stop`` is asked after every chunk received; when it answers True the
+        download stops with :class:`DownloadStopped` and the partial file is removed."""
         part_path = f"{dest_path}.part"
         try:
             with open(part_path, "wb") as handle:
-                declared, compressed, size = self._download(document_id, handle, chunk_size)
+                declared, compressed, size = self._download(document_id, handle, chunk_size,
+                                                             should_stop)
             os.replace(part_path, dest_path)
         except BaseException:
             _remove(part_path)
@@ -559,7 +569,8 @@ class AmazonReportsClient:
         return text[:limit] if len(text) > limit else text
 
     def _download(
-        self, document_id: str, sink: Any, chunk_size: int
+        self, document_id: str, sink: Any, chunk_size: int,
+        should_stop: Callable[[], bool] | None = None,
     ) -> tuple[str | None, bool, int]:
         """Download the document; when S3 refuses the pre-signed URL (it expired), ask
         Amazon for a fresh one, at most ``URL_REFRESHES`` times."""
@@ -571,7 +582,7 @@ class AmazonReportsClient:
             # import job retries it from scratch.
             return self._retrying(
                 "the report download",
-                lambda: self._download_once(info, sink, chunk_size),
+                lambda: self._download_once(info, sink, chunk_size, should_stop),
                 is_transient=lambda exc: exc.kind in ("throttled", "server"),
             )
 
@@ -598,7 +609,8 @@ class AmazonReportsClient:
             ) from None
 
     def _download_once(
-        self, info: dict, sink: Any, chunk_size: int
+        self, info: dict, sink: Any, chunk_size: int,
+        should_stop: Callable[[], bool] | None = None,
     ) -> tuple[str | None, bool, int]:
         url = str(info["url"])
         self._check_download_url(url)
@@ -642,6 +654,8 @@ class AmazonReportsClient:
                 for chunk in resp.iter_raw(chunk_size):
                     received += len(chunk)
                     stage.write(chunk)
+                    if should_stop is not None and should_stop():
+                        raise DownloadStopped(f"stopped after {received} bytes")
                     if time.monotonic() > deadline:
                         raise AmazonError(
                             "download",

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from .babel import gettext as _
 from .dialects import session_read_committed
 from .linking import AutoLinkResult, autolink
+from .liveness import Heartbeat, beat_interval, is_stale
 from .models import utcnow
 from .offer_scope import AUTOLINK_KEYS, OfferScope, count_offers
 from .proxies import current_amazon
@@ -150,31 +151,18 @@ def run_autolink_job(run_id: int) -> None:
         return
     request = AutoLinkRequest.from_json(run.request)
     criteria = [*request.criteria(), _not_removed()]
-    offer = m.AmazonOffer
     run.status, run.started_at, run.heartbeat_at = "running", utcnow(), utcnow()
     run.offers_total = count_offers(criteria)
     session.commit()
     batch = max(int(current_amazon.settings.autolink_batch), 1)
-    total = AutoLinkResult(0, 0, 0, 0, [])
-    last_id: int | None = None
+    table = m.AutoLinkRun.__table__
+    heartbeat = Heartbeat(state.db.engine, table,
+                          sa.and_(table.c.id == run_id, table.c.status == "running"),
+                          beat_interval(state.settings.heartbeat_timeout),
+                          name=f"auto-link run {run_id}")
     try:
-        for _window in range(MAX_WINDOWS):
-            session_read_committed(session)  # MySQL/MariaDB: see linking.autolink
-            after = [offer.id > last_id] if last_id is not None else []
-            # The id that closes this window: the batch-th offer id in scope after the last one.
-            ids = session.execute(
-                sa.select(offer.id).where(*criteria, *after).order_by(offer.id)
-                .offset(batch - 1).limit(1)
-            ).scalar()
-            window = [*after] + ([offer.id <= ids] if ids is not None else [])
-            result = autolink(run.key, criteria=[*request.criteria(), *window],
-                              user=run.requested_by, commit=False)
-            total = total.add(result)
-            _save_progress(run, total)
-            session.commit()
-            if ids is None:
-                break
-            last_id = ids
+        with heartbeat:
+            _link_windows(run, request, criteria, batch)
         run.status, run.finished_at = "succeeded", utcnow()
         session.commit()
     except Exception as exc:
@@ -185,6 +173,32 @@ def run_autolink_job(run_id: int) -> None:
             run.error = f"{type(exc).__name__}: {str(exc)[:300]}"
             session.commit()
         raise
+
+
+def _link_windows(run: Any, request: AutoLinkRequest, criteria: list[Any], batch: int) -> None:
+    """Link the run's scope in id windows of ``batch`` offers, committing each window with
+    the run's progress."""
+    session = current_amazon.db.session
+    offer = current_amazon.models.AmazonOffer
+    total = AutoLinkResult(0, 0, 0, 0, [])
+    last_id: int | None = None
+    for _window in range(MAX_WINDOWS):
+        session_read_committed(session)  # MySQL/MariaDB: see linking.autolink
+        after = [offer.id > last_id] if last_id is not None else []
+        # The id that closes this window: the batch-th offer id in scope after the last one.
+        ids = session.execute(
+            sa.select(offer.id).where(*criteria, *after).order_by(offer.id)
+            .offset(batch - 1).limit(1)
+        ).scalar()
+        window = [*after] + ([offer.id <= ids] if ids is not None else [])
+        result = autolink(run.key, criteria=[*request.criteria(), *window],
+                          user=run.requested_by, commit=False)
+        total = total.add(result)
+        _save_progress(run, total)
+        session.commit()
+        if ids is None:
+            return
+        last_id = ids
 
 
 def _save_progress(run: Any, total: AutoLinkResult) -> None:
@@ -207,13 +221,7 @@ def run_result(run: Any) -> AutoLinkResult:
 
 
 def run_is_stalled(run: Any) -> bool:
-    """A running run whose worker stopped reporting (died): the page says so."""
-    from datetime import timedelta
-
-    from .models import as_utc
-
-    if run.status != "running" or run.heartbeat_at is None:
+    """A running run whose worker stopped beating (died): the page says so."""
+    if run.status != "running":
         return False
-    timeout = float(current_amazon.settings.heartbeat_timeout)
-    beat = as_utc(run.heartbeat_at)
-    return beat is not None and utcnow() - beat > timedelta(seconds=max(timeout, 60.0))
+    return is_stale(run.heartbeat_at, utcnow(), current_amazon.settings.heartbeat_timeout)

@@ -22,9 +22,8 @@ from redis.exceptions import RedisError
 from rq import get_current_job
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from .amazon_client import AmazonError, AmazonReportsClient, LwaCredentials
+from .amazon_client import AmazonError, AmazonReportsClient, DownloadStopped, LwaCredentials
 from .lifecycle import (
-    Heartbeat,
     end_values,
     enqueue_step,
     failed_report_ids,
@@ -34,6 +33,7 @@ from .lifecycle import (
     save_if_owned,
     send_finished,
 )
+from .liveness import Heartbeat, beat_interval
 from .models import ReportMode, Stage, Status, utcnow
 from .offer_writer import OfferWriter, RemovalLimitExceeded, StageCounts, StagingLost
 from .proxies import current_amazon
@@ -195,11 +195,13 @@ class _Step:
         run = self.run
         if run.started_at is None:
             self._save(started_at=utcnow())
-        interval = max(0.5, self.settings.heartbeat_timeout / 5)
         client = self._client()
-        heartbeat = Heartbeat(self.ext.db.engine, run.__table__, run.id, self.job_id, interval)
+        table = run.__table__
+        self._heartbeat = Heartbeat(self.ext.db.engine, table, owned(table, run.id, self.job_id),
+                                    beat_interval(self.settings.heartbeat_timeout),
+                                    name=f"import run {run.id}")
         try:
-            with heartbeat:
+            with self._heartbeat:
                 return self._advance(client)
         except AmazonError as exc:
             return self._amazon_error(exc)
@@ -331,7 +333,13 @@ class _Step:
         try:
             started = time.monotonic()
             self._save(stage=Stage.DOWNLOADING)
-            doc = client.download_document(run.report_document_id, path)
+            try:
+                doc = client.download_document(run.report_document_id, path,
+                                               should_stop=self._heartbeat.lost.is_set)
+            except DownloadStopped:
+                log.warning("Import run %s was ended elsewhere during the download; step %s "
+                            "stops", run.id, self.job_id)
+                raise _RunEnded from None
             self._save(download_bytes=doc.size, stage=Stage.PARSING,
                        durations=self._time("download", started))
 

@@ -9,8 +9,8 @@ Redis, is the source of truth:
   (:func:`owned`); every write of a step goes through :func:`save_if_owned`, and ending a run
   (:func:`finish_run`, :func:`end_values`) is guarded the same way, so a worker and the
   stale-run check can never both end the same run;
-* a running step proves itself alive through :class:`Heartbeat`; :func:`recover_stale_runs`
-  fails the runs whose worker is gone;
+* a running step proves itself alive through a heartbeat (:mod:`.liveness`);
+  :func:`recover_stale_runs` fails the runs whose worker is gone;
 * a run whose apply would soft-remove more than ``XSALE_AMAZON_REMOVAL_GUARD`` of the live
   offers is *held* (:func:`hold_run`) until an operator confirms (:func:`confirm_run`) or
   discards (:func:`discard_run`) it - see "Held runs" below.
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -37,6 +36,7 @@ from rq.job import Job
 from sqlalchemy.exc import IntegrityError
 
 from .babel import gettext as _
+from .liveness import is_stale
 from .messages import error_text, status_label
 from .models import ReportMode, Stage, Status, utcnow
 from .offer_writer import ApplyCounts
@@ -217,42 +217,6 @@ def save_if_owned(run: Any, job_id: str | None, **fields: Any) -> bool:
     return written == 1
 
 
-class Heartbeat:
-    """Refreshes the run's ``heartbeat_at`` from a thread while a step works.
-
-    :func:`recover_stale_runs` fails a running run whose heartbeat stops, so a SIGKILLed
-    worker is noticed after ``XSALE_AMAZON_HEARTBEAT_TIMEOUT`` whatever the step was doing
-    (even a long apply transaction, which this thread does not wait for: it uses its own
-    connection). Beats only while the step owns the run.
-    """
-
-    def __init__(self, engine: sa.Engine, table: sa.Table, run_id: int, job_id: str | None,
-                 interval: float) -> None:
-        self._stop = threading.Event()
-        self._engine = engine
-        self._statement = table.update().where(owned(table, run_id, job_id))
-        self._interval = interval
-        self._run_id = run_id
-        self._thread = threading.Thread(target=self._loop, daemon=True,
-                                        name=f"xsale-amazon-heartbeat-{run_id}")
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                with self._engine.begin() as conn:
-                    conn.execute(self._statement.values(heartbeat_at=utcnow()))
-            except Exception:  # e.g. SQLite busy during the apply; the next beat retries
-                log.debug("heartbeat of run %s skipped", self._run_id, exc_info=True)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
 # -- finish ------------------------------------------------------------------------------------
 def end_values(status: str, *, error_code: str | None = None,
                error_params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -371,7 +335,7 @@ def recover_stale_runs(integration_id: int | None = None, now: datetime | None =
     m, session = ext.models, ext.db.session
     now = now or utcnow()
     discard_held_runs(reason="expired", now=now)
-    timeout = timedelta(seconds=ext.settings.heartbeat_timeout)
+    timeout = ext.settings.heartbeat_timeout
     query = sa.select(m.ImportRun).where(m.ImportRun.active_lock.is_not(None))
     if integration_id is not None:
         query = query.where(m.ImportRun.integration_id == integration_id)
@@ -387,13 +351,13 @@ def recover_stale_runs(integration_id: int | None = None, now: datetime | None =
     return failed
 
 
-def _stale_reason(run: Any, now: datetime, timeout: timedelta) -> str | None:
+def _stale_reason(run: Any, now: datetime, timeout: float) -> str | None:
     running = run.status in (Status.REQUESTING, Status.PROCESSING)
     if running:
-        beat = as_utc(run.heartbeat_at or run.started_at or run.created_at)
-        return "worker_died" if beat < now - timeout else None
+        beat = run.heartbeat_at or run.started_at or run.created_at
+        return "worker_died" if is_stale(beat, now, timeout) else None
     due = as_utc(run.next_poll_at or run.created_at)
-    if due > now - timeout:
+    if not is_stale(due, now, timeout):
         return None
     job_state = _job_state(run.rq_job_id)
     if job_state == "started":
@@ -401,10 +365,10 @@ def _stale_reason(run: Any, now: datetime, timeout: timedelta) -> str | None:
         # proves it alive; RQ only notices a SIGKILLed worker's job much later (heartbeat TTL
         # + registry maintenance, ~10 minutes).
         beat = max(as_utc(run.heartbeat_at or run.created_at), due)
-        return "worker_died" if beat < now - timeout else None
+        return "worker_died" if is_stale(beat, now, timeout) else None
     if job_state in ("queued", "scheduled", "deferred"):
         # Without any worker (hence no scheduler) a scheduled poll never runs either.
-        if job_state in ("queued", "scheduled") and due < now - 12 * timeout:
+        if job_state in ("queued", "scheduled") and is_stale(due, now, 12 * timeout):
             return "worker_missing"
         return None
     if job_state == "unknown":

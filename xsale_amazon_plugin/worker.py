@@ -3,9 +3,9 @@
 :func:`make_worker` is the one place that builds it (``flask xsale-amazon worker`` and the
 tests use it). On top of RQ's own worker it
 
-* fails runs whose worker died (:func:`lifecycle.recover_stale_runs`) every
-  ``HEARTBEAT_TIMEOUT / 4`` seconds (at most every 30 s), so a step that was running when
-  its worker was killed ends within about 1.25 × ``HEARTBEAT_TIMEOUT``;
+* fails runs whose worker died (:func:`lifecycle.recover_stale_runs`) at the
+  :func:`liveness.maintenance_interval`, so a step that was running when its worker was
+  killed ends within about 1.25 × ``HEARTBEAT_TIMEOUT``;
 * takes over RQ's scheduler lock within seconds when the worker that held it died, so
   imports waiting for Amazon (polls scheduled on RQ's scheduler) go on;
 * runs the periodic tasks other parts of the plugin register with :func:`register_periodic`.
@@ -44,6 +44,7 @@ from rq.scripts import release_lock
 from rq.worker import BaseWorker
 
 from .lifecycle import recover_stale_runs
+from .liveness import maintenance_interval
 from .proxies import current_amazon
 from .timeutil import as_utc, utcnow
 
@@ -87,12 +88,6 @@ def register_periodic(name: str, func: Callable[[], object], every_seconds: floa
 
 def registered_tasks() -> list[PeriodicTask]:
     return list(_registered.values())
-
-
-def recovery_interval(heartbeat_timeout: float) -> float:
-    """How often a worker looks for runs whose worker died: a quarter of the heartbeat
-    timeout (between 1 and 30 s), so such a run ends within ~1.25 × the timeout."""
-    return min(30.0, max(1.0, heartbeat_timeout / 4))
 
 
 class _PluginMaintenance:
@@ -230,7 +225,7 @@ def make_worker(app: Flask, *, simple: bool = False) -> BaseWorker:
         heartbeat_timeout = current_amazon.settings.heartbeat_timeout
     tasks = (
         PeriodicTask("xsale_amazon.recover_stale_runs", _recover_stale_runs,
-                     recovery_interval(heartbeat_timeout)),
+                     maintenance_interval(heartbeat_timeout)),
         *registered_tasks(),
     )
     worker_class = PluginSimpleWorker if simple else PluginWorker
