@@ -10,10 +10,11 @@ from flask import Blueprint, abort, jsonify, request, url_for
 from .babel import gettext
 from .formatting import format_count
 from .messages import ended_stage_label, error_text, status_badge_class, status_label
-from .models import Status, as_utc, int_in_range, utcnow
+from .models import Status, int_in_range
 from .proxies import current_amazon
 from .suggest_rebuild import rebuild_state
 from .suggestions import IndexRebuilding, displayed, suggestions_for_offer
+from .timeutil import as_utc, utcnow
 
 blueprint = Blueprint(
     "xsale_amazon",

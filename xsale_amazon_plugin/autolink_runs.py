@@ -19,9 +19,9 @@ import sqlalchemy as sa
 from .babel import gettext as _
 from .dialects import session_read_committed
 from .linking import AutoLinkResult, autolink
-from .models import utcnow
 from .offer_scope import AUTOLINK_KEYS, OfferScope, count_offers
 from .proxies import current_amazon
+from .timeutil import as_utc, utcnow
 
 JOB_FUNC = "xsale_amazon_plugin.autolink_runs.run_autolink_job"
 #: Offer ids one request may name (bound parameters stay far below every database's limit).
@@ -209,8 +209,6 @@ def run_result(run: Any) -> AutoLinkResult:
 def run_is_stalled(run: Any) -> bool:
     """A running run whose worker stopped reporting (died): the page says so."""
     from datetime import timedelta
-
-    from .models import as_utc
 
     if run.status != "running" or run.heartbeat_at is None:
         return False

@@ -17,10 +17,11 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from .models import ScheduleKind, Status, as_utc, utcnow
+from .models import ScheduleKind, Status
 from .proxies import current_amazon
 from .scheduling import spec_of, stale_threshold
 from .signals import integration_stale
+from .timeutil import as_utc, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -34,12 +34,12 @@ from .lifecycle import (
     save_if_owned,
     send_finished,
 )
-from .models import ReportMode, Stage, Status, utcnow
+from .models import ReportMode, Stage, Status
 from .offer_writer import OfferWriter, RemovalLimitExceeded, StageCounts, StagingLost
 from .proxies import current_amazon
 from .report_checks import ReportRejected, check_invalid_share
 from .report_parser import MissingAsinColumnError, ReportFormatError, ReportReader
-from .timeutil import as_utc, parse_amazon_time
+from .timeutil import as_utc, parse_amazon_time, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -38,11 +38,11 @@ from sqlalchemy.exc import IntegrityError
 
 from .babel import gettext as _
 from .messages import error_text, status_label
-from .models import ReportMode, Stage, Status, utcnow
+from .models import ReportMode, Stage, Status
 from .offer_writer import ApplyCounts
 from .proxies import current_amazon
 from .signals import import_finished
-from .timeutil import as_utc
+from .timeutil import as_utc, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,11 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .dialects import is_mysql, session_read_committed
-from .models import LinkMethod, int_in_range, utcnow
+from .models import LinkMethod, int_in_range
 from .offer_scope import AUTOLINK_KEYS, key_present
 from .proxies import current_amazon
 from .signals import offers_linked, offers_unlinked
+from .timeutil import utcnow
 
 
 @dataclass
@@ -98,7 +99,7 @@ def _ids(values: Sequence[Any]) -> list[int]:
     return out
 
 
-def _product_key(pk: sa.Column, value: Any) -> Any:
+def product_key(pk: sa.Column, value: Any) -> Any:
     """The form value as the product primary key's Python type; LookupError if it can't be."""
     missing = LookupError("The selected product does not exist.")
     if isinstance(pk.type, sa.Integer):
@@ -125,7 +126,7 @@ def link_offers(offer_ids: Sequence[Any], product_id: Any, *, by: str | None = N
     m = current_amazon.models
     session = current_amazon.db.session
     ids = _ids(offer_ids)
-    product = session.get(m.product_model, _product_key(m.product_pk, product_id))
+    product = session.get(m.product_model, product_key(m.product_pk, product_id))
     if product is None:
         raise LookupError("The selected product does not exist.")
     pk_value = getattr(product, m.product_pk.key)
@@ -164,7 +165,7 @@ def link_pairs(pairs: Sequence[tuple[Any, Any]], *, by: str | None = None,
     wanted: dict[int, Any] = {}
     for offer_id, product_id in pairs:
         try:
-            wanted[_ids([offer_id])[0]] = _product_key(pk, product_id)
+            wanted[_ids([offer_id])[0]] = product_key(pk, product_id)
         except (ValueError, LookupError):
             continue
     rows = []

@@ -29,10 +29,10 @@ import sqlalchemy as sa
 
 from .babel import gettext as _
 from .babel import ngettext
-from .linking import _product_key, link_pairs
+from .linking import link_pairs, product_key
 from .models import LinkMethod
 from .proxies import current_amazon
-from .suggest_engine import GTIN_TYPES
+from .report_parser import GTIN_TYPES
 
 EXPORT_COLUMNS = ("integration_id", "integration", "seller_sku", "asin", "name", "offer_ean",
                   "status", "removed", "product_id", "product_sku", "product_ean",
@@ -317,7 +317,7 @@ def _resolve_products(plan: ImportPlan) -> None:
     for x in open_lines:
         if plan.by == "id":
             try:
-                values[x.product_value] = _product_key(pk, x.product_value)
+                values[x.product_value] = product_key(pk, x.product_value)
             except LookupError:
                 continue
         else:

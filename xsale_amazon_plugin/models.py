@@ -22,10 +22,7 @@ from .dialects import MYSQL_FAMILY
 from .marketplaces import Marketplace, get_marketplace
 from .proxies import current_amazon
 from .report_parser import MAX_SKU_LENGTH
-from .suggest_index import make_suggest_tables
-from .timeutil import as_utc, utcnow
-
-__all__ = ["as_utc", "utcnow"]  # re-exported: most modules take both from here
+from .timeutil import utcnow
 
 ACCOUNT_TYPES = ("FBA", "FBM")
 
@@ -507,6 +504,104 @@ class ScheduleSlotMixin:
         return (
             sa.UniqueConstraint("integration_id", "slot_at", name="uq_xsale_amazon_schedule_slot"),
         )
+
+
+# The mapping assistant's tables (rows of the suggest package, defined here so that the models
+# own every table of the plugin). Plain timestamps, unlike UTCDateTime above (no MySQL variant).
+SuggestDateTime = sa.DateTime(timezone=True)
+KEY_LENGTH = 64
+TERM_LENGTH = 80
+
+
+@dataclass(frozen=True)
+class SuggestTables:
+    product: sa.Table
+    term: sa.Table
+    term_df: sa.Table
+    catalog: sa.Table
+    suggestion: sa.Table
+    rejection: sa.Table
+    change: sa.Table
+
+
+_tables: weakref.WeakKeyDictionary[sa.MetaData, SuggestTables] = weakref.WeakKeyDictionary()
+
+
+def make_suggest_tables(metadata: sa.MetaData, offer_id_type: Any) -> SuggestTables:
+    """Define (once per metadata) the assistant's tables next to the plugin's models."""
+    existing = _tables.get(metadata)
+    if existing is not None:
+        return existing
+    product = sa.Table(
+        "xsale_amazon_suggest_product", metadata,
+        sa.Column("product_key", sa.String(KEY_LENGTH), primary_key=True),
+        sa.Column("sku", sa.String(255)),
+        sa.Column("sku_norm", sa.String(255), index=True),
+        sa.Column("gtin", sa.String(14), index=True),
+        sa.Column("asin", sa.String(20), index=True),
+        sa.Column("title", sa.Text),
+        sa.Column("row_hash", sa.BigInteger, nullable=False),
+    )
+    term = sa.Table(
+        "xsale_amazon_suggest_term", metadata,
+        sa.Column("term", sa.String(TERM_LENGTH), primary_key=True),
+        sa.Column("product_key", sa.String(KEY_LENGTH), primary_key=True),
+    )
+    term_df = sa.Table(
+        "xsale_amazon_suggest_term_df", metadata,
+        sa.Column("term", sa.String(TERM_LENGTH), primary_key=True),
+        sa.Column("df", sa.Integer, nullable=False),
+    )
+    catalog = sa.Table(
+        "xsale_amazon_suggest_catalog", metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("fingerprint", sa.String(80), nullable=False),
+        sa.Column("product_count", sa.Integer, nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("refreshed_at", SuggestDateTime, nullable=False),
+    )
+    suggestion = sa.Table(
+        "xsale_amazon_suggestion", metadata,
+        sa.Column("offer_id", offer_id_type,
+                  sa.ForeignKey("xsale_amazon_offer.id", ondelete="CASCADE"), primary_key=True),
+        #: Hash of the offer fields the suggestions were computed from (offer changes).
+        sa.Column("offer_hash", sa.BigInteger, nullable=False),
+        #: ``catalog.version`` they were computed against (product changes).
+        sa.Column("catalog_version", sa.Integer, nullable=False),
+        sa.Column("computed_at", SuggestDateTime, nullable=False),
+        sa.Column("best_product_key", sa.String(KEY_LENGTH)),
+        sa.Column("best_score", sa.Float),
+        sa.Column("best_confidence", sa.String(10)),
+        sa.Column("suggestions", sa.JSON, nullable=False),
+        #: ``no_match`` once an operator said no product fits (hidden from the queue).
+        sa.Column("decision", sa.String(10)),
+        sa.Index("ix_xsale_amazon_suggestion_best", "best_confidence"),
+        sa.Index("ix_xsale_amazon_suggestion_best_product", "best_product_key"),
+    )
+    rejection = sa.Table(
+        "xsale_amazon_suggestion_rejection", metadata,
+        sa.Column("offer_id", offer_id_type,
+                  sa.ForeignKey("xsale_amazon_offer.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("product_key", sa.String(KEY_LENGTH), primary_key=True),
+        sa.Column("created_by", sa.String(200)),
+        sa.Column("created_at", SuggestDateTime, nullable=False, default=utcnow),
+    )
+    #: Written by triggers on the product table in the writer's transaction (see
+    #: :mod:`.suggest_watch`): one row per statement (PostgreSQL) or per changed row (SQLite,
+    #: MySQL/MariaDB); empty means "nothing changed since the check". AUTOINCREMENT on SQLite:
+    #: an id is never reused, so a refresh deleting the ids it saw never deletes a later row.
+    change = sa.Table(
+        "xsale_amazon_suggest_change", metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+        sqlite_autoincrement=True,
+    )
+    tables = SuggestTables(product, term, term_df, catalog, suggestion, rejection, change)
+    _tables[metadata] = tables
+    return tables
+
+
+def suggest_tables(models: Any) -> SuggestTables:
+    return _tables[models.AmazonOffer.__table__.metadata]
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,11 @@ import sqlalchemy as sa
 from .dialects import is_mysql
 from .models import int_in_range
 from .proxies import current_amazon
+from .report_parser import GTIN_TYPES
 
 MAPPING_VIEWS = ("unlinked", "linked", "all")
 #: Filter fields of the offers workspace, in the order the list shows them.
 FIELDS = ("integration", "marketplace", "account_type", "status", "removed", "ambiguous")
-#: Offer product-id types that hold a GTIN comparable with the host's EAN.
-GTIN_TYPES = ("EAN", "UPC", "JAN", "GTIN", "ISBN")
 AUTOLINK_KEYS = ("sku", "ean", "asin")
 #: Search limits (the offers list applies the same): every term adds a level to the SQL
 #: expression tree (SQLite refuses trees deeper than 1000); PostgreSQL text cannot hold NUL.

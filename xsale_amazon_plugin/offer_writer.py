@@ -43,10 +43,10 @@ from .models import (
     PRODUCT_ID_TYPE_LENGTH,
     REPORT_COLUMNS,
     Models,
-    utcnow,
 )
 from .mysql_staging import MysqlInsertBatches, value_tuples
 from .report_parser import InvalidRow, OfferRow
+from .timeutil import utcnow
 
 STAGED_COLUMNS = ("run_id", "line", "seller_sku", *REPORT_COLUMNS)
 #: Offer columns compared to decide whether a re-imported row changed.

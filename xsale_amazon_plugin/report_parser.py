@@ -58,6 +58,7 @@ __all__ = [
     "ASIN",
     "CANONICAL_COLUMNS",
     "FULFILLMENT_CHANNEL",
+    "GTIN_TYPES",
     "ITEM_NAME",
     "LISTING_ID",
     "MAX_FIELD_LENGTH",
@@ -91,6 +92,8 @@ PRODUCT_ID = "product-id"
 ASIN = "asin"
 FULFILLMENT_CHANNEL = "fulfillment-channel"
 STATUS = "status"
+#: Values of ``product-id-type`` whose ``product-id`` is a GTIN (comparable with an EAN).
+GTIN_TYPES = ("EAN", "UPC", "JAN", "GTIN", "ISBN")
 CANONICAL_COLUMNS: tuple[str, ...] = (
     ITEM_NAME,
     LISTING_ID,

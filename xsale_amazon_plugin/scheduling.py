@@ -20,7 +20,7 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from .lifecycle import ImportAlreadyRunning, ImportNotPossible, start_import
-from .models import ScheduleKind, SlotOutcome, Status, as_utc, int_in_range, utcnow
+from .models import ScheduleKind, SlotOutcome, Status, int_in_range
 from .proxies import current_amazon
 from .schedules import (
     InvalidSchedule,
@@ -31,6 +31,7 @@ from .schedules import (
     parse_daily_at,
 )
 from .signals import import_failed, schedule_paused
+from .timeutil import as_utc, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -47,6 +47,7 @@ from typing import Any
 import sqlalchemy as sa
 from rapidfuzz import fuzz
 
+from .report_parser import GTIN_TYPES
 from .suggest_index import SuggestTables
 from .suggest_text import (
     TitleFeatures,
@@ -58,9 +59,6 @@ from .suggest_text import (
 HIGH = "high"
 MEDIUM = "medium"
 LOW = "low"
-
-#: Offer product-id types that hold a GTIN comparable with the product's EAN.
-GTIN_TYPES = ("EAN", "UPC", "JAN", "GTIN", "ISBN")
 
 #: Candidates retrieved per offer by title terms before scoring.
 TITLE_CANDIDATES = 30

@@ -24,7 +24,6 @@ Tables (all ``xsale_amazon_suggest_*``):
 
 from __future__ import annotations
 
-import weakref
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -34,6 +33,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+# The tables are defined with the plugin's models; re-exported as the index's own.
+from .models import KEY_LENGTH as KEY_LENGTH
+from .models import TERM_LENGTH, SuggestTables
+from .models import make_suggest_tables as make_suggest_tables
+from .models import suggest_tables as suggest_tables
 from .suggest_text import (
     FEATURES_VERSION,
     compile_affixes,
@@ -45,104 +49,10 @@ from .suggest_text import (
 from .suggest_watch import row_level, watch_product_table
 from .timeutil import as_utc, utcnow
 
-UTCDateTime = sa.DateTime(timezone=True)
-KEY_LENGTH = 64
-TERM_LENGTH = 80
 #: Products read per query while refreshing.
 REFRESH_CHUNK = 5000
 #: Longest wait for another process's refresh of the same index, in seconds.
 LOCK_WAIT = 900
-
-
-@dataclass(frozen=True)
-class SuggestTables:
-    product: sa.Table
-    term: sa.Table
-    term_df: sa.Table
-    catalog: sa.Table
-    suggestion: sa.Table
-    rejection: sa.Table
-    change: sa.Table
-
-
-_tables: weakref.WeakKeyDictionary[sa.MetaData, SuggestTables] = weakref.WeakKeyDictionary()
-
-
-def make_suggest_tables(metadata: sa.MetaData, offer_id_type: Any) -> SuggestTables:
-    """Define (once per metadata) the assistant's tables next to the plugin's models."""
-    existing = _tables.get(metadata)
-    if existing is not None:
-        return existing
-    product = sa.Table(
-        "xsale_amazon_suggest_product", metadata,
-        sa.Column("product_key", sa.String(KEY_LENGTH), primary_key=True),
-        sa.Column("sku", sa.String(255)),
-        sa.Column("sku_norm", sa.String(255), index=True),
-        sa.Column("gtin", sa.String(14), index=True),
-        sa.Column("asin", sa.String(20), index=True),
-        sa.Column("title", sa.Text),
-        sa.Column("row_hash", sa.BigInteger, nullable=False),
-    )
-    term = sa.Table(
-        "xsale_amazon_suggest_term", metadata,
-        sa.Column("term", sa.String(TERM_LENGTH), primary_key=True),
-        sa.Column("product_key", sa.String(KEY_LENGTH), primary_key=True),
-    )
-    term_df = sa.Table(
-        "xsale_amazon_suggest_term_df", metadata,
-        sa.Column("term", sa.String(TERM_LENGTH), primary_key=True),
-        sa.Column("df", sa.Integer, nullable=False),
-    )
-    catalog = sa.Table(
-        "xsale_amazon_suggest_catalog", metadata,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("fingerprint", sa.String(80), nullable=False),
-        sa.Column("product_count", sa.Integer, nullable=False),
-        sa.Column("version", sa.Integer, nullable=False),
-        sa.Column("refreshed_at", UTCDateTime, nullable=False),
-    )
-    suggestion = sa.Table(
-        "xsale_amazon_suggestion", metadata,
-        sa.Column("offer_id", offer_id_type,
-                  sa.ForeignKey("xsale_amazon_offer.id", ondelete="CASCADE"), primary_key=True),
-        #: Hash of the offer fields the suggestions were computed from (offer changes).
-        sa.Column("offer_hash", sa.BigInteger, nullable=False),
-        #: ``catalog.version`` they were computed against (product changes).
-        sa.Column("catalog_version", sa.Integer, nullable=False),
-        sa.Column("computed_at", UTCDateTime, nullable=False),
-        sa.Column("best_product_key", sa.String(KEY_LENGTH)),
-        sa.Column("best_score", sa.Float),
-        sa.Column("best_confidence", sa.String(10)),
-        sa.Column("suggestions", sa.JSON, nullable=False),
-        #: ``no_match`` once an operator said no product fits (hidden from the queue).
-        sa.Column("decision", sa.String(10)),
-        sa.Index("ix_xsale_amazon_suggestion_best", "best_confidence"),
-        sa.Index("ix_xsale_amazon_suggestion_best_product", "best_product_key"),
-    )
-    rejection = sa.Table(
-        "xsale_amazon_suggestion_rejection", metadata,
-        sa.Column("offer_id", offer_id_type,
-                  sa.ForeignKey("xsale_amazon_offer.id", ondelete="CASCADE"), primary_key=True),
-        sa.Column("product_key", sa.String(KEY_LENGTH), primary_key=True),
-        sa.Column("created_by", sa.String(200)),
-        sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
-    )
-    #: Written by triggers on the product table in the writer's transaction (see
-    #: :mod:`.suggest_watch`): one row per statement (PostgreSQL) or per changed row (SQLite,
-    #: MySQL/MariaDB); empty means "nothing changed since the check". AUTOINCREMENT on SQLite:
-    #: an id is never reused, so a refresh deleting the ids it saw never deletes a later row.
-    change = sa.Table(
-        "xsale_amazon_suggest_change", metadata,
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
-        sqlite_autoincrement=True,
-    )
-    tables = SuggestTables(product, term, term_df, catalog, suggestion, rejection, change)
-    _tables[metadata] = tables
-    return tables
-
-
-def suggest_tables(models: Any) -> SuggestTables:
-    return _tables[models.AmazonOffer.__table__.metadata]
 
 
 @dataclass(frozen=True)

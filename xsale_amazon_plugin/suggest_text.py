@@ -17,6 +17,8 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from .settings import DEFAULT_SKU_AFFIXES as DEFAULT_SKU_AFFIXES  # defined with the setting
+
 #: Version of what :func:`title_features` indexes; a new version re-indexes every product.
 FEATURES_VERSION = 4
 #: Length of the prefix a word is reduced to before comparison.
@@ -294,14 +296,6 @@ def title_features(title: str | None) -> TitleFeatures:
 
 # --- keys ------------------------------------------------------------------------------
 
-DEFAULT_SKU_AFFIXES: tuple[str, ...] = (
-    # Suffixes sellers add to an ERP code for the Amazon channel, condition or packaging.
-    r"[-_/. ]?(?:fba|fbm|afn|mfn|amz|amazon|prime|new|neu|nowy|used|refurb)$",
-    # Single letters only after a separator ("/B", "-N"): "DR2010B" is a code of its own.
-    r"[-_/. ](?:b|n|a|x)$",
-    # Prefixes with the same meaning.
-    r"^(?:fba|fbm|amz|amazon|az)[-_/. ]",
-)
 _SEPARATORS = re.compile(r"[-_/. ]+")
 
 

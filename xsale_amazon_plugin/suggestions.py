@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from flask import has_request_context
 
 from .babel import gettext as _
-from .linking import _product_key, link_offers, link_pairs
+from .linking import link_offers, link_pairs, product_key
 from .models import LinkMethod
 from .proxies import current_amazon
 from .suggest_engine import HIGH, MEDIUM, OfferInput, Suggestion, SuggestionEngine
@@ -77,7 +77,7 @@ def _context() -> _Context:
 
 
 def _pk_from_key(key: str) -> Any:
-    return _product_key(current_amazon.models.product_pk, key)
+    return product_key(current_amazon.models.product_pk, key)
 
 
 def offer_hash(offer: Any) -> int:

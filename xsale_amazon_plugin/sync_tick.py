@@ -11,8 +11,8 @@ import logging
 from datetime import datetime
 
 from .freshness import notify_stale
-from .models import utcnow
 from .scheduling import SlotResult, run_due_schedules
+from .timeutil import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,10 @@ from wtforms.validators import NumberRange, Optional, Regexp
 from ..api import blueprint
 from ..babel import gettext as _
 from ..babel import lazy_gettext as _l
-from ..models import ScheduleKind, int_in_range, utcnow
+from ..models import ScheduleKind, int_in_range
 from ..proxies import current_amazon
 from ..schedules import InvalidSchedule
+from ..timeutil import utcnow
 from .base import PluginForm
 
 log = logging.getLogger(__name__)
