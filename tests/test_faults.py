@@ -32,8 +32,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from xsale_amazon_plugin.amazon.marketplaces import get_marketplace
 from xsale_amazon_plugin.emulator.report_builder import demo_listings, render_report
-from xsale_amazon_plugin.marketplaces import get_marketplace
 from xsale_amazon_plugin.timeutil import as_utc, utcnow
 
 from .conftest import MYSQL_BASE, PG_BASE, SERVER_BACKENDS
@@ -727,8 +727,8 @@ def test_overdue_poll_without_any_worker_is_not_a_ghost(amazon_host: Any, amazon
 
     from rq import SimpleWorker
 
-    from xsale_amazon_plugin.lifecycle import recover_stale_runs, start_import
-    from xsale_amazon_plugin.models import as_utc, utcnow
+    from xsale_amazon_plugin.importing.lifecycle import recover_stale_runs, start_import
+    from xsale_amazon_plugin.timeutil import as_utc, utcnow
 
     from .test_import import publish, snapshot
 
@@ -930,7 +930,7 @@ def test_amazon_faults_end_clearly_and_keep_data(amazon_host: Any, amazon: Any,
                                                  fault: str) -> None:
     from rq.registry import ScheduledJobRegistry
 
-    from xsale_amazon_plugin.linking import link_offers
+    from xsale_amazon_plugin.linking.links import link_offers
 
     from .test_import import offers, publish, run_import, snapshot
 
@@ -972,7 +972,7 @@ def test_amazon_faults_end_clearly_and_keep_data(amazon_host: Any, amazon: Any,
 
 
 def test_concurrent_clicks_create_one_run_per_integration(host: Any) -> None:
-    from xsale_amazon_plugin.lifecycle import ImportAlreadyRunning, start_import
+    from xsale_amazon_plugin.importing.lifecycle import ImportAlreadyRunning, start_import
 
     a, b = host.add_integration("DE", "FBM"), host.add_integration("DE", "FBA")
     barrier = threading.Barrier(12)

@@ -23,8 +23,8 @@ import rq
 import sqlalchemy as sa
 from rq.scheduler import RQScheduler
 
+from xsale_amazon_plugin.amazon.marketplaces import get_marketplace
 from xsale_amazon_plugin.emulator.report_builder import demo_listings, render_report
-from xsale_amazon_plugin.marketplaces import get_marketplace
 from xsale_amazon_plugin.proxies import current_amazon
 from xsale_amazon_plugin.timeutil import as_utc
 from xsale_amazon_plugin.worker import (

@@ -12,8 +12,8 @@ from typing import Any
 
 from flask import current_app, has_request_context
 
+from .amazon.marketplaces import MARKETPLACES
 from .babel import gettext as _
-from .marketplaces import MARKETPLACES
 from .timeutil import as_utc
 
 

@@ -18,10 +18,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
+from .amazon.marketplaces import Marketplace, get_marketplace
+from .amazon.report_parser import MAX_SKU_LENGTH
 from .dialects import MYSQL_FAMILY
-from .marketplaces import Marketplace, get_marketplace
 from .proxies import current_amazon
-from .report_parser import MAX_SKU_LENGTH
 from .timeutil import utcnow
 
 ACCOUNT_TYPES = ("FBA", "FBM")
@@ -346,7 +346,8 @@ class ImportRunMixin:
     durations: Mapped[Any | None] = mapped_column(sa.JSON)
     error_code: Mapped[str | None] = mapped_column(sa.String(40))
     error_message: Mapped[str | None] = mapped_column(sa.Text)
-    #: Parameters of the translated error message (see :mod:`xsale_amazon_plugin.messages`).
+    #: Parameters of the translated error message (see
+    #: :mod:`xsale_amazon_plugin.importing.messages`).
     error_params: Mapped[Any | None] = mapped_column(sa.JSON)
     #: Step-level retries after transient Amazon errors.
     retries: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
@@ -619,7 +620,7 @@ class Models:
     import_row: sa.Table
     product_model: Any
     product_pk: sa.Column[Any]
-    #: Background auto-link runs (see :mod:`xsale_amazon_plugin.autolink_runs`).
+    #: Background auto-link runs (see :mod:`xsale_amazon_plugin.linking.autolink_job`).
     AutoLinkRun: Any = None
     #: Schedule and alert bookkeeping per integration; what happened at each due slot.
     SyncSchedule: Any = None

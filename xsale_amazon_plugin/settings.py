@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 PREFIX = "XSALE_AMAZON_"
 
 #: Default of ``XSALE_AMAZON_SUGGEST_SKU_AFFIXES``: patterns the mapping assistant strips from
-#: SKUs before comparing them (see :mod:`xsale_amazon_plugin.suggest_text`).
+#: SKUs before comparing them (see :mod:`xsale_amazon_plugin.suggest.text`).
 DEFAULT_SKU_AFFIXES: tuple[str, ...] = (
     # Suffixes sellers add to an ERP code for the Amazon channel, condition or packaging.
     r"[-_/. ]?(?:fba|fbm|afn|mfn|amz|amazon|prime|new|neu|nowy|used|refurb)$",

@@ -43,7 +43,7 @@ from rq.scheduler import RQScheduler
 from rq.scripts import release_lock
 from rq.worker import BaseWorker
 
-from .lifecycle import recover_stale_runs
+from .importing.lifecycle import recover_stale_runs
 from .proxies import current_amazon
 from .timeutil import as_utc, utcnow
 

@@ -14,13 +14,13 @@ from markupsafe import Markup, escape
 from wtforms import IntegerField, RadioField, StringField
 from wtforms.validators import NumberRange, Optional, Regexp
 
-from ..api import blueprint
 from ..babel import gettext as _
 from ..babel import lazy_gettext as _l
 from ..models import ScheduleKind, int_in_range
 from ..proxies import current_amazon
-from ..schedules import InvalidSchedule
+from ..scheduling.slots import InvalidSchedule
 from ..timeutil import utcnow
+from .api import blueprint
 from .base import PluginForm
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def format_local(moment: datetime | None) -> str:
     """``moment`` in the plugin's time zone, as ``YYYY-MM-DD HH:MM``."""
     if moment is None:
         return "—"
-    from ..scheduling import plugin_timezone
+    from ..scheduling.service import plugin_timezone
 
     return moment.astimezone(plugin_timezone()).strftime("%Y-%m-%d %H:%M")
 
@@ -100,7 +100,7 @@ def request_alerts() -> list[Any]:
     alerts: list[Any] = []
     try:
         if current_amazon.is_allowed():
-            from ..freshness import current_alerts
+            from ..scheduling.freshness import current_alerts
 
             alerts = current_alerts()
     except Exception:  # the badge must not take the host's admin down with it
@@ -152,7 +152,7 @@ def offers_freshness(view: Any) -> list[tuple[Any, Any]]:
     every active integration when it is not filtered by one."""
     import sqlalchemy as sa
 
-    from ..freshness import freshness_of
+    from ..scheduling.freshness import freshness_of
 
     try:
         m = current_amazon.models
@@ -181,8 +181,8 @@ class ScheduleViewMixin:
     get_url: Callable[..., str]  # provided by Flask-Admin's BaseView
 
     def schedule_context(self, model: Any) -> dict[str, Any]:
-        from ..freshness import freshness_of
-        from ..scheduling import get_schedule, recent_slots, schedule_status
+        from ..scheduling.freshness import freshness_of
+        from ..scheduling.service import get_schedule, recent_slots, schedule_status
 
         schedule = get_schedule(model.id)
         return {
@@ -197,7 +197,7 @@ class ScheduleViewMixin:
         """Freshness of every integration, computed once per request (list column)."""
         import sqlalchemy as sa
 
-        from ..freshness import freshness_of
+        from ..scheduling.freshness import freshness_of
 
         if "_xsale_amazon_freshness" not in g:
             integ = current_amazon.models.AmazonIntegration
@@ -218,7 +218,7 @@ class ScheduleViewMixin:
     def look_at_alerts(self, integration_id: int) -> None:
         """The operator opened the integration's page: its alerts were seen (GET only, and
         only when it has one, so viewing writes nothing otherwise)."""
-        from ..freshness import mark_alerts_seen
+        from ..scheduling.freshness import mark_alerts_seen
 
         if request.method != "GET":
             return
@@ -233,7 +233,7 @@ class ScheduleViewMixin:
 
     @expose("/schedule/<int:integration_id>/", methods=("POST",))
     def schedule_view(self, integration_id: int) -> Any:
-        from ..scheduling import set_schedule
+        from ..scheduling.service import set_schedule
 
         back = redirect(self.get_url(".edit_view", id=integration_id) + "#xa-schedule")
         form = ScheduleForm(request.form)
@@ -274,7 +274,7 @@ class ScheduleViewMixin:
 
     @expose("/schedule/<int:integration_id>/resume/", methods=("POST",))
     def schedule_resume_view(self, integration_id: int) -> Any:
-        from ..scheduling import resume_schedule
+        from ..scheduling.service import resume_schedule
 
         form = PluginForm(request.form)
         back = redirect(self.get_url(".edit_view", id=integration_id) + "#xa-schedule")
@@ -291,7 +291,7 @@ class ScheduleViewMixin:
 
     @expose("/alerts/seen/", methods=("POST",))
     def alerts_seen_view(self) -> Any:
-        from ..freshness import mark_alerts_seen
+        from ..scheduling.freshness import mark_alerts_seen
 
         form = PluginForm(request.form)
         target = request.form.get("url") or ""
@@ -311,7 +311,7 @@ def integration_freshness_formatter(view: Any, context: Any, model: Any, name: s
 
 
 def integration_schedule_formatter(view: Any, context: Any, model: Any, name: str) -> Markup:
-    from ..scheduling import schedule_status
+    from ..scheduling.service import schedule_status
 
     schedule = view.schedule_map().get(model.id)
     status = schedule_status(schedule, active=bool(model.active))
