@@ -43,7 +43,7 @@ def _package_modules() -> list[str]:
 def test_module_list_is_complete():
     modules = _package_modules()
     for name in ("xsale_amazon_plugin.importing.lifecycle", "xsale_amazon_plugin.admin.api",
-                 "xsale_amazon_plugin.suggest.service", "xsale_amazon_plugin.scheduling.tick",
+                 "xsale_amazon_plugin.suggest.service", "xsale_amazon_plugin.scheduling.alerts",
                  "xsale_amazon_plugin.emulator.server", "xsale_amazon_plugin.cli"):
         assert name in modules
 
