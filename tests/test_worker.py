@@ -313,3 +313,55 @@ def test_import_wait_without_any_worker_says_what_to_start(crash_env: dict[str, 
     assert "No worker is listening on queue" in out.stderr
     assert "flask xsale-amazon worker" in out.stderr
     assert "Timed out waiting" in out.stderr
+
+
+# -- jobs queued by the release before the modules moved ------------------------------------
+
+
+def test_every_renamed_job_function_resolves_to_what_the_plugin_enqueues_now() -> None:
+    from rq.utils import import_attribute
+
+    from xsale_amazon_plugin._job_class import RENAMED_JOB_FUNCTIONS
+    from xsale_amazon_plugin.importing import lifecycle
+    from xsale_amazon_plugin.linking import autolink_job
+    from xsale_amazon_plugin.suggest import catalogue_check, jobs
+
+    current = {lifecycle.JOB_FUNC, lifecycle.FAILURE_CALLBACK, autolink_job.JOB_FUNC,
+               jobs.JOB_FUNC, catalogue_check.CHECK_FUNC}
+    assert set(RENAMED_JOB_FUNCTIONS.values()) == current
+    for new in current:
+        assert callable(import_attribute(new)), new
+
+
+def test_job_queued_under_an_old_module_name_runs_the_moved_function(
+        host: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job (and its failure callback) queued by the previous release names the old modules
+    (``xsale_amazon_plugin.import_job``); a worker of this release runs the moved functions."""
+    from flask import current_app
+    from rq import Callback
+
+    ran: list[tuple[str, Any]] = []
+    failed: list[tuple[str, Any]] = []
+
+    def step(run_id: Any) -> None:
+        ran.append((current_app.name, run_id))
+        if run_id == "fail":
+            raise RuntimeError("step failed")
+
+    def on_failure(job: Any, connection: Any, exc_type: Any, value: Any, tb: Any) -> None:
+        failed.append((job.args[0], str(value)))
+
+    monkeypatch.setattr("xsale_amazon_plugin.importing.step_job.import_step", step)
+    monkeypatch.setattr("xsale_amazon_plugin.importing.step_job.on_job_failure", on_failure)
+    with host.app.app_context():
+        queue = current_amazon.queue
+        ok = queue.enqueue("xsale_amazon_plugin.import_job.import_step", 41)
+        bad = queue.enqueue("xsale_amazon_plugin.import_job.import_step", "fail",
+                            on_failure=Callback("xsale_amazon_plugin.import_job.on_job_failure"))
+        assert ok.func_name == "xsale_amazon_plugin.import_job.import_step"
+        worker = make_worker(host.app, simple=True)
+        worker.work(burst=True, logging_level="WARNING")
+        assert ok.get_status(refresh=True) == "finished"
+        assert bad.get_status(refresh=True) == "failed"
+    assert ran == [(host.app.name, 41), (host.app.name, "fail")]
+    assert failed == [("fail", "step failed")]

@@ -21,6 +21,7 @@ import time
 import uuid
 from typing import Any
 
+from .._job_class import current_name
 from ..proxies import current_amazon
 
 CHECK_FUNC = "xsale_amazon_plugin.suggest.auto_refresh.check_catalog"
@@ -44,7 +45,7 @@ def rebuild_state(job_id: str) -> dict[str, Any] | None:
         job = Job.fetch(job_id, connection=current_amazon.queue.connection)
     except Exception:  # gone, or not a job of ours
         return None
-    if job.func_name != CHECK_FUNC:
+    if current_name(job.func_name) != CHECK_FUNC:
         return None
     status = job.get_status(refresh=True)
     name = getattr(status, "value", str(status))

@@ -22,6 +22,7 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
+from .._job_class import current_name
 from ..proxies import current_amazon
 from .service import compute_for_integration
 
@@ -94,7 +95,7 @@ def _fetch(job_id: str) -> Any:
         job = Job.fetch(job_id, connection=current_amazon.queue.connection)
     except Exception:  # rq raises NoSuchJobError, or a deserialisation error for foreign ids
         return None
-    return job if job.func_name == JOB_FUNC else None
+    return job if current_name(job.func_name) == JOB_FUNC else None
 
 
 def job_state(job_id: str) -> dict[str, Any] | None:
