@@ -588,7 +588,7 @@ def make_suggest_tables(metadata: sa.MetaData, offer_id_type: Any) -> SuggestTab
         sa.Column("created_at", SuggestDateTime, nullable=False, default=utcnow),
     )
     #: Written by triggers on the product table in the writer's transaction (see
-    #: :mod:`.suggest_watch`): one row per statement (PostgreSQL) or per changed row (SQLite,
+    #: :mod:`.suggest.triggers`): one row per statement (PostgreSQL) or per changed row (SQLite,
     #: MySQL/MariaDB); empty means "nothing changed since the check". AUTOINCREMENT on SQLite:
     #: an id is never reused, so a refresh deleting the ids it saw never deletes a later row.
     change = sa.Table(

@@ -3,7 +3,7 @@
 :func:`make_worker` is the one place that builds it (``flask xsale-amazon worker`` and the
 tests use it). On top of RQ's own worker it
 
-* fails runs whose worker died (:func:`lifecycle.recover_stale_runs`) every
+* fails runs whose worker died (:func:`.importing.lifecycle.recover_stale_runs`) every
   ``HEARTBEAT_TIMEOUT / 4`` seconds (at most every 30 s), so a step that was running when
   its worker was killed ends within about 1.25 × ``HEARTBEAT_TIMEOUT``;
 * takes over RQ's scheduler lock within seconds when the worker that held it died, so

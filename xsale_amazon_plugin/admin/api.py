@@ -163,7 +163,7 @@ def product_label(product: Any) -> str:
 
 @blueprint.get("/autolink/<int:run_id>.json")
 def autolink_status(run_id: int):
-    """Progress of a background auto-link run (see autolink_runs)."""
+    """Progress of a background auto-link run (see :mod:`..linking.autolink_job`)."""
     current_amazon.require_access()
     run = (current_amazon.db.session.get(current_amazon.models.AutoLinkRun, run_id)
            if int_in_range(run_id) is not None else None)

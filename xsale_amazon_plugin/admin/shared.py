@@ -1,7 +1,7 @@
 """Pieces the plugin's admin views share: filter options, column formatters, starting an import.
 
-Views use these (and the services in :mod:`..lifecycle` and :mod:`..linking`), never each
-other's methods.
+Views use these (and the services in :mod:`..importing.lifecycle` and :mod:`..linking.links`),
+never each other's methods.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ class ImportAlreadyRunning(ImportRefused):
 
 
 class ImportNotPossible(ImportRefused):
-    """The integration cannot import now; ``code`` is a :mod:`messages` error code."""
+    """The integration cannot import now; ``code`` is a :mod:`.messages` error code."""
 
     def __init__(self, code: str, detail: str = "") -> None:
         self.code = code

@@ -38,7 +38,7 @@ def asin_instruction() -> str:
 
 
 def invalid_cause_text(cause: str | None) -> str:
-    """The likely cause of a mostly invalid report (see :mod:`report_checks`)."""
+    """The likely cause of a mostly invalid report (see :mod:`.report_checks`)."""
     return {
         "encoding": _(
             "the file is not in the character encoding Amazon declared (wrong encoding)"

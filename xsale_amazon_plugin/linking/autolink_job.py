@@ -1,6 +1,6 @@
 """Auto-link over everything an operator chose: inline when small, a background job when large.
 
-A small scope is linked in the request (one set-based :func:`~.linking.autolink`). Above
+A small scope is linked in the request (one set-based :func:`~.links.autolink`). Above
 ``XSALE_AMAZON_AUTOLINK_INLINE_LIMIT`` offers an :class:`AutoLinkRun` records the request and
 an RQ job (argument: the run id) links the scope in id windows of
 ``XSALE_AMAZON_AUTOLINK_BATCH`` offers, one transaction and one progress update per window,

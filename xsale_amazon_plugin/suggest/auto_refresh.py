@@ -13,7 +13,7 @@ running for the integration, so nothing piles up):
   (:func:`xsale_amazon_plugin.worker.register_periodic`). Every
   ``XSALE_AMAZON_SUGGEST_REFRESH_INTERVAL`` seconds one worker of the queue (a Redis lock
   decides which) enqueues :func:`check_catalog`, unless the previous check is still queued or
-  running. That job runs the index's staleness check (:func:`suggestions.refresh_index`: one
+  running. That job runs the index's staleness check (:func:`.service.refresh_index`: one
   lookup in the change log, and the fingerprint aggregate, which catches what the triggers
   miss, such as MariaDB's TRUNCATE or PostgreSQL writes with triggers disabled, and on SQLite
   and MySQL/MariaDB keeps the log trusted for ``SUGGEST_FINGERPRINT_MAX_AGE``) and, when the

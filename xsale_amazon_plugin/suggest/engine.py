@@ -1,7 +1,7 @@
 """Ranked product suggestions for offers: retrieval from the index, then scoring.
 
 Retrieval engine: an inverted index in the plugin's own tables (``term -> product``, see
-:mod:`.suggest_index`) queried with plain indexed SQL, and IDF weights from the stored
+:mod:`.index`) queried with plain indexed SQL, and IDF weights from the stored
 document frequencies. Why not the databases' own text search: the plugin runs on PostgreSQL,
 SQLite and MariaDB, whose engines rank differently (``ts_rank``, FTS5 ``bm25``, MariaDB's
 natural-language mode with its 50 % threshold and stopword list), and none of them knows
@@ -114,7 +114,7 @@ class Suggestion:
     product_key: str
     score: float
     confidence: str
-    #: ``[{"code": ..., **params}]``; rendered by :func:`.suggestions.reason_text`.
+    #: ``[{"code": ..., **params}]``; rendered by :func:`.service.reason_text`.
     reasons: list[dict[str, Any]] = field(default_factory=list)
     title: str | None = None
     sku: str | None = None

@@ -3,7 +3,7 @@
 Products belong to the host, which loads and edits them with its own processes and plain SQL,
 so ORM events cannot tell when the index is stale. Instead, before every use
 :func:`ensure_fresh` looks at the change log that triggers on the product table write
-(:mod:`.suggest_watch`; one indexed lookup), or, without triggers, compares the index with a
+(:mod:`.triggers`; one indexed lookup), or, without triggers, compares the index with a
 *fingerprint* of the product table: one aggregate query (row count and the sum of a 32-bit
 hash of every indexed attribute; ~0.1 s per million rows on PostgreSQL). When it differs,
 :func:`refresh` walks the products by primary key, re-indexes only the rows whose hash
@@ -15,7 +15,7 @@ Tables (all ``xsale_amazon_suggest_*``):
 - ``product``: one row per host product: SKU normalised for comparison, GTIN as 13 digits,
   ASIN, the title and the row hash.
 - ``term``: the inverted index ``(term, product_key)``; terms are stemmed title words and
-  model codes (see :mod:`.suggest_text`).
+  model codes (see :mod:`.text`).
 - ``term_df``: how many products contain each term (IDF weights and retrieval cut-offs).
 - ``catalog``: the fingerprint, when it was last verified, and a version number that grows
   with every change.
@@ -192,7 +192,7 @@ def quick_check(conn: sa.Connection, tables: SuggestTables, cols: ProductColumns
     the index (it may create the change triggers: commit after it).
 
     With ``triggers`` the product table's changes are logged by triggers
-    (:mod:`.suggest_watch`, created on first use when the database user may), so "nothing
+    (:mod:`.triggers`, created on first use when the database user may), so "nothing
     changed" is one indexed lookup; otherwise, or without the right to add them, the
     fingerprint aggregate is compared. On SQLite and MySQL/MariaDB (row-level triggers, which
     MariaDB's ``TRUNCATE`` bypasses) the log is trusted only while the fingerprint was verified

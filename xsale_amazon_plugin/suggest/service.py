@@ -136,7 +136,7 @@ def refresh_index(*, verify: bool = False,
 
 def drop_triggers() -> list[str]:
     """Drop the triggers the mapping assistant added to the host's product table (commits);
-    returns their names. See :func:`.suggest_watch.drop_watch_triggers`."""
+    returns their names. See :func:`.triggers.drop_watch_triggers`."""
     ctx = _context()
     product = ctx.cols.pk.table
     assert isinstance(product, sa.Table)
