@@ -224,7 +224,7 @@ def seed(app: Flask) -> None:
 
 def demo_schedule(app: Flask, minutes: int = 2) -> None:
     """Import "Amazon DE FBA" every ``minutes`` minutes unless a schedule was set already."""
-    from xsale_amazon_plugin.scheduling import get_schedule, set_schedule
+    from xsale_amazon_plugin.scheduling.service import get_schedule, set_schedule
 
     m = amazon.models
     with app.app_context():
@@ -237,8 +237,8 @@ def demo_schedule(app: Flask, minutes: int = 2) -> None:
 
 def seed_emulator(control: Any, *, rows: int = 60) -> None:
     """Demo listings in the emulator: DE (FBM and FBA rows) and FR without an ASIN column."""
+    from xsale_amazon_plugin.amazon.marketplaces import get_marketplace
     from xsale_amazon_plugin.emulator.report_builder import demo_listings, render_report
-    from xsale_amazon_plugin.marketplaces import get_marketplace
 
     control.add_account(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REFRESH_TOKEN)
     de_rows = list(demo_listings(rows, seed=7, marketplace="DE"))
@@ -257,8 +257,8 @@ def start_inline_worker(app: Flask, interval: float = 1.0) -> threading.Thread:
     from rq.scheduler import RQScheduler
     from rq.timeouts import TimerDeathPenalty
 
-    from xsale_amazon_plugin.lifecycle import recover_stale_runs
-    from xsale_amazon_plugin.sync_tick import sync_tick
+    from xsale_amazon_plugin.importing.lifecycle import recover_stale_runs
+    from xsale_amazon_plugin.scheduling.tick import sync_tick
 
     class ThreadWorker(SimpleWorker):
         death_penalty_class = TimerDeathPenalty

@@ -204,7 +204,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from tests.hostapp import make_host
-    from xsale_amazon_plugin.linking import autolink
+    from xsale_amazon_plugin.linking.links import autolink
 
     n = args.offers
     schema = "xa_bench_" + uuid.uuid4().hex[:8]
@@ -267,7 +267,7 @@ def main() -> int:
                 print(f"{key}: {ms:.0f} ms", flush=True)
             # The workspace's own capped count of the review filter's scope (the auto-link
             # dialog's "all N offers the current view shows").
-            from xsale_amazon_plugin.offer_scope import OfferScope, count_offers
+            from xsale_amazon_plugin.linking.offer_scope import OfferScope, count_offers
 
             for view in ("unlinked", "all"):
                 scope = OfferScope(view=view, filters=(("ambiguous", "sku"),))
@@ -302,12 +302,12 @@ def main() -> int:
         # The same auto-link of the first integration as a background run (id windows of
         # AUTOLINK_BATCH offers, one transaction and progress update each), from scratch.
         with app.app_context():
-            from xsale_amazon_plugin.autolink_runs import (
+            from xsale_amazon_plugin.linking.autolink_job import (
                 AutoLinkRequest,
                 run_autolink_job,
                 start_autolink,
             )
-            from xsale_amazon_plugin.offer_scope import OfferScope
+            from xsale_amazon_plugin.linking.offer_scope import OfferScope
 
             unlink = ("DELETE l FROM xsale_amazon_offer_product_link l JOIN xsale_amazon_offer o "
                       "ON o.id = l.offer_id WHERE o.integration_id = :iid" if is_mysql(url) else

@@ -114,9 +114,10 @@ def make_bench_host(url: str) -> Any:
 
 def worker(url: str, report: str, integration_id: int) -> dict[str, Any]:
     """One import, driven exactly like ``jobs._Step._process`` + ``_apply``. Runs in a child."""
-    from xsale_amazon_plugin.models import Stage, Status, utcnow
-    from xsale_amazon_plugin.offer_writer import OfferWriter, StageCounts
-    from xsale_amazon_plugin.report_parser import ReportReader
+    from xsale_amazon_plugin.amazon.report_parser import ReportReader
+    from xsale_amazon_plugin.importing.writer import OfferWriter, StageCounts
+    from xsale_amazon_plugin.models import Stage, Status
+    from xsale_amazon_plugin.timeutil import utcnow
 
     host = make_bench_host(url)
     app, db, m = host.app, host.db, host.models

@@ -49,9 +49,9 @@ def _timed(fn: Any) -> tuple[float, Any]:
 
 def run(base: str, n_products: int) -> None:
     from tests.hostapp import make_host
-    from xsale_amazon_plugin import suggestions
     from xsale_amazon_plugin.settings import Settings
-    from xsale_amazon_plugin.suggest_index import product_count, quick_check, refresh_bound
+    from xsale_amazon_plugin.suggest import service as suggestions
+    from xsale_amazon_plugin.suggest.index import product_count, quick_check, refresh_bound
 
     products, _ = generate(int(n_products / 2.2) + 1, seed=11, offers_per_family=0.0)
     products = products[:n_products]

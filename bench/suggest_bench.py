@@ -157,7 +157,7 @@ def _unique(offers: list[Any]) -> list[Any]:
 
 
 def engine_results(host: Any, integration: int) -> tuple[dict[str, Any], float]:
-    from xsale_amazon_plugin import suggestions
+    from xsale_amazon_plugin.suggest import service as suggestions
 
     with host.app.app_context():
         started = time.perf_counter()
@@ -248,13 +248,13 @@ class StageTimer:
     steps, the staleness check and the store/commit, per offer."""
 
     STAGES = (
-        ("refresh", "xsale_amazon_plugin.suggestions", "refresh_index"),
-        ("df", "xsale_amazon_plugin.suggest_engine.SuggestionEngine", "_document_frequencies"),
-        ("terms", "xsale_amazon_plugin.suggest_engine.SuggestionEngine", "_retrieve_by_terms"),
-        ("keys", "xsale_amazon_plugin.suggest_engine.SuggestionEngine", "_retrieve_by_keys"),
-        ("load", "xsale_amazon_plugin.suggest_engine.SuggestionEngine", "_load_products"),
-        ("suggest", "xsale_amazon_plugin.suggest_engine.SuggestionEngine", "suggest"),
-        ("store", "xsale_amazon_plugin.suggestions", "_store"),
+        ("refresh", "xsale_amazon_plugin.suggest.service", "refresh_index"),
+        ("df", "xsale_amazon_plugin.suggest.engine.SuggestionEngine", "_document_frequencies"),
+        ("terms", "xsale_amazon_plugin.suggest.engine.SuggestionEngine", "_retrieve_by_terms"),
+        ("keys", "xsale_amazon_plugin.suggest.engine.SuggestionEngine", "_retrieve_by_keys"),
+        ("load", "xsale_amazon_plugin.suggest.engine.SuggestionEngine", "_load_products"),
+        ("suggest", "xsale_amazon_plugin.suggest.engine.SuggestionEngine", "suggest"),
+        ("store", "xsale_amazon_plugin.suggest.service", "_store"),
     )
 
     def __init__(self) -> None:
@@ -314,7 +314,7 @@ class StageTimer:
 
 def one_offer(host: Any, sample_ids: list[int], stages: bool) -> tuple[list[float], str]:
     """The link-dialog path for each sample offer, computed (stored suggestions dropped)."""
-    from xsale_amazon_plugin import suggestions
+    from xsale_amazon_plugin.suggest import service as suggestions
 
     with host.app.app_context():
         s = suggestions._context().tables.suggestion
@@ -342,7 +342,7 @@ def scale(base: str, keep: bool, n_products: int, n_offers: int, samples: int,
           reuse: str | None = None, one_offer_only: bool = False,
           stages: bool = False) -> dict[str, Any]:
     from tests.hostapp import make_host
-    from xsale_amazon_plugin import suggestions
+    from xsale_amazon_plugin.suggest import service as suggestions
 
     figures: dict[str, Any] = {"products": n_products, "offers": n_offers}
     if not reuse:
@@ -384,9 +384,9 @@ def scale(base: str, keep: bool, n_products: int, n_offers: int, samples: int,
                 suggestions.refresh_index()
                 checks.append(time.perf_counter() - t0)
             figures["staleness_check_ms"] = 1000 * statistics.median(checks)
-            from xsale_amazon_plugin.suggest_index import fingerprint
-            from xsale_amazon_plugin.suggest_watch import watch_product_table
-            from xsale_amazon_plugin.suggestions import _context
+            from xsale_amazon_plugin.suggest.index import fingerprint
+            from xsale_amazon_plugin.suggest.service import _context
+            from xsale_amazon_plugin.suggest.triggers import watch_product_table
 
             ctx = _context()
             watch = watch_product_table(ctx.session.connection(), ctx.tables.change,

@@ -67,7 +67,7 @@ def _timed(engine: sa.Engine, work: Any) -> float:
 
 def run(base: str, n: int, triggers: bool) -> dict[str, float]:
     from tests.hostapp import make_host
-    from xsale_amazon_plugin.suggestions import refresh_index
+    from xsale_amazon_plugin.suggest.service import refresh_index
 
     figures: dict[str, float] = {}
     with Schema(base, keep=False) as url:
@@ -105,7 +105,7 @@ def run(base: str, n: int, triggers: bool) -> dict[str, float]:
 
 def _every_change(product: sa.Table, indexed: Any) -> Any:
     """The triggers of the versions before the column-aware ones: every change logged."""
-    from xsale_amazon_plugin.suggest_watch import WatchSpec
+    from xsale_amazon_plugin.suggest.triggers import WatchSpec
 
     return WatchSpec(None, "0bef0re0")
 
@@ -113,8 +113,8 @@ def _every_change(product: sa.Table, indexed: Any) -> Any:
 def stock_check(base: str, n: int, rows: int, rounds: int) -> dict[str, list[float]]:
     """Staleness check after a stock-only UPDATE of ``rows`` products, s, per trigger kind."""
     from tests.hostapp import make_host
-    from xsale_amazon_plugin import suggest_watch
-    from xsale_amazon_plugin.suggestions import refresh_index
+    from xsale_amazon_plugin.suggest import triggers as suggest_watch
+    from xsale_amazon_plugin.suggest.service import refresh_index
 
     column_aware = suggest_watch.watch_spec
     checks: dict[str, list[float]] = {"every change": [], "indexed columns": []}
@@ -166,8 +166,8 @@ def stock_check(base: str, n: int, rows: int, rounds: int) -> dict[str, list[flo
 def update_costs(base: str, n: int, rounds: int) -> dict[str, list[float]]:
     """UPDATE of every product's name / stock, s, per trigger kind."""
     from tests.hostapp import make_host
-    from xsale_amazon_plugin import suggest_watch
-    from xsale_amazon_plugin.suggestions import _context
+    from xsale_amazon_plugin.suggest import triggers as suggest_watch
+    from xsale_amazon_plugin.suggest.service import _context
 
     times: dict[str, list[float]] = {}
     with Schema(base, keep=False) as url:

@@ -139,9 +139,9 @@ class Stack:
 def seed_emulator(emulator_url: str) -> None:
     """The sample app's demo listings plus one DE offer whose name is a script tag."""
     from sample_app import seed_emulator as seed
+    from xsale_amazon_plugin.amazon.marketplaces import get_marketplace
     from xsale_amazon_plugin.emulator.report_builder import demo_listings, render_report
     from xsale_amazon_plugin.emulator.server import EmulatorControl
-    from xsale_amazon_plugin.marketplaces import get_marketplace
 
     with contextlib.closing(EmulatorControl(emulator_url)) as control:
         control.wait_until_ready(15)

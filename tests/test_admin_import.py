@@ -7,8 +7,8 @@ import re
 import sqlalchemy as sa
 from markupsafe import escape
 
+from xsale_amazon_plugin.amazon.marketplaces import get_marketplace
 from xsale_amazon_plugin.emulator.report_builder import demo_listings, render_report
-from xsale_amazon_plugin.marketplaces import get_marketplace
 
 from .conftest import drain
 from .hostapp import make_host

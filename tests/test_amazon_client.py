@@ -13,15 +13,15 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sp_api.auth import access_token_client
 
-from xsale_amazon_plugin.amazon_client import (
+from xsale_amazon_plugin.amazon.client import (
     AmazonError,
     AmazonReportsClient,
     DownloadedDocument,
     DownloadStopped,
     LwaCredentials,
 )
+from xsale_amazon_plugin.amazon.marketplaces import get_marketplace
 from xsale_amazon_plugin.emulator.server import SpApiEmulator
-from xsale_amazon_plugin.marketplaces import get_marketplace
 
 MP = get_marketplace("DE")
 DE = MP.marketplace_id

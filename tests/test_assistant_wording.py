@@ -57,7 +57,7 @@ def test_assistant_wording(tmp_path: Any, redis_conn: Any, lang: str) -> None:
                                  + [{"sku": None, "name": None}])
     offers = add_offers(host, integ, [{"seller_sku": f"S-{i}", "name": f"s{i}"}
                                       for i in range(7)])
-    from xsale_amazon_plugin.linking import link_offers
+    from xsale_amazon_plugin.linking.links import link_offers
 
     with host.app.test_request_context():
         link_offers([offers[5]], products[5])  # S-5: linked to "P-5 · Mug 5"
@@ -82,8 +82,8 @@ def test_assistant_wording(tmp_path: Any, redis_conn: Any, lang: str) -> None:
 
 
 def test_conflicts_name_the_linked_product_on_every_database(host: Any) -> None:
-    from xsale_amazon_plugin.linking import link_offers
-    from xsale_amazon_plugin.mapping_csv import plan_import
+    from xsale_amazon_plugin.linking.links import link_offers
+    from xsale_amazon_plugin.linking.mapping_csv import plan_import
 
     integ = host.add_integration()
     products = host.add_products([{"sku": "P-1", "name": "Mug"}, {"sku": "P-2", "name": None}])

@@ -425,9 +425,9 @@ def test_08_a_submitted_form_stops_the_live_reload(ui: Session, stack: Stack) ->
     """The run page reloads itself when the run ends. Once the operator submits a form there
     (cancel), that reload must not happen: it would replace the page the form leads to, and its
     "Import cancelled" confirmation, because the cancel itself ends the run."""
+    from xsale_amazon_plugin.amazon.marketplaces import get_marketplace
     from xsale_amazon_plugin.emulator.report_builder import demo_listings, render_report
     from xsale_amazon_plugin.emulator.server import EmulatorControl
-    from xsale_amazon_plugin.marketplaces import get_marketplace
 
     page = ui.page
     with contextlib.closing(EmulatorControl(stack.emulator_url)) as control:

@@ -47,9 +47,9 @@ def guard_ui(browser: Any, guard_stack: Stack) -> Iterator[Session]:
 
 def _serve_short_report(stack: Stack) -> None:
     """The first DE offers only, cp1252 bytes declared UTF-8 (the issue's fourth file)."""
+    from xsale_amazon_plugin.amazon.marketplaces import get_marketplace
     from xsale_amazon_plugin.emulator.report_builder import demo_listings, render_report
     from xsale_amazon_plugin.emulator.server import EmulatorControl
-    from xsale_amazon_plugin.marketplaces import get_marketplace
 
     rows = list(demo_listings(60, seed=7, marketplace="DE"))[:KEPT_ROWS]
     with contextlib.closing(EmulatorControl(stack.emulator_url)) as control:

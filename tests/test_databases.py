@@ -73,7 +73,7 @@ def test_identifiers_are_case_and_accent_sensitive_and_text_round_trips(amazon_h
         assert found("ABC") == {"ABC-1"}
     amazon_host.add_products([{"sku": "abc-1", "name": "lower"}, {"sku": "cafe-7", "name": "c"},
                               {"sku": "STRASSE-9", "name": "upper"}])
-    from xsale_amazon_plugin.linking import autolink
+    from xsale_amazon_plugin.linking.links import autolink
 
     with amazon_host.app.app_context():
         result = autolink("sku", integration_id=integ, user="test")

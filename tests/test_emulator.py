@@ -15,9 +15,9 @@ import httpx
 import pytest
 from sp_api.auth import access_token_client
 
-from xsale_amazon_plugin.amazon_client import AmazonReportsClient, LwaCredentials
+from xsale_amazon_plugin.amazon.client import AmazonReportsClient, LwaCredentials
+from xsale_amazon_plugin.amazon.marketplaces import get_marketplace
 from xsale_amazon_plugin.emulator.server import EmulatorControl, SpApiEmulator
-from xsale_amazon_plugin.marketplaces import get_marketplace
 
 API = "/reports/2021-06-30"
 DE = "A1PA6795UKMFR9"

@@ -31,8 +31,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from xsale_amazon_plugin.amazon.marketplaces import get_marketplace
 from xsale_amazon_plugin.emulator.report_builder import demo_listings, render_report
-from xsale_amazon_plugin.marketplaces import get_marketplace
 from xsale_amazon_plugin.timeutil import as_utc, utcnow
 
 from .conftest import MYSQL_BASE, PG_BASE, SERVER_BACKENDS
@@ -250,14 +250,14 @@ class FaultLab:
             return dict(conn.execute(sa.text(f"SELECT * FROM {RUN} WHERE id = :r"),
                                      {"r": run_id}).mappings().one())
 
-    def wait_run_end(self, run_id: int, timeout: float = 120) -> dict[str, Any]:
+    def wait_run_end(self, run_id: int, timeout: float = 300) -> dict[str, Any]:
         def ended() -> dict[str, Any] | None:
             row = self.run(run_id)
             return row if row["status"] not in ACTIVE else None
 
         return wait_until(ended, timeout=timeout, interval=0.1, what=f"run {run_id} to end")
 
-    def import_and_wait(self, integration_id: int, timeout: float = 180) -> dict[str, Any]:
+    def import_and_wait(self, integration_id: int, timeout: float = 300) -> dict[str, Any]:
         if not self.live_workers():
             self.spawn_worker()
         return self.wait_run_end(self.start_import(integration_id), timeout)
@@ -557,7 +557,7 @@ def _statement(query: str) -> str:
 
 
 def run_point(lab: FaultLab, number: int, point: KillPoint, *,
-              ready_timeout: float = 120) -> PointResult:
+              ready_timeout: float = 300) -> PointResult:
     """Import into the target with a fresh worker, SIGKILL it at ``point`` and check."""
     checks: list[str] = []
     lab.kill_workers()
@@ -590,7 +590,7 @@ def run_point(lab: FaultLab, number: int, point: KillPoint, *,
     lab.emulator.configure()
     # Orphaned backends of the dead worker go away once they notice the closed socket.
     wait_until(lambda: not any(b["state"] != "idle" for b in lab.worker_backends()),
-               timeout=120, what="the dead worker's backends")
+               timeout=300, what="the dead worker's backends")
     run = lab.run(run_id)
     before = seen["run"]
     active_q = [_statement(b["query"] or "") for b in seen["db"] if b["state"] == "active"]
@@ -695,7 +695,7 @@ def lab_factory(request: Any, emulator: Any, redis_conn: Any
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1200)
 def test_kill_campaign_never_costs_data(lab_factory: Callable[..., FaultLab]) -> None:
     points = int(os.environ.get("XSALE_KILL_POINTS", "10"))
     rows = int(os.environ.get("XSALE_KILL_ROWS", "100000"))
@@ -721,8 +721,8 @@ def test_overdue_poll_without_any_worker_is_not_a_ghost(amazon_host: Any, amazon
 
     from rq import SimpleWorker
 
-    from xsale_amazon_plugin.lifecycle import recover_stale_runs, start_import
-    from xsale_amazon_plugin.models import as_utc, utcnow
+    from xsale_amazon_plugin.importing.lifecycle import recover_stale_runs, start_import
+    from xsale_amazon_plugin.timeutil import as_utc, utcnow
 
     from .test_import import publish, snapshot
 
@@ -832,7 +832,7 @@ def test_redis_lost_mid_import(lab_factory: Callable[..., FaultLab], redis_serve
         lab.emulator.configure(download_rate=300_000)
         ready = lambda run: run["stage"] in ("downloading", "parsing")  # noqa: E731
     run_id = lab.start_import(lab.target_id)
-    wait_until(lambda: ready(lab.run(run_id)), timeout=60, interval=0.02, what=phase)
+    wait_until(lambda: ready(lab.run(run_id)), timeout=300, interval=0.02, what=phase)
     redis_server.kill()
     lab.emulator.configure()
     time.sleep(lab.heartbeat_timeout)
@@ -845,7 +845,7 @@ def test_redis_lost_mid_import(lab_factory: Callable[..., FaultLab], redis_serve
     # Once Redis is back the operator starts again and the import converges.
     if not lab.live_workers():
         lab.spawn_worker()
-    rerun = lab.import_and_wait(lab.target_id, timeout=120)
+    rerun = lab.import_and_wait(lab.target_id, timeout=300)
     assert rerun["status"] == "succeeded", rerun["error_message"]
     assert lab.state_is_reference(), lab.reference_diff()
 
@@ -866,7 +866,7 @@ def test_database_connection_dropped_mid_import(lab_factory: Callable[..., Fault
             point = _fraction(0.3)
         else:
             point = _in_statement("saving", "SET removed_at", waiting=True)
-        wait_until(lambda: point(lab, lab.run(run_id), lab.worker_backends()), timeout=60,
+        wait_until(lambda: point(lab, lab.run(run_id), lab.worker_backends()), timeout=300,
                    interval=0.01, what=phase)
         terminated = lab.terminate_worker_backends()
         assert terminated >= 1
@@ -924,7 +924,7 @@ def test_amazon_faults_end_clearly_and_keep_data(amazon_host: Any, amazon: Any,
                                                  fault: str) -> None:
     from rq.registry import ScheduledJobRegistry
 
-    from xsale_amazon_plugin.linking import link_offers
+    from xsale_amazon_plugin.linking.links import link_offers
 
     from .test_import import offers, publish, run_import, snapshot
 
@@ -966,7 +966,7 @@ def test_amazon_faults_end_clearly_and_keep_data(amazon_host: Any, amazon: Any,
 
 
 def test_concurrent_clicks_create_one_run_per_integration(host: Any) -> None:
-    from xsale_amazon_plugin.lifecycle import ImportAlreadyRunning, start_import
+    from xsale_amazon_plugin.importing.lifecycle import ImportAlreadyRunning, start_import
 
     a, b = host.add_integration("DE", "FBM"), host.add_integration("DE", "FBA")
     barrier = threading.Barrier(12)
@@ -1024,7 +1024,7 @@ def test_two_workers_double_click_and_autolink_race(lab_factory: Callable[..., F
     clicks = [subprocess.Popen([*FLASK, "xsale-amazon", "import", str(lab.target_id)], cwd=ROOT,
                                env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True) for _ in range(2)]
-    outs = [p.communicate(timeout=60) for p in clicks]
+    outs = [p.communicate(timeout=300) for p in clicks]
     codes = sorted(p.returncode for p in clicks)
     assert codes == [0, 1], outs
     assert any("already running" in err for _out, err in outs)

@@ -317,7 +317,7 @@ def test_admin_pages_render_in_english(i18n_host: tuple[Host, dict[str, str]]) -
 
 
 def test_error_text_follows_request_locale(i18n_host: tuple[Host, dict[str, str]]) -> None:
-    from xsale_amazon_plugin.messages import error_text
+    from xsale_amazon_plugin.importing.messages import error_text
 
     host, selected = i18n_host
     selected["locale"] = "pl"

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from xsale_amazon_plugin.amazon.marketplaces import get_marketplace
 from xsale_amazon_plugin.emulator.report_builder import (
     DEFAULT_ENCODING,
     demo_listings,
     encodable_text,
     render_report,
 )
-from xsale_amazon_plugin.marketplaces import get_marketplace
 
 from .conftest import drain
 
@@ -32,7 +32,7 @@ def publish(amazon: Any, marketplace: str, rows: list[dict], family: str = "eu_e
 
 
 def run_import(host: Any, integration_id: int) -> Any:
-    from xsale_amazon_plugin.lifecycle import start_import
+    from xsale_amazon_plugin.importing.lifecycle import start_import
 
     with host.app.app_context():
         run_id = start_import(integration_id, trigger="test").id
@@ -111,7 +111,7 @@ def test_reimport_updates_in_place_and_keeps_links(amazon_host, amazon):
     before = offers(amazon_host, integ)
     (pid,) = amazon_host.add_products([{"sku": "X", "name": "Linked product"}])
     sku = rows[0]["seller_sku"]
-    from xsale_amazon_plugin.linking import link_offers
+    from xsale_amazon_plugin.linking.links import link_offers
 
     with amazon_host.app.app_context():
         link_offers([before[sku].id], pid)
@@ -138,7 +138,7 @@ def test_removed_offers_are_soft_removed_and_come_back(amazon_host, amazon):
     run_import(amazon_host, integ)
     gone = rows.pop(5)
     (pid,) = amazon_host.add_products([{"sku": gone["seller_sku"], "name": "P"}])
-    from xsale_amazon_plugin.linking import link_offers
+    from xsale_amazon_plugin.linking.links import link_offers
 
     with amazon_host.app.app_context():
         link_offers([offers(amazon_host, integ)[gone["seller_sku"]].id], pid)
@@ -166,7 +166,7 @@ def test_missing_asin_column_fails_and_touches_nothing(amazon_host, amazon):
     integ = amazon_host.add_integration("FR", "FBM")
     assert run_import(amazon_host, integ).status == "succeeded"
     (pid,) = amazon_host.add_products([{"sku": "P", "name": "P"}])
-    from xsale_amazon_plugin.linking import link_offers
+    from xsale_amazon_plugin.linking.links import link_offers
 
     with amazon_host.app.app_context():
         link_offers([o.id for o in offers(amazon_host, integ).values()][:3], pid)
@@ -219,8 +219,8 @@ def test_long_retry_after_reschedules_the_step_instead_of_sleeping(amazon_host, 
     from rq import SimpleWorker
     from rq.registry import ScheduledJobRegistry
 
-    from xsale_amazon_plugin.lifecycle import start_import
-    from xsale_amazon_plugin.models import as_utc, utcnow
+    from xsale_amazon_plugin.importing.lifecycle import start_import
+    from xsale_amazon_plugin.timeutil import as_utc, utcnow
 
     publish(amazon, "DE", list(demo_listings(5, seed=10, marketplace="DE")))
     amazon_host.configure(POLL_MAX_INTERVAL=120.0)
@@ -285,7 +285,7 @@ def test_fresh_report_is_reused(amazon_host, amazon):
 
 
 def test_second_import_while_one_is_active_is_refused(amazon_host, amazon):
-    from xsale_amazon_plugin.lifecycle import ImportAlreadyRunning, start_import
+    from xsale_amazon_plugin.importing.lifecycle import ImportAlreadyRunning, start_import
 
     publish(amazon, "DE", list(demo_listings(5, seed=11)))
     integ = amazon_host.add_integration("DE", "FBM")
@@ -304,7 +304,7 @@ def test_second_import_while_one_is_active_is_refused(amazon_host, amazon):
 def test_job_arguments_are_ids_only(amazon_host, amazon, redis_conn):
     from rq.job import Job
 
-    from xsale_amazon_plugin.lifecycle import start_import
+    from xsale_amazon_plugin.importing.lifecycle import start_import
 
     publish(amazon, "DE", list(demo_listings(5, seed=12)))
     integ = amazon_host.add_integration("DE", "FBM")

@@ -38,15 +38,15 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xsale_amazon_plugin.offer_writer import OfferWriter, RemovalLimitExceeded
-from xsale_amazon_plugin.report_checks import ReportRejected, check_invalid_share
-from xsale_amazon_plugin.report_parser import (
+from xsale_amazon_plugin.amazon.report_parser import (
     CANONICAL_COLUMNS,
     InvalidRow,
     OfferRow,
     ReportFormatError,
     ReportReader,
 )
+from xsale_amazon_plugin.importing.report_checks import ReportRejected, check_invalid_share
+from xsale_amazon_plugin.importing.writer import OfferWriter, RemovalLimitExceeded
 
 from .hostapp import Host, make_host
 

@@ -34,7 +34,7 @@ SUGGEST = "/admin/xsale-amazon/suggestions/"
 def big_shop(host: Any) -> dict[str, Any]:
     """An integration with two unlinked offers, 27 products, the index built (as the CLI or a
     worker would) and the stored suggestions computed."""
-    from xsale_amazon_plugin.suggestions import compute_for_integration
+    from xsale_amazon_plugin.suggest.service import compute_for_integration
 
     host.configure(SUGGEST_INLINE_REFRESH_LIMIT=LIMIT)
     integ = host.add_integration("DE", "FBM")
@@ -49,7 +49,7 @@ def big_shop(host: Any) -> dict[str, Any]:
 
 def _index(host: Any) -> tuple[int, str, int]:
     """(catalogue version, fingerprint, pending change-log rows) of the index."""
-    from xsale_amazon_plugin.suggest_index import catalog_state, suggest_tables
+    from xsale_amazon_plugin.suggest.index import catalog_state, suggest_tables
 
     with host.app.app_context():
         conn = host.db.session.connection()
@@ -74,7 +74,7 @@ def _embedded_queue(html: str) -> list[Any]:
 
 def test_large_refresh_goes_to_one_job_and_suggestions_appear_after_it(
         host: Any, big_shop: dict[str, Any]) -> None:
-    from xsale_amazon_plugin.suggest_refresh import CHECK_FUNC, periodic_check
+    from xsale_amazon_plugin.suggest.auto_refresh import CHECK_FUNC, periodic_check
 
     tn_offer = big_shop["offers"][0]
     before = _index(host)
@@ -148,10 +148,10 @@ def test_a_rebuild_an_operator_waits_for_goes_ahead_of_waiting_jobs(
         host: Any, big_shop: dict[str, Any]) -> None:
     """Import steps may wait in the queue for hours of work; the rebuild the link dialog
     started is queued before them, the workers' periodic check (nobody waits) behind."""
-    from xsale_amazon_plugin.suggest_rebuild import enqueue_check
+    from xsale_amazon_plugin.suggest.catalogue_check import enqueue_check
 
     queue = host.state.queue
-    waiting = queue.enqueue("xsale_amazon_plugin.import_job.import_step", 0,
+    waiting = queue.enqueue("xsale_amazon_plugin.importing.step_job.import_step", 0,
                             job_id=f"xa-test-waiting-{queue.name}")
     _bulk_change(host)
     dialog = host.app.test_client().get(
@@ -213,8 +213,8 @@ def test_without_a_job_queue_the_request_says_how_and_the_cli_rebuilds(
 
 def test_refresh_bound_reads_at_most_limit_rows_and_counts_the_index(
         host: Any, big_shop: dict[str, Any]) -> None:
-    from xsale_amazon_plugin.suggest_index import refresh_bound, suggest_tables
-    from xsale_amazon_plugin.suggestions import _context
+    from xsale_amazon_plugin.suggest.index import refresh_bound, suggest_tables
+    from xsale_amazon_plugin.suggest.service import _context
 
     n = big_shop["count"]
     with host.app.app_context():
@@ -246,8 +246,8 @@ def test_a_change_made_before_the_triggers_existed_is_still_indexed(
         host: Any, big_shop: dict[str, Any]) -> None:
     """The check that creates the change triggers cannot trust their (empty) log: the refresh
     right after it compares the fingerprint (it must not check again and find them "watched")."""
-    from xsale_amazon_plugin.suggest_watch import watch_spec
-    from xsale_amazon_plugin.suggestions import _context, refresh_index
+    from xsale_amazon_plugin.suggest.service import _context, refresh_index
+    from xsale_amazon_plugin.suggest.triggers import watch_spec
 
     with host.app.app_context():  # the index was built with triggers: drop them
         conn = host.db.session.connection()

@@ -37,7 +37,7 @@ def backend(request: Any) -> str:
 def served(backend: str) -> Iterator[tuple[Host, str, dict[str, str]]]:
     from flask_babel import Babel
 
-    from xsale_amazon_plugin.suggestions import compute_for_integration
+    from xsale_amazon_plugin.suggest.service import compute_for_integration
 
     language = {"locale": "en"}
     with any_database(backend) as url:

@@ -131,9 +131,9 @@ class Journey:
 
     def publish(self, marketplace: str, family: str, polls: int) -> None:
         """What Amazon's report for ``marketplace`` contains from now on."""
+        from xsale_amazon_plugin.amazon.marketplaces import get_marketplace
         from xsale_amazon_plugin.emulator.report_builder import demo_listings, render_report
         from xsale_amazon_plugin.emulator.server import EmulatorControl
-        from xsale_amazon_plugin.marketplaces import get_marketplace
 
         if marketplace == "DE":
             rows = list(demo_listings(60, seed=7, marketplace="DE"))

@@ -7,7 +7,7 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from xsale_amazon_plugin.linking import autolink, link_offers, unlink_offers
+from xsale_amazon_plugin.linking.links import autolink, link_offers, unlink_offers
 from xsale_amazon_plugin.signals import offers_linked, offers_unlinked
 
 

@@ -44,7 +44,7 @@ def workspace(host: Any) -> dict[str, Any]:
     ])
     m = host.models
     with host.app.app_context():
-        from xsale_amazon_plugin.linking import link_offers
+        from xsale_amazon_plugin.linking.links import link_offers
 
         link_offers([de_offers[0], fr_offers[0]], products[0], by="tester")
         host.db.session.add(m.ImportRun(integration_id=de, status="succeeded", stage="done"))
@@ -178,7 +178,7 @@ def test_ambiguous_filter_and_autolink_agree_on_keys_that_differ_in_case(host: A
                                           query_string={f"flt0_{arg}": "sku", "view": "all"})
     assert _rows(response.get_data(as_text=True)) == ["K-TWIN"]
     with host.app.app_context():
-        from xsale_amazon_plugin.linking import autolink
+        from xsale_amazon_plugin.linking.links import autolink
 
         result = autolink("sku", integration_id=de)
     assert (result.linked, result.ambiguous, result.ambiguous_examples) == (2, 1, ["K-TWIN"])
@@ -218,7 +218,7 @@ def test_ambiguous_filter_selects_exactly_the_ambiguous_offers(host: Any) -> Non
          "product_id_type": "UPC"},                                    # all three
     ])
     with host.app.app_context():
-        from xsale_amazon_plugin.linking import link_offers
+        from xsale_amazon_plugin.linking.links import link_offers
 
         link_offers(fr_offers, products[0], by="tester")  # linked by hand despite the twins
     linked = {"S-AMB@FR"}

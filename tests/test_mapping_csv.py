@@ -8,7 +8,7 @@ import io
 
 import pytest
 
-from xsale_amazon_plugin.mapping_csv import apply_plan, export_csv, plan_import
+from xsale_amazon_plugin.linking.mapping_csv import apply_plan, export_csv, plan_import
 
 from .test_linking import add_offers, links
 
@@ -27,7 +27,7 @@ def shop(host):
     offers_a = add_offers(host, a, [{"seller_sku": s, "name": s} for s in
                                     ("S-1", "S-2", "S-3", "BOTH", "=FORMULA")])
     offers_b = add_offers(host, b, [{"seller_sku": "BOTH", "name": "in b"}])
-    from xsale_amazon_plugin.linking import link_offers
+    from xsale_amazon_plugin.linking.links import link_offers
 
     with host.app.test_request_context():
         link_offers([offers_a[1]], products[2])  # S-2 is linked to P-3 already

@@ -39,7 +39,7 @@ def test_untouched_export_imports_back_without_errors(browser: Any, backend: str
             offers = add_offers(host, integ, [
                 {"seller_sku": f"S-{i}", "name": f"Offer {i}", "product_id": "B0FXCTNCSB",
                  "product_id_type": "ASIN"} for i in range(5)])
-            from xsale_amazon_plugin.linking import link_offers
+            from xsale_amazon_plugin.linking.links import link_offers
 
             with host.app.test_request_context():
                 link_offers([offers[0]], products[0])

@@ -251,8 +251,8 @@ def test_workspace_counts_add_up_on_every_database(host: Any, shop: dict[str, An
     """Auto-link by ASIN over offers without ASIN: all of them are "no key", none lost."""
     m = host.models
     with host.app.app_context():
-        from xsale_amazon_plugin.autolink_runs import AutoLinkRequest, start_autolink
-        from xsale_amazon_plugin.offer_scope import OfferScope
+        from xsale_amazon_plugin.linking.autolink_job import AutoLinkRequest, start_autolink
+        from xsale_amazon_plugin.linking.offer_scope import OfferScope
 
         outcome = start_autolink("asin", AutoLinkRequest.for_scope(
             OfferScope(filters=(("integration", str(shop["de"])),))))
@@ -350,7 +350,7 @@ def test_autolink_run_whose_worker_died_says_so(host: Any, shop: dict[str, Any])
     and links made so far stay."""
     from datetime import timedelta
 
-    from xsale_amazon_plugin.models import utcnow
+    from xsale_amazon_plugin.timeutil import utcnow
 
     m = host.models
     with host.app.app_context():

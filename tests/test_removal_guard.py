@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from xsale_amazon_plugin.amazon.marketplaces import get_marketplace
 from xsale_amazon_plugin.emulator.report_builder import demo_listings, render_report
-from xsale_amazon_plugin.marketplaces import get_marketplace
 
 from .conftest import drain
 from .test_import import offers, publish, run_import, snapshot
@@ -31,7 +31,7 @@ LINK_EVERY = 13  # 1,025 of 13,333 offers were linked in the issue's campaign
 @pytest.fixture
 def catalogue(amazon_host: Any, amazon: Any) -> dict[str, Any]:
     """An integration after a successful first import of OFFERS offers, every 13th linked."""
-    from xsale_amazon_plugin.linking import link_offers
+    from xsale_amazon_plugin.linking.links import link_offers
 
     rows = list(demo_listings(OFFERS, seed=13, marketplace="DE"))
     publish(amazon, "DE", rows)
@@ -139,7 +139,7 @@ def test_damaged_reports_fail_or_are_held_with_nothing_changed(catalogue: dict[s
 
 def test_confirmed_hold_applies_exactly_what_was_staged(catalogue: dict[str, Any],
                                                         amazon: Any) -> None:
-    from xsale_amazon_plugin.lifecycle import confirm_run
+    from xsale_amazon_plugin.importing.lifecycle import confirm_run
 
     host, integ, rows = catalogue["host"], catalogue["integ"], catalogue["rows"]
     _serve(amazon, TABLE["50_rows_cp1252_declared_utf8"], rows)
@@ -167,7 +167,7 @@ def test_confirmed_hold_applies_exactly_what_was_staged(catalogue: dict[str, Any
 
 def test_discarded_hold_changes_nothing_and_frees_the_staging(catalogue: dict[str, Any],
                                                               amazon: Any) -> None:
-    from xsale_amazon_plugin.lifecycle import HoldNotPending, confirm_run, discard_run
+    from xsale_amazon_plugin.importing.lifecycle import HoldNotPending, confirm_run, discard_run
 
     host, integ = catalogue["host"], catalogue["integ"]
     _serve(amazon, TABLE["50_rows_cp1252_declared_utf8"], catalogue["rows"])
@@ -238,7 +238,7 @@ def test_new_import_discards_the_held_one(catalogue: dict[str, Any], amazon: Any
 
 def test_scheduled_import_is_held_and_allow_removal_confirms_up_front(
         catalogue: dict[str, Any], amazon: Any) -> None:
-    from xsale_amazon_plugin.lifecycle import start_import
+    from xsale_amazon_plugin.importing.lifecycle import start_import
 
     host, integ, rows = catalogue["host"], catalogue["integ"], catalogue["rows"]
     publish(amazon, "DE", rows[:10])
@@ -262,7 +262,7 @@ def test_first_import_is_exempt(amazon_host: Any, amazon: Any) -> None:
     assert run_import(amazon_host, integ).count_created == 30
     publish(amazon, "DE", [])  # every offer gone
     with amazon_host.app.app_context():
-        from xsale_amazon_plugin.lifecycle import start_import
+        from xsale_amazon_plugin.importing.lifecycle import start_import
 
         run_id = start_import(integ, allow_removal=True).id
     assert drain(amazon_host, run_id).count_removed == 30
@@ -275,7 +275,7 @@ def test_confirm_after_lost_staging_fails_and_changes_nothing(catalogue: dict[st
                                                               amazon: Any) -> None:
     """PostgreSQL's crash empties the UNLOGGED staging table; confirming what is left would
     remove offers the report listed. The confirmation fails instead."""
-    from xsale_amazon_plugin.lifecycle import confirm_run
+    from xsale_amazon_plugin.importing.lifecycle import confirm_run
 
     host, integ, rows = catalogue["host"], catalogue["integ"], catalogue["rows"]
     publish(amazon, "DE", rows[:100])
@@ -295,8 +295,8 @@ def test_confirm_after_lost_staging_fails_and_changes_nothing(catalogue: dict[st
 def test_held_run_survives_recovery_and_expires(catalogue: dict[str, Any], amazon: Any) -> None:
     from datetime import timedelta
 
-    from xsale_amazon_plugin.lifecycle import recover_stale_runs
-    from xsale_amazon_plugin.models import utcnow
+    from xsale_amazon_plugin.importing.lifecycle import recover_stale_runs
+    from xsale_amazon_plugin.timeutil import utcnow
 
     host, integ, rows = catalogue["host"], catalogue["integ"], catalogue["rows"]
     publish(amazon, "DE", rows[:10])
@@ -355,8 +355,8 @@ def test_scheduled_slots_hold_never_confirm_and_do_not_pause_the_schedule(
     not failures, so the schedule is not paused."""
     from datetime import UTC, datetime, timedelta
 
-    from xsale_amazon_plugin.scheduling import failure_streak, get_schedule, set_schedule
-    from xsale_amazon_plugin.sync_tick import sync_tick
+    from xsale_amazon_plugin.scheduling.service import failure_streak, get_schedule, set_schedule
+    from xsale_amazon_plugin.scheduling.tick import sync_tick
 
     host = amazon_host
     rows = list(demo_listings(40, seed=9, marketplace="DE"))

@@ -14,6 +14,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from xsale_amazon_plugin.amazon.report_parser import (
+    CANONICAL_COLUMNS,
+    MAX_FIELD_LENGTH,
+    MAX_SKU_LENGTH,
+    InvalidRow,
+    OfferRow,
+    ReportFormatError,
+    ReportReader,
+)
 from xsale_amazon_plugin.emulator.report_builder import (
     DEFAULT_ENCODING,
     FAMILIES,
@@ -22,15 +31,6 @@ from xsale_amazon_plugin.emulator.report_builder import (
     US_HEADER_LINE,
     demo_listings,
     render_report,
-)
-from xsale_amazon_plugin.report_parser import (
-    CANONICAL_COLUMNS,
-    MAX_FIELD_LENGTH,
-    MAX_SKU_LENGTH,
-    InvalidRow,
-    OfferRow,
-    ReportFormatError,
-    ReportReader,
 )
 
 EXAMPLES = int(os.environ.get("XSALE_FUZZ_EXAMPLES", "2000"))

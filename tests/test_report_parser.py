@@ -8,7 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from xsale_amazon_plugin import report_parser
+from xsale_amazon_plugin.amazon import report_parser
+from xsale_amazon_plugin.amazon.report_parser import (
+    InvalidRow,
+    MissingAsinColumnError,
+    OfferRow,
+    ReportFormatError,
+    ReportReader,
+    parse_open_date,
+    parse_price,
+    parse_quantity,
+    resolve_charset,
+)
 from xsale_amazon_plugin.emulator.report_builder import (
     CN_HEADER_LINE,
     DEFAULT_ENCODING,
@@ -22,17 +33,6 @@ from xsale_amazon_plugin.emulator.report_builder import (
     header_line,
     render_report,
     write_report,
-)
-from xsale_amazon_plugin.report_parser import (
-    InvalidRow,
-    MissingAsinColumnError,
-    OfferRow,
-    ReportFormatError,
-    ReportReader,
-    parse_open_date,
-    parse_price,
-    parse_quantity,
-    resolve_charset,
 )
 
 PID_TYPES = {"1": "ASIN", "2": "ISBN", "3": "UPC", "4": "EAN"}

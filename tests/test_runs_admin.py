@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from xsale_amazon_plugin.amazon.marketplaces import get_marketplace
 from xsale_amazon_plugin.emulator.report_builder import demo_listings, render_report
-from xsale_amazon_plugin.marketplaces import get_marketplace
 
 from .conftest import drain
 from .hostapp import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, make_host
@@ -275,7 +275,7 @@ def test_cancel_during_download_or_parse_applies_nothing(amazon_host, amazon, st
 
 
 def test_cancel_after_the_apply_committed_is_refused(amazon_host, amazon):
-    from xsale_amazon_plugin.lifecycle import CancelRefused, cancel_import
+    from xsale_amazon_plugin.importing.lifecycle import CancelRefused, cancel_import
 
     host = amazon_host
     publish(amazon, DE, list(demo_listings(5, seed=9)))

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from xsale_amazon_plugin.emulator.report_builder import demo_listings
 from xsale_amazon_plugin.models import ScheduleKind
-from xsale_amazon_plugin.schedules import InvalidSchedule, ScheduleSpec, parse_daily_at
+from xsale_amazon_plugin.scheduling.slots import InvalidSchedule, ScheduleSpec, parse_daily_at
 
 from .conftest import drain
 from .test_admin_import import token_of
@@ -79,7 +79,7 @@ def _slots(host: Any, integration_id: int) -> list[tuple[datetime, str, int | No
 
 
 def _tick(host: Any, now: datetime) -> list[Any]:
-    from xsale_amazon_plugin.sync_tick import sync_tick
+    from xsale_amazon_plugin.scheduling.tick import sync_tick
 
     with host.app.app_context():
         try:
@@ -89,7 +89,7 @@ def _tick(host: Any, now: datetime) -> list[Any]:
 
 
 def _set(host: Any, integration_id: int, kind: str, now: datetime, **kwargs: Any) -> None:
-    from xsale_amazon_plugin.scheduling import set_schedule
+    from xsale_amazon_plugin.scheduling.service import set_schedule
 
     with host.app.app_context():
         set_schedule(integration_id, kind, now=now, **kwargs)
@@ -231,7 +231,7 @@ def test_three_failed_scheduled_runs_pause_alert_and_signal(amazon_host, amazon)
     assert client.post(f"/admin/xsale-amazon/integrations/schedule/{integ}/resume/",
                        data={"csrf_token": token_of(page)}).status_code == 302
     with host.app.app_context():
-        from xsale_amazon_plugin.scheduling import failure_streak, get_schedule
+        from xsale_amazon_plugin.scheduling.service import failure_streak, get_schedule
 
         assert get_schedule(integ).paused_at is None
         assert failure_streak(integ) == 0
@@ -260,7 +260,7 @@ def test_stale_integration_alerts_and_signals_once(amazon_host, amazon):
     finally:
         integration_stale.disconnect(on_stale)
     with host.app.app_context():
-        from xsale_amazon_plugin.freshness import current_alerts, mark_alerts_seen
+        from xsale_amazon_plugin.scheduling.freshness import current_alerts, mark_alerts_seen
 
         alerts = current_alerts(later)
         assert [(a.integration_id, a.stale is not None) for a in alerts] == [(integ, True)]
@@ -309,7 +309,7 @@ def test_schedule_form_sets_shows_and_validates(de_host):
     page = client.get(f"/admin/xsale-amazon/integrations/edit/?id={integ}").get_data(as_text=True)
     assert 'id="xa-next-run-at"' in page and "Schedule saved." in page
     with host.app.app_context():
-        from xsale_amazon_plugin.scheduling import get_schedule
+        from xsale_amazon_plugin.scheduling.service import get_schedule
 
         row = get_schedule(integ)
         assert (row.kind, row.every_minutes) == ("every", 360)

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from xsale_amazon_plugin.amazon.marketplaces import get_marketplace
 from xsale_amazon_plugin.emulator.report_builder import demo_listings, render_report
-from xsale_amazon_plugin.marketplaces import get_marketplace
-from xsale_amazon_plugin.models import as_utc
+from xsale_amazon_plugin.timeutil import as_utc
 
 from .conftest import SERVER_BACKENDS, server_database
 from .processes import FLASK, ROOT, cli_environment, flask, kill_tree

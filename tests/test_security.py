@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from xsale_amazon_plugin.amazon.marketplaces import get_marketplace
 from xsale_amazon_plugin.emulator.report_builder import demo_listings, render_report
-from xsale_amazon_plugin.marketplaces import get_marketplace
 
 from .conftest import drain
 from .hostapp import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, Host, make_host
@@ -545,8 +545,8 @@ def test_amazon_supplied_text_renders_inert_everywhere(amazon_host, amazon):
 ALL_LOGGERS = ("", "sp_api", "sp_api.base.client", "sp_api.auth.access_token_client",
                "sp_api.auth.credential_provider", "httpx", "httpcore", "rq", "rq.worker",
                "rq.job", "rq.queue", "rq.scheduler", "urllib3", "xsale_amazon_plugin",
-               "xsale_amazon_plugin.import_job", "xsale_amazon_plugin.amazon_client", "werkzeug",
-               "flask_admin", "sqlalchemy")
+               "xsale_amazon_plugin.importing.step_job", "xsale_amazon_plugin.amazon.client",
+               "werkzeug", "flask_admin", "sqlalchemy")
 
 
 def _debug_everything(caplog: Any) -> None:
@@ -577,7 +577,7 @@ def _drain_debug(host: Host, run_id: int) -> Any:
 
 
 def _start(host: Host, integration_id: int) -> int:
-    from xsale_amazon_plugin.lifecycle import start_import
+    from xsale_amazon_plugin.importing.lifecycle import start_import
 
     with host.app.app_context():
         run_id = start_import(integration_id, trigger="ui", requested_by="tester").id

@@ -8,7 +8,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from xsale_amazon_plugin.suggest_text import (
+from xsale_amazon_plugin.suggest.text import (
     DEFAULT_SKU_AFFIXES,
     compile_affixes,
     normalise_gtin,
@@ -84,7 +84,7 @@ def shop(host):
 
 
 def _suggest(host, offer_id, limit=5):
-    from xsale_amazon_plugin.suggestions import suggestions_for_offer
+    from xsale_amazon_plugin.suggest.service import suggestions_for_offer
 
     with host.app.test_request_context():
         return suggestions_for_offer(offer_id, limit=limit)
@@ -260,7 +260,7 @@ def test_compatible_or_remanufactured_is_another_product(host):
     with host.app.test_request_context():
         from flask_babel import force_locale
 
-        from xsale_amazon_plugin.suggestions import reason_text
+        from xsale_amazon_plugin.suggest.service import reason_text
 
         reason = {"code": "condition_differs", "value": "kompatibel"}
         assert reason_text(reason) == "not the original item in one title: kompatibel"
@@ -293,12 +293,12 @@ def test_a_product_claimed_by_another_offer_is_not_high_on_its_title(host, shop,
     all high-confidence leaves both), nor is one whose product is already linked elsewhere in
     the integration. Exact keys and other integrations are not affected. Both ways of looking
     the claims up (a few products by index, many by reading the integration) agree."""
-    from xsale_amazon_plugin import suggestions as module
-    from xsale_amazon_plugin.linking import link_offers
+    from xsale_amazon_plugin.linking.links import link_offers
+    from xsale_amazon_plugin.suggest import service as module
 
     if lookup == "whole integration":
         monkeypatch.setattr(module, "CONTEST_LOOKUP_KEYS", 0)
-    from xsale_amazon_plugin.suggestions import (
+    from xsale_amazon_plugin.suggest.service import (
         accept_high,
         compute_for_integration,
         high_confidence,
@@ -345,7 +345,8 @@ def test_a_product_claimed_by_another_offer_is_not_high_on_its_title(host, shop,
 def test_index_rebuilds_when_the_text_features_change(host, shop, monkeypatch):
     """A new version of the text features re-indexes every product, even when the trigger
     log (PostgreSQL) says nothing changed."""
-    from xsale_amazon_plugin import suggest_index, suggestions
+    from xsale_amazon_plugin.suggest import index as suggest_index
+    from xsale_amazon_plugin.suggest import service as suggestions
 
     with host.app.app_context():
         first = suggestions.refresh_index()
@@ -374,7 +375,7 @@ def test_index_notices_plain_sql_changes(host, shop):
     assert top[0]["product_key"] == str(new_id)
     assert all(s["product_key"] != str(p[1]) or s["score"] < top[0]["score"] for s in top)
     with host.app.app_context():
-        from xsale_amazon_plugin.suggest_index import suggest_tables
+        from xsale_amazon_plugin.suggest.index import suggest_tables
 
         t = suggest_tables(host.models)
         keys = set(host.db.session.execute(sa.select(t.product.c.product_key)).scalars())
@@ -397,7 +398,7 @@ def test_index_notices_plain_sql_changes(host, shop):
 
 
 def test_rejected_suggestion_never_offered_again(host, shop):
-    from xsale_amazon_plugin.suggestions import reject
+    from xsale_amazon_plugin.suggest.service import reject
 
     p, o = shop["products"], shop["offers"]
     first = _suggest(host, o[2])[0]["product_key"]
@@ -458,7 +459,7 @@ def test_cli_accept_high_links_and_skips_linked(host, shop):
 def test_cli_summary_counts_no_match_apart(host, shop):
     """The summary's high count is what --accept high links: an offer marked "no match" is
     counted apart, not as high."""
-    from xsale_amazon_plugin.suggestions import set_no_match
+    from xsale_amazon_plugin.suggest.service import set_no_match
 
     o = shop["offers"]
     before = _cli(host, shop["integration"]).output
@@ -497,8 +498,8 @@ def test_suggestion_job_computes_with_progress(host, shop):
     every unlinked offer and reports its progress in the job's meta."""
     from rq import SimpleWorker
 
-    from xsale_amazon_plugin.suggest_job import enqueue, job_state
-    from xsale_amazon_plugin.suggestions import queue_summary
+    from xsale_amazon_plugin.suggest.jobs import enqueue, job_state
+    from xsale_amazon_plugin.suggest.service import queue_summary
 
     with host.app.app_context():
         job_id = enqueue(shop["integration"])
@@ -567,8 +568,8 @@ def test_any_product_primary_key(db_url, redis_conn, pk):
     with host.app.app_context():
         host.db.session.execute(sa.delete(host.Product).where(host.Product.id == products[0]))
         host.db.session.commit()
-        from xsale_amazon_plugin.suggest_index import suggest_tables
-        from xsale_amazon_plugin.suggestions import refresh_index
+        from xsale_amazon_plugin.suggest.index import suggest_tables
+        from xsale_amazon_plugin.suggest.service import refresh_index
 
         refresh_index()
         t = suggest_tables(host.models)
@@ -585,9 +586,9 @@ def test_retrieval_by_terms_same_on_every_path_and_indexed(host):
     index whatever the planner estimates (without statistics on the term table, right after
     the first build, it chose a hash join against a parallel sequential scan of every
     posting: ~0.5 s per offer at 1M products)."""
-    from xsale_amazon_plugin import suggest_engine as se
-    from xsale_amazon_plugin.suggest_index import suggest_tables
-    from xsale_amazon_plugin.suggestions import refresh_index
+    from xsale_amazon_plugin.suggest import engine as se
+    from xsale_amazon_plugin.suggest.index import suggest_tables
+    from xsale_amazon_plugin.suggest.service import refresh_index
 
     colours = ["black", "white", "red", "blue", "green", "grey", "pink", "yellow"]
     kinds = ["mug", "kettle", "drill", "lamp", "towel", "bottle", "backpack", "charger"]

@@ -127,7 +127,7 @@ def shown_counts(pg: Any) -> tuple[int, int, int]:
 
 
 def server_counts(host: Host) -> tuple[int, int, int]:
-    from xsale_amazon_plugin.suggestions import queue_summary
+    from xsale_amazon_plugin.suggest.service import queue_summary
 
     with host.app.app_context():
         summary = queue_summary(host.ids["integration"])  # type: ignore[attr-defined]
@@ -195,7 +195,7 @@ def test_keyboard_review(served: tuple[Host, str], page: Any, backend: str) -> N
         f"!document.querySelector('#xa-suggest-list [data-product-id=\"{best}\"]')")
     m = host.models
     with host.app.app_context():
-        from xsale_amazon_plugin.suggestions import suggestions_for_offer
+        from xsale_amazon_plugin.suggest.service import suggestions_for_offer
 
         offer_id = host.db.session.execute(sa.select(m.AmazonOffer.id).where(
             m.AmazonOffer.seller_sku == "X-MUG")).scalar_one()
@@ -208,7 +208,7 @@ def test_keyboard_review(served: tuple[Host, str], page: Any, backend: str) -> N
     wait_offer_changes(page, "X-MUG")
     assert "X-MUG" not in links(host)
     with host.app.app_context():
-        from xsale_amazon_plugin.suggest_index import suggest_tables
+        from xsale_amazon_plugin.suggest.index import suggest_tables
 
         t = suggest_tables(m)
         decision = host.db.session.execute(sa.select(t.suggestion.c.decision).where(

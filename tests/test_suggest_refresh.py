@@ -14,7 +14,7 @@ from rq import Queue
 from rq.registry import StartedJobRegistry
 
 from xsale_amazon_plugin.settings import SettingsError
-from xsale_amazon_plugin.suggest_refresh import (
+from xsale_amazon_plugin.suggest.auto_refresh import (
     CHECK_FUNC,
     TASK_NAME,
     after_import,
@@ -68,14 +68,14 @@ def _import_then_check(env: dict[str, str], url: str, redis_conn: Any, on: bool)
         if on:
             unlinked, computed, high = wait_until(
                  lambda: (s := stored())[0] and s[0] == s[1] and s,
-                 timeout=120, what="stored suggestions for every new offer")
+                 timeout=300, what="stored suggestions for every new offer")
             assert unlinked >= 40  # the demo report: every DEFAULT (FBM) row is a new offer
             assert high >= 30  # the seeded products share the offers' SKUs
             return
         queue = Queue(queue_name, connection=redis_conn)
         wait_until(lambda: len(queue) == 0
                    and StartedJobRegistry(queue_name, connection=redis_conn).count == 0,
-                   timeout=60, what="the worker to be idle")
+                   timeout=300, what="the worker to be idle")
         time.sleep(1.0)
         unlinked, computed, _high = stored()
         assert unlinked >= 40 and computed == 0
@@ -124,8 +124,8 @@ def _queued(host: Any) -> list[str]:
 def test_periodic_check_enqueues_after_a_plain_sql_update_only(host: Any) -> None:
     from rq import SimpleWorker
 
-    from xsale_amazon_plugin.linking import link_offers
-    from xsale_amazon_plugin.suggestions import queue_summary
+    from xsale_amazon_plugin.linking.links import link_offers
+    from xsale_amazon_plugin.suggest.service import queue_summary
 
     assert TASK_NAME in {t.name for t in registered_tasks()}  # init_app registered it
     integ = host.add_integration("DE", "FBM")
@@ -138,7 +138,7 @@ def test_periodic_check_enqueues_after_a_plain_sql_update_only(host: Any) -> Non
     add_offers(host, inactive, [{"seller_sku": "F-1", "name": "Toner"}])
     with host.app.test_request_context():
         link_offers([linked], products[1])
-    suggest = "xsale_amazon_plugin.suggest_job.compute_suggestions"
+    suggest = "xsale_amazon_plugin.suggest.jobs.compute_suggestions"
     queue = host.state.queue
     with host.app.app_context():
         first = check_catalog()  # the first check of a queue only records the version
@@ -213,8 +213,8 @@ def test_suggestion_job_runs_in_slices_behind_import_steps(host: Any, monkeypatc
     """Each slice computes for SLICE_SECONDS (here: one batch of 2 offers), then continues in a
     new job at the back of the queue: a job enqueued while it ran (an import step) runs first.
     The first job id reports the progress of the whole chain."""
-    from xsale_amazon_plugin import suggest_job
-    from xsale_amazon_plugin.suggestions import queue_summary
+    from xsale_amazon_plugin.suggest import jobs as suggest_job
+    from xsale_amazon_plugin.suggest.service import queue_summary
 
     monkeypatch.setattr(suggest_job, "SLICE_SECONDS", 0.0)
     integ, queue, worker = _five_offers_in_batches_of_two(host)
@@ -245,7 +245,7 @@ def test_suggestion_job_gives_way_after_a_batch_when_an_import_step_waits(
         host: Any) -> None:
     """A slice stops after the batch during which another job was enqueued (instead of
     computing on for SLICE_SECONDS): an import step waits at most one batch."""
-    from xsale_amazon_plugin import suggest_job
+    from xsale_amazon_plugin.suggest import jobs as suggest_job
 
     integ, queue, worker = _five_offers_in_batches_of_two(host)
     with host.app.app_context():

@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from xsale_amazon_plugin.suggest_watch import is_watch_trigger, watch_spec
+from xsale_amazon_plugin.suggest.triggers import is_watch_trigger, watch_spec
 
 from .conftest import MYSQL_BASE, mysql_database
 from .hostapp import make_host
@@ -22,7 +22,7 @@ from .test_suggest import PRODUCTS
 
 
 def _tables(host):
-    from xsale_amazon_plugin.suggest_index import suggest_tables
+    from xsale_amazon_plugin.suggest.index import suggest_tables
 
     return suggest_tables(host.models)
 
@@ -40,7 +40,7 @@ def _log_rows(host) -> int:
 
 
 def _refresh(host, **kwargs):
-    from xsale_amazon_plugin.suggestions import refresh_index
+    from xsale_amazon_plugin.suggest.service import refresh_index
 
     with host.app.app_context():
         return refresh_index(**kwargs)
@@ -92,7 +92,7 @@ def _triggers(host) -> set[str]:
 
 def _wanted(host) -> set[str]:
     """The triggers the host's current configuration needs (names per watched column set)."""
-    from xsale_amazon_plugin.suggestions import _context
+    from xsale_amazon_plugin.suggest.service import _context
 
     with host.app.app_context():
         conn = host.db.session.connection()
@@ -184,7 +184,7 @@ def test_mariadb_truncate_is_noticed_by_the_fingerprints_age(host, other):
     """TRUNCATE TABLE fires no trigger on MariaDB: the log stays empty, so the index trusts it
     until the fingerprint's verification is older than SUGGEST_FINGERPRINT_MAX_AGE, or the
     workers' periodic check verifies it (``refresh_index(verify=True)``)."""
-    from xsale_amazon_plugin.suggest_refresh import check_catalog
+    from xsale_amazon_plugin.suggest.auto_refresh import check_catalog
 
     host.add_products(PRODUCTS)
     built = _refresh(host)
@@ -237,9 +237,9 @@ def test_mariadb_trigger_creation_commits_nothing_of_the_caller(host, other, mon
     the caller's uncommitted work stays uncommitted; a caller whose transaction read the
     product table (metadata lock) gets the fingerprint after a short wait, the process does not
     try again for RETRY_AFTER seconds, and the next check after that creates the triggers."""
-    from xsale_amazon_plugin import suggest_watch
-    from xsale_amazon_plugin.suggest_index import ensure_fresh
-    from xsale_amazon_plugin.suggestions import _context, _pk_from_key
+    from xsale_amazon_plugin.suggest import triggers as suggest_watch
+    from xsale_amazon_plugin.suggest.index import ensure_fresh
+    from xsale_amazon_plugin.suggest.service import _context, _pk_from_key
 
     host.add_products(PRODUCTS)
     with host.app.app_context():
@@ -331,7 +331,7 @@ def test_mariadb_without_trigger_privilege_falls_back_to_the_fingerprint(redis_c
 def test_consuming_the_log_deletes_exactly_the_ids_seen(host):
     """Runs of consecutive ids (a bulk load) go by range, the rest by id; a row the refresh
     did not see (committed later, with a lower id) stays."""
-    from xsale_amazon_plugin.suggest_index import _delete_seen
+    from xsale_amazon_plugin.suggest.index import _delete_seen
 
     ids = [*range(1, 301), 305, 307, *range(400, 450)]
     with host.app.app_context():
@@ -350,8 +350,8 @@ def test_concurrent_first_uses_create_the_triggers_once(host):
     for that one check), elsewhere "already exists" counts as created."""
     import threading
 
-    from xsale_amazon_plugin.suggest_watch import watch_product_table
-    from xsale_amazon_plugin.suggestions import _context
+    from xsale_amazon_plugin.suggest.service import _context
+    from xsale_amazon_plugin.suggest.triggers import watch_product_table
 
     with host.app.app_context():
         engine = host.db.engine
@@ -389,7 +389,7 @@ def test_periodic_check_notices_postgresql_writes_the_trigger_missed(host, other
     """pg_restore and logical replication write with ``session_replication_role = replica``,
     under which PostgreSQL's trigger does not fire: the log stays empty, and the workers'
     periodic check, which verifies the fingerprint, still notices."""
-    from xsale_amazon_plugin.suggest_refresh import check_catalog
+    from xsale_amazon_plugin.suggest.auto_refresh import check_catalog
 
     ids = host.add_products(PRODUCTS)
     built = _refresh(host)
@@ -556,8 +556,8 @@ def test_configuring_another_name_column_recreates_the_triggers_for_it(db_url, r
 def test_an_expression_attribute_keeps_the_triggers_that_log_every_change(host, other):
     """An indexed attribute that is an SQL expression (which columns it reads is unknown):
     every update is logged, as before."""
-    from xsale_amazon_plugin.suggest_watch import watch_product_table
-    from xsale_amazon_plugin.suggestions import _context
+    from xsale_amazon_plugin.suggest.service import _context
+    from xsale_amazon_plugin.suggest.triggers import watch_product_table
 
     ids = host.add_products(PRODUCTS)
     _refresh(host)

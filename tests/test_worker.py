@@ -23,9 +23,9 @@ import rq
 import sqlalchemy as sa
 from rq.scheduler import RQScheduler
 
+from xsale_amazon_plugin.amazon.marketplaces import get_marketplace
 from xsale_amazon_plugin.emulator.report_builder import demo_listings, render_report
 from xsale_amazon_plugin.liveness import maintenance_interval
-from xsale_amazon_plugin.marketplaces import get_marketplace
 from xsale_amazon_plugin.proxies import current_amazon
 from xsale_amazon_plugin.timeutil import as_utc
 from xsale_amazon_plugin.worker import (
@@ -237,14 +237,14 @@ def test_replacement_worker_continues_a_waiting_import(
     emulator.set_listings(DE, render_report(rows, "eu_en", encoding="cp1252"), charset="Cp1252",
                           polls_until_done=3)
     first = processes.worker()
-    wait_until(lambda: scheduler_owner(redis_conn, processes.queue) == first.pid, timeout=60,
+    wait_until(lambda: scheduler_owner(redis_conn, processes.queue) == first.pid, timeout=300,
                what="the first worker's scheduler to take the lock")
     second = processes.worker()
     cli = processes.import_wait(1)
     # Waiting for Amazon: the first poll is done and the second one is scheduled; no step runs.
     wait_until(lambda: (r := processes.run()) and r["status"] == "waiting" and r["poll_count"] == 1
                and not busy_worker_pid(redis_conn, processes.queue, r["rq_job_id"]),
-               timeout=90, what="the import to wait between two polls")
+               timeout=300, what="the import to wait between two polls")
     assert scheduler_owner(redis_conn, processes.queue) == first.pid
     kill_tree(first.pid)
     killed_at = time.monotonic()
@@ -255,7 +255,7 @@ def test_replacement_worker_continues_a_waiting_import(
                what="the next poll after the crash")
     continued = time.monotonic() - killed_at
     assert scheduler_owner(redis_conn, processes.queue) == second.pid
-    out, err = cli.communicate(timeout=120)
+    out, err = cli.communicate(timeout=300)
     ended = time.monotonic() - killed_at
     record_figure(f"SIGKILL of the scheduler-holding worker while an import waited for Amazon: "
                   f"next poll {continued:.1f} s later, import succeeded {ended:.1f} s later")
@@ -266,7 +266,7 @@ def test_replacement_worker_continues_a_waiting_import(
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_step_of_a_killed_worker_ends_as_worker_died(
         processes: Processes, emulator: Any, redis_conn: Any) -> None:
     heartbeat_timeout = 6.0
@@ -278,17 +278,17 @@ def test_step_of_a_killed_worker_ends_as_worker_died(
     workers = [processes.worker(), processes.worker()]
     cli = processes.import_wait(1)
     run = wait_until(lambda: (r := processes.run()) and r["stage"] == "downloading" and r,
-                     timeout=90, what="the download step")
+                     timeout=300, what="the download step")
     time.sleep(1.0)
     pid = wait_until(lambda: busy_worker_pid(redis_conn, processes.queue, run["rq_job_id"]),
-                     timeout=60, what="the worker running the step")
+                     timeout=300, what="the worker running the step")
     assert pid in {w.pid for w in workers}
     kill_tree(pid)  # the worker and its work horse
     killed_at = time.monotonic()
     ended = wait_until(lambda: (r := processes.run()) and r["status"] not in ACTIVE and r,
                        timeout=4 * heartbeat_timeout + 30, what="the run to end")
     took = time.monotonic() - killed_at
-    out, err = cli.communicate(timeout=60)
+    out, err = cli.communicate(timeout=300)
     record_figure(f"SIGKILL of the worker running a step (HEARTBEAT_TIMEOUT {heartbeat_timeout:.0f}"
                   f" s): run ended {ended['status']}/{ended['error_code']} {took:.1f} s later")
     emulator.configure()
@@ -313,3 +313,55 @@ def test_import_wait_without_any_worker_says_what_to_start(crash_env: dict[str, 
     assert "No worker is listening on queue" in out.stderr
     assert "flask xsale-amazon worker" in out.stderr
     assert "Timed out waiting" in out.stderr
+
+
+# -- jobs queued by the release before the modules moved ------------------------------------
+
+
+def test_every_renamed_job_function_resolves_to_what_the_plugin_enqueues_now() -> None:
+    from rq.utils import import_attribute
+
+    from xsale_amazon_plugin._job_class import RENAMED_JOB_FUNCTIONS
+    from xsale_amazon_plugin.importing import lifecycle
+    from xsale_amazon_plugin.linking import autolink_job
+    from xsale_amazon_plugin.suggest import catalogue_check, jobs
+
+    current = {lifecycle.JOB_FUNC, lifecycle.FAILURE_CALLBACK, autolink_job.JOB_FUNC,
+               jobs.JOB_FUNC, catalogue_check.CHECK_FUNC}
+    assert set(RENAMED_JOB_FUNCTIONS.values()) == current
+    for new in current:
+        assert callable(import_attribute(new)), new
+
+
+def test_job_queued_under_an_old_module_name_runs_the_moved_function(
+        host: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job (and its failure callback) queued by the previous release names the old modules
+    (``xsale_amazon_plugin.import_job``); a worker of this release runs the moved functions."""
+    from flask import current_app
+    from rq import Callback
+
+    ran: list[tuple[str, Any]] = []
+    failed: list[tuple[str, Any]] = []
+
+    def step(run_id: Any) -> None:
+        ran.append((current_app.name, run_id))
+        if run_id == "fail":
+            raise RuntimeError("step failed")
+
+    def on_failure(job: Any, connection: Any, exc_type: Any, value: Any, tb: Any) -> None:
+        failed.append((job.args[0], str(value)))
+
+    monkeypatch.setattr("xsale_amazon_plugin.importing.step_job.import_step", step)
+    monkeypatch.setattr("xsale_amazon_plugin.importing.step_job.on_job_failure", on_failure)
+    with host.app.app_context():
+        queue = current_amazon.queue
+        ok = queue.enqueue("xsale_amazon_plugin.import_job.import_step", 41)
+        bad = queue.enqueue("xsale_amazon_plugin.import_job.import_step", "fail",
+                            on_failure=Callback("xsale_amazon_plugin.import_job.on_job_failure"))
+        assert ok.func_name == "xsale_amazon_plugin.import_job.import_step"
+        worker = make_worker(host.app, simple=True)
+        worker.work(burst=True, logging_level="WARNING")
+        assert ok.get_status(refresh=True) == "finished"
+        assert bad.get_status(refresh=True) == "failed"
+    assert ran == [(host.app.name, 41), (host.app.name, "fail")]
+    assert failed == [("fail", "step failed")]

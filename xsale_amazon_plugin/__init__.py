@@ -8,9 +8,8 @@ The public API; hosts import from here, never from the plugin's private modules:
 from __future__ import annotations
 
 from .admin import make_views
-from .autolink_runs import AutoLinkRequest, AutoLinkUnavailable, start_autolink
 from .extension import XsaleAmazon
-from .lifecycle import (
+from .importing.lifecycle import (
     CancelRefused,
     ImportAlreadyRunning,
     ImportNotPossible,
@@ -18,9 +17,10 @@ from .lifecycle import (
     cancel_import,
     start_import,
 )
-from .linking import AutoLinkResult, autolink, link_offers, unlink_offers
+from .linking.autolink_job import AutoLinkRequest, AutoLinkUnavailable, start_autolink
+from .linking.links import AutoLinkResult, autolink, link_offers, unlink_offers
+from .linking.offer_scope import OfferScope
 from .models import Models, make_models
-from .offer_scope import OfferScope
 from .proxies import current_amazon
 from .settings import Settings, SettingsError
 from .signals import (

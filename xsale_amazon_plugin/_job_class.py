@@ -9,6 +9,29 @@ from typing import Any
 
 from flask import Flask
 from rq.job import Job
+from rq.utils import import_attribute
+
+#: Dotted names of the plugin's job functions and callbacks before the modules moved into
+#: capability packages (0.2) -> their names now. Jobs queued by an older release carry the old
+#: names in Redis; :class:`FlaskJob` resolves them through this map, so they still run after
+#: the upgrade. Kept for one release.
+RENAMED_JOB_FUNCTIONS: dict[str, str] = {
+    "xsale_amazon_plugin.import_job.import_step":
+        "xsale_amazon_plugin.importing.step_job.import_step",
+    "xsale_amazon_plugin.import_job.on_job_failure":
+        "xsale_amazon_plugin.importing.step_job.on_job_failure",
+    "xsale_amazon_plugin.suggest_job.compute_suggestions":
+        "xsale_amazon_plugin.suggest.jobs.compute_suggestions",
+    "xsale_amazon_plugin.suggest_refresh.check_catalog":
+        "xsale_amazon_plugin.suggest.auto_refresh.check_catalog",
+    "xsale_amazon_plugin.autolink_runs.run_autolink_job":
+        "xsale_amazon_plugin.linking.autolink_job.run_autolink_job",
+}
+
+
+def current_name(name: str | None) -> str | None:
+    """The dotted name a job function or callback has now (``name`` itself unless renamed)."""
+    return RENAMED_JOB_FUNCTIONS.get(name, name) if name else name
 
 
 class FlaskJob(Job):
@@ -19,7 +42,8 @@ class FlaskJob(Job):
 
     @property
     def func(self) -> Any:
-        func = super().func
+        renamed = None if self.instance else RENAMED_JOB_FUNCTIONS.get(self.func_name or "")
+        func = import_attribute(renamed) if renamed else super().func
         app = self._flask_app()
         if app is None:  # pragma: no cover - the app was garbage collected
             raise RuntimeError("The Flask app this job class was bound to no longer exists.")
@@ -35,6 +59,21 @@ class FlaskJob(Job):
                 return func(*args, **kwargs)
 
         return update_wrapper(run_in_app_context, func)
+
+    @property
+    def failure_callback(self) -> Any:
+        self._failure_callback_name = current_name(self._failure_callback_name)
+        return super().failure_callback
+
+    @property
+    def success_callback(self) -> Any:
+        self._success_callback_name = current_name(self._success_callback_name)
+        return super().success_callback
+
+    @property
+    def stopped_callback(self) -> Any:
+        self._stopped_callback_name = current_name(self._stopped_callback_name)
+        return super().stopped_callback
 
 
 def _forget_connections(app: Flask) -> None:

@@ -14,10 +14,7 @@ from flask.cli import AppGroup
 from rq import SimpleWorker, Worker
 from rq.scheduler import RQScheduler
 
-from . import suggestions
-from .api import run_progress
-from .freshness import last_successes
-from .lifecycle import (
+from .importing.lifecycle import (
     CancelRefused,
     HoldNotPending,
     ImportAlreadyRunning,
@@ -29,11 +26,14 @@ from .lifecycle import (
     recover_stale_runs,
     start_import,
 )
-from .linking import autolink
+from .importing.progress import run_progress
+from .linking.links import autolink
 from .models import ReportMode
 from .proxies import current_amazon
-from .schedules import InvalidSchedule
-from .scheduling import plugin_timezone, schedule_status, set_schedule
+from .scheduling.freshness import last_successes
+from .scheduling.service import plugin_timezone, schedule_status, set_schedule
+from .scheduling.slots import InvalidSchedule
+from .suggest import service as suggestions
 from .worker import make_worker
 
 cli = AppGroup("xsale-amazon", help="Amazon offers import (xsale_amazon_plugin).")

@@ -15,17 +15,17 @@ from rq import Queue
 
 from ._job_class import make_job_class
 from .admin import register_views
-from .api import blueprint
+from .admin.api import blueprint
 from .cli import cli
 from .crypto import SecretBox, make_secret_box
 from .models import Models, make_models
 from .proxies import EXTENSION_KEY
-from .scheduling import on_import_finished
+from .scheduling.service import on_import_finished
+from .scheduling.tick import TASK_NAME, sync_tick
 from .settings import DEFAULTS, PREFIX, Settings
 from .signals import import_finished
-from .suggest_refresh import TASK_NAME as SUGGEST_TASK_NAME
-from .suggest_refresh import after_import, periodic_check
-from .sync_tick import TASK_NAME, sync_tick
+from .suggest.auto_refresh import TASK_NAME as SUGGEST_TASK_NAME
+from .suggest.auto_refresh import after_import, periodic_check
 from .worker import register_periodic
 
 log = logging.getLogger(__name__)

@@ -12,9 +12,9 @@ from typing import Any
 
 from flask import current_app, has_request_context
 
+from .amazon.marketplaces import MARKETPLACES
 from .babel import gettext as _
-from .marketplaces import MARKETPLACES
-from .models import as_utc
+from .timeutil import as_utc
 
 
 def _babel_ready() -> bool:

@@ -18,14 +18,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
+from .amazon.marketplaces import Marketplace, get_marketplace
+from .amazon.report_parser import MAX_SKU_LENGTH
 from .dialects import MYSQL_FAMILY
-from .marketplaces import Marketplace, get_marketplace
 from .proxies import current_amazon
-from .report_parser import MAX_SKU_LENGTH
-from .suggest_index import make_suggest_tables
-from .timeutil import as_utc, utcnow
-
-__all__ = ["as_utc", "utcnow"]  # re-exported: most modules take both from here
+from .timeutil import utcnow
 
 ACCOUNT_TYPES = ("FBA", "FBM")
 
@@ -349,7 +346,8 @@ class ImportRunMixin:
     durations: Mapped[Any | None] = mapped_column(sa.JSON)
     error_code: Mapped[str | None] = mapped_column(sa.String(40))
     error_message: Mapped[str | None] = mapped_column(sa.Text)
-    #: Parameters of the translated error message (see :mod:`xsale_amazon_plugin.messages`).
+    #: Parameters of the translated error message (see
+    #: :mod:`xsale_amazon_plugin.importing.messages`).
     error_params: Mapped[Any | None] = mapped_column(sa.JSON)
     #: Step-level retries after transient Amazon errors.
     retries: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
@@ -509,6 +507,104 @@ class ScheduleSlotMixin:
         )
 
 
+# The mapping assistant's tables (rows of the suggest package, defined here so that the models
+# own every table of the plugin). Plain timestamps, unlike UTCDateTime above (no MySQL variant).
+SuggestDateTime = sa.DateTime(timezone=True)
+KEY_LENGTH = 64
+TERM_LENGTH = 80
+
+
+@dataclass(frozen=True)
+class SuggestTables:
+    product: sa.Table
+    term: sa.Table
+    term_df: sa.Table
+    catalog: sa.Table
+    suggestion: sa.Table
+    rejection: sa.Table
+    change: sa.Table
+
+
+_tables: weakref.WeakKeyDictionary[sa.MetaData, SuggestTables] = weakref.WeakKeyDictionary()
+
+
+def make_suggest_tables(metadata: sa.MetaData, offer_id_type: Any) -> SuggestTables:
+    """Define (once per metadata) the assistant's tables next to the plugin's models."""
+    existing = _tables.get(metadata)
+    if existing is not None:
+        return existing
+    product = sa.Table(
+        "xsale_amazon_suggest_product", metadata,
+        sa.Column("product_key", sa.String(KEY_LENGTH), primary_key=True),
+        sa.Column("sku", sa.String(255)),
+        sa.Column("sku_norm", sa.String(255), index=True),
+        sa.Column("gtin", sa.String(14), index=True),
+        sa.Column("asin", sa.String(20), index=True),
+        sa.Column("title", sa.Text),
+        sa.Column("row_hash", sa.BigInteger, nullable=False),
+    )
+    term = sa.Table(
+        "xsale_amazon_suggest_term", metadata,
+        sa.Column("term", sa.String(TERM_LENGTH), primary_key=True),
+        sa.Column("product_key", sa.String(KEY_LENGTH), primary_key=True),
+    )
+    term_df = sa.Table(
+        "xsale_amazon_suggest_term_df", metadata,
+        sa.Column("term", sa.String(TERM_LENGTH), primary_key=True),
+        sa.Column("df", sa.Integer, nullable=False),
+    )
+    catalog = sa.Table(
+        "xsale_amazon_suggest_catalog", metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("fingerprint", sa.String(80), nullable=False),
+        sa.Column("product_count", sa.Integer, nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("refreshed_at", SuggestDateTime, nullable=False),
+    )
+    suggestion = sa.Table(
+        "xsale_amazon_suggestion", metadata,
+        sa.Column("offer_id", offer_id_type,
+                  sa.ForeignKey("xsale_amazon_offer.id", ondelete="CASCADE"), primary_key=True),
+        #: Hash of the offer fields the suggestions were computed from (offer changes).
+        sa.Column("offer_hash", sa.BigInteger, nullable=False),
+        #: ``catalog.version`` they were computed against (product changes).
+        sa.Column("catalog_version", sa.Integer, nullable=False),
+        sa.Column("computed_at", SuggestDateTime, nullable=False),
+        sa.Column("best_product_key", sa.String(KEY_LENGTH)),
+        sa.Column("best_score", sa.Float),
+        sa.Column("best_confidence", sa.String(10)),
+        sa.Column("suggestions", sa.JSON, nullable=False),
+        #: ``no_match`` once an operator said no product fits (hidden from the queue).
+        sa.Column("decision", sa.String(10)),
+        sa.Index("ix_xsale_amazon_suggestion_best", "best_confidence"),
+        sa.Index("ix_xsale_amazon_suggestion_best_product", "best_product_key"),
+    )
+    rejection = sa.Table(
+        "xsale_amazon_suggestion_rejection", metadata,
+        sa.Column("offer_id", offer_id_type,
+                  sa.ForeignKey("xsale_amazon_offer.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("product_key", sa.String(KEY_LENGTH), primary_key=True),
+        sa.Column("created_by", sa.String(200)),
+        sa.Column("created_at", SuggestDateTime, nullable=False, default=utcnow),
+    )
+    #: Written by triggers on the product table in the writer's transaction (see
+    #: :mod:`.suggest.triggers`): one row per statement (PostgreSQL) or per changed row (SQLite,
+    #: MySQL/MariaDB); empty means "nothing changed since the check". AUTOINCREMENT on SQLite:
+    #: an id is never reused, so a refresh deleting the ids it saw never deletes a later row.
+    change = sa.Table(
+        "xsale_amazon_suggest_change", metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+        sqlite_autoincrement=True,
+    )
+    tables = SuggestTables(product, term, term_df, catalog, suggestion, rejection, change)
+    _tables[metadata] = tables
+    return tables
+
+
+def suggest_tables(models: Any) -> SuggestTables:
+    return _tables[models.AmazonOffer.__table__.metadata]
+
+
 @dataclass(frozen=True)
 class Models:
     """The plugin's model classes bound to one host ``db`` (built by :func:`make_models`).
@@ -524,7 +620,7 @@ class Models:
     import_row: sa.Table
     product_model: Any
     product_pk: sa.Column[Any]
-    #: Background auto-link runs (see :mod:`xsale_amazon_plugin.autolink_runs`).
+    #: Background auto-link runs (see :mod:`xsale_amazon_plugin.linking.autolink_job`).
     AutoLinkRun: Any = None
     #: Schedule and alert bookkeeping per integration; what happened at each due slot.
     SyncSchedule: Any = None

@@ -15,9 +15,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, NoReturn
 
-from .suggest_text import DEFAULT_SKU_AFFIXES
-
 PREFIX = "XSALE_AMAZON_"
+
+#: Default of ``XSALE_AMAZON_SUGGEST_SKU_AFFIXES``: patterns the mapping assistant strips from
+#: SKUs before comparing them (see :mod:`xsale_amazon_plugin.suggest.text`).
+DEFAULT_SKU_AFFIXES: tuple[str, ...] = (
+    # Suffixes sellers add to an ERP code for the Amazon channel, condition or packaging.
+    r"[-_/. ]?(?:fba|fbm|afn|mfn|amz|amazon|prime|new|neu|nowy|used|refurb)$",
+    # Single letters only after a separator ("/B", "-N"): "DR2010B" is a code of its own.
+    r"[-_/. ](?:b|n|a|x)$",
+    # Prefixes with the same meaning.
+    r"^(?:fba|fbm|amz|amazon|az)[-_/. ]",
+)
 
 
 class SettingsError(ValueError):

@@ -3,8 +3,8 @@
 :func:`make_worker` is the one place that builds it (``flask xsale-amazon worker`` and the
 tests use it). On top of RQ's own worker it
 
-* fails runs whose worker died (:func:`lifecycle.recover_stale_runs`) at the
-  :func:`liveness.maintenance_interval`, so a step that was running when its worker was
+* fails runs whose worker died (:func:`.importing.lifecycle.recover_stale_runs`) at the
+  :func:`.liveness.maintenance_interval`, so a step that was running when its worker was
   killed ends within about 1.25 × ``HEARTBEAT_TIMEOUT``;
 * takes over RQ's scheduler lock within seconds when the worker that held it died, so
   imports waiting for Amazon (polls scheduled on RQ's scheduler) go on;
@@ -43,7 +43,7 @@ from rq.scheduler import RQScheduler
 from rq.scripts import release_lock
 from rq.worker import BaseWorker
 
-from .lifecycle import recover_stale_runs
+from .importing.lifecycle import recover_stale_runs
 from .liveness import maintenance_interval
 from .proxies import current_amazon
 from .timeutil import as_utc, utcnow

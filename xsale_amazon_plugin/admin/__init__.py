@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..babel import lazy_gettext as _l
 from .integrations import IntegrationView
-from .mapping_csv import MappingCsvView
+from .mapping_csv_view import MappingCsvView
 from .offers import OfferView
 from .runs import ImportRunView
 from .schedule import add_alert_badge
-from .suggestions import SuggestionsView
+from .suggestions_view import SuggestionsView
 
 if TYPE_CHECKING:
     from ..extension import XsaleAmazon

@@ -14,8 +14,8 @@ from flask_admin.form import BaseForm, SecureForm
 from flask_admin.model.filters import BaseIntFilter, BaseIntListFilter
 
 from ..babel import gettext as _
+from ..linking.offer_scope import clean_search
 from ..models import int_in_range
-from ..offer_scope import clean_search
 from ..proxies import current_amazon
 
 #: Query-string limits of the list views (search limits: see offer_scope.clean_search). A page

@@ -15,20 +15,20 @@ from markupsafe import Markup
 from wtforms import PasswordField
 from wtforms.validators import Length, Optional, StopValidation, ValidationError
 
+from ..amazon.marketplaces import MARKETPLACES
 from ..babel import gettext as _
 from ..babel import lazy_gettext as _l
 from ..babel import ngettext
 from ..formatting import format_time, format_timestamp, marketplace_label
-from ..integration_service import (
+from ..importing.integration_service import (
     IntegrationBusy,
     check_connection,
     delete_integration,
     footprint,
     reusable_report,
 )
-from ..lifecycle import active_run
-from ..marketplaces import MARKETPLACES
-from ..messages import asin_instruction, connection_result_text
+from ..importing.lifecycle import active_run
+from ..importing.messages import asin_instruction, connection_result_text
 from ..models import int_in_range
 from ..proxies import current_amazon
 from ..timeutil import parse_amazon_time

@@ -1,6 +1,6 @@
 """Flask-Admin filters of the offers workspace, each one field of an :class:`OfferScope`.
 
-They filter the offer table itself (see :mod:`xsale_amazon_plugin.offer_scope`): the former
+They filter the offer table itself (see :mod:`xsale_amazon_plugin.linking.offer_scope`): the former
 ``FilterEqual`` on the integration's columns made Flask-Admin join the integration table a
 second time, and every "Marketplace" / "Account type" filter answered 500.
 """
@@ -17,7 +17,7 @@ from flask_admin.contrib.sqla.filters import BaseSQLAFilter
 
 from ..babel import lazy_gettext as _l
 from ..formatting import marketplace_label, offer_status_options
-from ..offer_scope import AUTOLINK_KEYS, filter_criterion
+from ..linking.offer_scope import AUTOLINK_KEYS, filter_criterion
 from ..proxies import current_amazon
 from .shared import integration_options
 

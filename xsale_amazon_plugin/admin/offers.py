@@ -13,15 +13,7 @@ from flask_admin.helpers import is_safe_url
 from markupsafe import Markup, escape
 from sqlalchemy import orm
 
-from ..api import product_label
-from ..autolink_runs import (
-    AutoLinkRequest,
-    AutoLinkUnavailable,
-    run_is_stalled,
-    run_result,
-    start_autolink,
-)
-from ..autolink_runs import inline_limit as autolink_inline_limit
+from ..amazon.marketplaces import get_marketplace
 from ..babel import gettext as _
 from ..babel import lazy_gettext as _l
 from ..babel import ngettext
@@ -33,10 +25,16 @@ from ..formatting import (
     format_timestamp,
     offer_status_label,
 )
-from ..linking import AutoLinkResult, link_offers, unlink_offers
-from ..marketplaces import get_marketplace
-from ..models import int_in_range
-from ..offer_scope import (
+from ..linking.autolink_job import (
+    AutoLinkRequest,
+    AutoLinkUnavailable,
+    run_is_stalled,
+    run_result,
+    start_autolink,
+)
+from ..linking.autolink_job import inline_limit as autolink_inline_limit
+from ..linking.links import AutoLinkResult, link_offers, unlink_offers
+from ..linking.offer_scope import (
     AUTOLINK_KEYS,
     MAPPING_VIEWS,
     OfferScope,
@@ -44,7 +42,9 @@ from ..offer_scope import (
     search_criteria,
     view_criterion,
 )
+from ..models import int_in_range
 from ..proxies import current_amazon
+from .api import product_label
 from .base import PluginModelView
 from .offer_filters import ScopeFilter, offer_filters
 from .shared import integration_options

@@ -10,11 +10,10 @@ from flask_admin.contrib.sqla.filters import DateBetweenFilter, FilterEqual, Int
 from flask_babel import LazyString
 from markupsafe import Markup
 
-from ..api import run_progress
 from ..babel import gettext as _
 from ..babel import lazy_gettext as _l
 from ..formatting import format_number, format_timestamp
-from ..lifecycle import (
+from ..importing.lifecycle import (
     HoldNotPending,
     ImportAlreadyRunning,
     ImportRefused,
@@ -22,7 +21,7 @@ from ..lifecycle import (
     discard_run,
     rerun_report_mode,
 )
-from ..messages import (
+from ..importing.messages import (
     amazon_message,
     asin_instruction,
     charset_note,
@@ -32,6 +31,7 @@ from ..messages import (
     report_format_text,
     status_label,
 )
+from ..importing.progress import run_progress
 from ..models import Status, int_in_range
 from ..proxies import current_amazon
 from .base import PluginModelView

@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from flask import flash, g, has_request_context, redirect, request, url_for
 from flask_admin import expose
+from flask_babel import format_timedelta
 from markupsafe import Markup, escape
 from wtforms import IntegerField, RadioField, StringField
 from wtforms.validators import NumberRange, Optional, Regexp
 
-from ..api import blueprint
 from ..babel import gettext as _
 from ..babel import lazy_gettext as _l
-from ..models import ScheduleKind, int_in_range, utcnow
+from ..models import ScheduleKind, int_in_range
 from ..proxies import current_amazon
-from ..schedules import InvalidSchedule
+from ..scheduling.alerts import forget_request_alerts, integration_viewed, request_alerts
+from ..scheduling.freshness import freshness_of, mark_alerts_seen
+from ..scheduling.service import (
+    get_schedule,
+    plugin_timezone,
+    recent_slots,
+    resume_schedule,
+    schedule_status,
+    set_schedule,
+)
+from ..scheduling.slots import InvalidSchedule
+from ..timeutil import utcnow
+from .api import blueprint
 from .base import PluginForm
 
 log = logging.getLogger(__name__)
@@ -54,8 +66,6 @@ def format_local(moment: datetime | None) -> str:
     """``moment`` in the plugin's time zone, as ``YYYY-MM-DD HH:MM``."""
     if moment is None:
         return "—"
-    from ..scheduling import plugin_timezone
-
     return moment.astimezone(plugin_timezone()).strftime("%Y-%m-%d %H:%M")
 
 
@@ -63,8 +73,6 @@ def format_ago(moment: datetime | None) -> str:
     """"3 hours ago" in the operator's language."""
     if moment is None:
         return _("never")
-    from flask_babel import format_timedelta
-
     try:
         return str(format_timedelta(moment - utcnow(), add_direction=True, threshold=1.0))
     except Exception:  # Babel without locale data for the host's locale
@@ -87,32 +95,6 @@ def freshness_badge(freshness: Any) -> Markup:
             _("No successful import for longer than twice the schedule (48 hours without a "
               "schedule)."), _("Stale"))
     return text
-
-
-# -- alerts: cached per request, never breaking the page ------------------------------------
-def request_alerts() -> list[Any]:
-    if not has_request_context():
-        return []
-    cached = g.get("_xsale_amazon_alerts")
-    if cached is not None:
-        return list(cached)
-    alerts: list[Any] = []
-    try:
-        if current_amazon.is_allowed():
-            from ..freshness import current_alerts
-
-            alerts = current_alerts()
-    except Exception:  # the badge must not take the host's admin down with it
-        log.exception("xsale_amazon: computing alerts failed")
-        with contextlib.suppress(Exception):
-            current_amazon.db.session.rollback()
-    g._xsale_amazon_alerts = alerts
-    return list(alerts)
-
-
-def forget_request_alerts() -> None:
-    if has_request_context():
-        g.pop("_xsale_amazon_alerts", None)
 
 
 class AlertBadgeName(str):
@@ -149,10 +131,6 @@ def _template_helpers() -> dict[str, Any]:
 def offers_freshness(view: Any) -> list[tuple[Any, Any]]:
     """(integration, freshness) of the integration the offers list is filtered by, or of
     every active integration when it is not filtered by one."""
-    import sqlalchemy as sa
-
-    from ..freshness import freshness_of
-
     try:
         m = current_amazon.models
         chosen: set[int] = set()
@@ -180,9 +158,6 @@ class ScheduleViewMixin:
     get_url: Callable[..., str]  # provided by Flask-Admin's BaseView
 
     def schedule_context(self, model: Any) -> dict[str, Any]:
-        from ..freshness import freshness_of
-        from ..scheduling import get_schedule, recent_slots, schedule_status
-
         schedule = get_schedule(model.id)
         return {
             "schedule": schedule,
@@ -194,10 +169,6 @@ class ScheduleViewMixin:
 
     def freshness_map(self) -> dict[int, Any]:
         """Freshness of every integration, computed once per request (list column)."""
-        import sqlalchemy as sa
-
-        from ..freshness import freshness_of
-
         if "_xsale_amazon_freshness" not in g:
             integ = current_amazon.models.AmazonIntegration
             g._xsale_amazon_freshness = freshness_of(
@@ -206,8 +177,6 @@ class ScheduleViewMixin:
 
     def schedule_map(self) -> dict[int, Any]:
         """Schedule rows by integration id, read once per request (list column)."""
-        import sqlalchemy as sa
-
         if "_xsale_amazon_schedules" not in g:
             schedule = current_amazon.models.SyncSchedule
             g._xsale_amazon_schedules = {s.integration_id: s for s in current_amazon.db.session
@@ -217,23 +186,11 @@ class ScheduleViewMixin:
     def look_at_alerts(self, integration_id: int) -> None:
         """The operator opened the integration's page: its alerts were seen (GET only, and
         only when it has one, so viewing writes nothing otherwise)."""
-        from ..freshness import mark_alerts_seen
-
-        if request.method != "GET":
-            return
-        if not any(a.integration_id == integration_id for a in request_alerts()):
-            return
-        try:
-            mark_alerts_seen(integration_id)
-        except Exception:
-            log.exception("xsale_amazon: marking alerts seen failed")
-            current_amazon.db.session.rollback()
-        forget_request_alerts()
+        if request.method == "GET":
+            integration_viewed(integration_id)
 
     @expose("/schedule/<int:integration_id>/", methods=("POST",))
     def schedule_view(self, integration_id: int) -> Any:
-        from ..scheduling import set_schedule
-
         back = redirect(self.get_url(".edit_view", id=integration_id) + "#xa-schedule")
         form = ScheduleForm(request.form)
         if not form.validate():
@@ -273,8 +230,6 @@ class ScheduleViewMixin:
 
     @expose("/schedule/<int:integration_id>/resume/", methods=("POST",))
     def schedule_resume_view(self, integration_id: int) -> Any:
-        from ..scheduling import resume_schedule
-
         form = PluginForm(request.form)
         back = redirect(self.get_url(".edit_view", id=integration_id) + "#xa-schedule")
         if not form.validate():
@@ -290,8 +245,6 @@ class ScheduleViewMixin:
 
     @expose("/alerts/seen/", methods=("POST",))
     def alerts_seen_view(self) -> Any:
-        from ..freshness import mark_alerts_seen
-
         form = PluginForm(request.form)
         target = request.form.get("url") or ""
         # Only back to a page of this site (no open redirect).
@@ -310,8 +263,6 @@ def integration_freshness_formatter(view: Any, context: Any, model: Any, name: s
 
 
 def integration_schedule_formatter(view: Any, context: Any, model: Any, name: str) -> Markup:
-    from ..scheduling import schedule_status
-
     schedule = view.schedule_map().get(model.id)
     status = schedule_status(schedule, active=bool(model.active))
     return Markup('<span class="xa-schedule-cell">{}</span>').format(describe_schedule(status))

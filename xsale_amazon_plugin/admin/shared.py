@@ -1,7 +1,7 @@
 """Pieces the plugin's admin views share: filter options, column formatters, starting an import.
 
-Views use these (and the services in :mod:`..lifecycle` and :mod:`..linking`), never each
-other's methods.
+Views use these (and the services in :mod:`..importing.lifecycle` and :mod:`..linking.links`),
+never each other's methods.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from flask import flash, has_app_context, request, url_for
 from markupsafe import Markup, escape
 
 from ..babel import gettext as _
-from ..lifecycle import (
+from ..importing.lifecycle import (
     CancelRefused,
     ImportAlreadyRunning,
     ImportRefused,
     cancel_import,
     start_import,
 )
-from ..messages import status_badge_class, status_label
+from ..importing.messages import status_badge_class, status_label
 from ..models import ReportMode, int_in_range
 from ..proxies import current_amazon
 
