@@ -57,6 +57,8 @@ class XsaleAmazon:
     One instance serves one app. Calling ``init_app`` of an instance that is bound already
     with another app (an app factory called twice) binds a copy to that app: use
     ``current_amazon`` (or ``app.extensions["xsale_amazon"]``) to reach the right one.
+
+    .. versionadded:: 0.1.0
     """
 
     db: Any
@@ -120,8 +122,13 @@ class XsaleAmazon:
         ``SUGGEST_INLINE_REFRESH_LIMIT`` (default 10000: a web request refreshes a stale
         product index itself only up to this many products; a larger refresh runs as the
         catalogue check job while the page says the index is being rebuilt); also
-        ``SECRET_KEY`` when no encryption key is set. A bad value raises
-        :class:`~xsale_amazon_plugin.settings.SettingsError` naming the key.
+        ``SECRET_KEY`` when no encryption key is set.
+
+        :raises SettingsError: a configuration value the plugin cannot use; the message names
+            the key and the fix.
+        :raises RuntimeError: the plugin is already initialised on ``app``.
+
+        .. versionadded:: 0.1.0
         """
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError(

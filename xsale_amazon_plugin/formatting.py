@@ -32,7 +32,7 @@ def offer_status_options() -> list[tuple[str, str]]:
                                                                  "Incomplete")]
 
 
-def marketplace_name(code: str) -> str:
+def _marketplace_name(code: str) -> str:
     """The marketplace's country in the operator's language (Babel's territory names)."""
     mp = MARKETPLACES.get(code)
     fallback = mp.name if mp else code
@@ -49,7 +49,7 @@ def marketplace_label(code: str) -> str:
     mp = MARKETPLACES.get(code)
     if mp is None:
         return code
-    return f"{code} — {marketplace_name(code)} ({mp.domain})"
+    return f"{code} — {_marketplace_name(code)} ({mp.domain})"
 
 
 def format_money(amount: Decimal | float | None, currency: str | None) -> str:

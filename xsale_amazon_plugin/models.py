@@ -630,7 +630,7 @@ class Models:
 _cache: weakref.WeakKeyDictionary[Any, Models] = weakref.WeakKeyDictionary()
 
 
-def product_primary_key(product_model: type) -> sa.Column[Any]:
+def _product_primary_key(product_model: type) -> sa.Column[Any]:
     pks: tuple[sa.Column[Any], ...] = tuple(sa.inspect(product_model).primary_key)
     if len(pks) != 1:
         raise TypeError(
@@ -648,7 +648,17 @@ def _mysql_integration_index(target: sa.Table, connection: sa.Connection, **kw: 
 
 
 def make_models(db: Any, product_model: type) -> Models:
-    """Create (once per ``db``) the plugin's model classes in the host's metadata."""
+    """Create (once per ``db``) the plugin's model classes in the host's metadata.
+
+    :param db: the host's Flask-SQLAlchemy object.
+    :param product_model: the host's product model; any table name and any single-column
+        primary key type.
+    :returns: the :class:`Models`; the same object for every later call with this ``db``.
+    :raises RuntimeError: the models were already created for ``db`` with another product
+        model.
+
+    .. versionadded:: 0.1.0
+    """
 
     cached = _cache.get(db)
     if cached is not None:
@@ -659,7 +669,7 @@ def make_models(db: Any, product_model: type) -> Models:
             )
         return cached
 
-    pk = product_primary_key(product_model)
+    pk = _product_primary_key(product_model)
     pk_type = pk.type.copy() if hasattr(pk.type, "copy") else pk.type
     bind_key = getattr(product_model, "__bind_key__", None)
     extra = {"__bind_key__": bind_key} if bind_key else {}

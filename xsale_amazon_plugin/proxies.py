@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 EXTENSION_KEY = "xsale_amazon"
 
 
-def get_extension() -> XsaleAmazon:
+def _get_extension() -> XsaleAmazon:
     """The extension bound to the current app; RuntimeError telling what to do otherwise."""
     try:
         extension = current_app.extensions[EXTENSION_KEY]
@@ -30,4 +30,4 @@ def get_extension() -> XsaleAmazon:
 
 
 #: The :class:`~xsale_amazon_plugin.XsaleAmazon` of the current app (needs an app context).
-current_amazon: XsaleAmazon = cast("XsaleAmazon", LocalProxy(get_extension))
+current_amazon: XsaleAmazon = cast("XsaleAmazon", LocalProxy(_get_extension))

@@ -30,7 +30,10 @@ DEFAULT_SKU_AFFIXES: tuple[str, ...] = (
 
 
 class SettingsError(ValueError):
-    """A configuration value the plugin cannot use; the message names the key and the fix."""
+    """A configuration value the plugin cannot use; the message names the key and the fix.
+
+    .. versionadded:: 0.2.0
+    """
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class Settings:
     """Typed, validated ``XSALE_AMAZON_*`` configuration of one app.
 
     Build it with :meth:`from_config`; derive a changed copy with :meth:`replace` (both validate).
+
+    .. versionadded:: 0.2.0
     """
 
     #: Redis URL of the RQ queue. ``None`` means "no Redis": the host must then pass a

@@ -62,7 +62,7 @@ RQ_MAINTENANCE_INTERVAL = 60
 
 
 @dataclass(frozen=True)
-class PeriodicTask:
+class _PeriodicTask:
     """``func()`` runs inside the app context every ``every_seconds`` in each worker."""
 
     name: str
@@ -70,7 +70,7 @@ class PeriodicTask:
     every_seconds: float
 
 
-_registered: dict[str, PeriodicTask] = {}
+_registered: dict[str, _PeriodicTask] = {}
 
 
 def register_periodic(name: str, func: Callable[[], object], every_seconds: float) -> None:
@@ -80,13 +80,20 @@ def register_periodic(name: str, func: Callable[[], object], every_seconds: floa
     process between jobs (and every 30 s while a job runs), so keep them short; an
     exception is logged and the task runs again at its next turn. Workers built after the
     call pick it up.
+
+    :param name: the task's name (unique; logged with its failures).
+    :param func: called with no arguments.
+    :param every_seconds: the period, greater than 0.
+    :raises ValueError: ``every_seconds`` is not greater than 0.
+
+    .. versionadded:: 0.2.0
     """
     if every_seconds <= 0:
         raise ValueError("every_seconds must be positive")
-    _registered[name] = PeriodicTask(name, func, float(every_seconds))
+    _registered[name] = _PeriodicTask(name, func, float(every_seconds))
 
 
-def registered_tasks() -> list[PeriodicTask]:
+def registered_tasks() -> list[_PeriodicTask]:
     return list(_registered.values())
 
 
@@ -96,7 +103,7 @@ class _PluginMaintenance:
     # Set by make_worker(); class attributes so RQ's __init__ (which reads
     # dequeue_timeout) works before they are.
     flask_app: Flask | None = None
-    periodic: tuple[PeriodicTask, ...] = ()
+    periodic: tuple[_PeriodicTask, ...] = ()
     tick: int = MAINTENANCE_TICK
     _next_run: dict[str, float]
 
@@ -146,7 +153,7 @@ class _PluginMaintenance:
             self._next_run[task.name] = now + task.every_seconds
             self._run_task(task)
 
-    def _run_task(self, task: PeriodicTask) -> None:
+    def _run_task(self, task: _PeriodicTask) -> None:
         app = self.flask_app
         if app is None:
             return
@@ -219,12 +226,19 @@ def make_worker(app: Flask, *, simple: bool = False) -> BaseWorker:
 
     Start it with ``worker.work(with_scheduler=True)``: the scheduler enqueues the
     scheduled polls of imports waiting for Amazon.
+
+    :param app: the host app the plugin was initialised on; every job runs in its context.
+    :param simple: an RQ ``SimpleWorker`` (jobs run in the worker's own process, no work
+        horse) instead of a forking ``Worker``.
+    :returns: the worker, not started.
+
+    .. versionadded:: 0.2.0
     """
     with app.app_context():
         queue = current_amazon.queue
         heartbeat_timeout = current_amazon.settings.heartbeat_timeout
     tasks = (
-        PeriodicTask("xsale_amazon.recover_stale_runs", _recover_stale_runs,
+        _PeriodicTask("xsale_amazon.recover_stale_runs", _recover_stale_runs,
                      maintenance_interval(heartbeat_timeout)),
         *registered_tasks(),
     )

@@ -22,8 +22,12 @@ __all__ = ["IntegrationView", "OfferView", "ImportRunView", "SuggestionsView", "
 def make_views(extension: XsaleAmazon, category: str | None = None) -> list[Any]:
     """The plugin's view instances, for a host that adds them to its admin itself.
 
-    ``extension`` is the initialised :class:`~xsale_amazon_plugin.XsaleAmazon` (e.g.
-    ``app.extensions["xsale_amazon"]``); ``category`` overrides ``XSALE_AMAZON_ADMIN_CATEGORY``.
+    :param extension: the initialised :class:`~xsale_amazon_plugin.XsaleAmazon` (e.g.
+        ``app.extensions["xsale_amazon"]``).
+    :param category: the admin menu category; overrides ``XSALE_AMAZON_ADMIN_CATEGORY``.
+    :returns: the views, to pass to ``admin.add_view``.
+
+    .. versionadded:: 0.2.0
     """
     m, db, settings = extension.models, extension.db, extension.settings
     category = category if category is not None else settings.admin_category

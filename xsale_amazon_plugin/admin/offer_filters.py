@@ -21,13 +21,13 @@ from ..linking.offer_scope import AUTOLINK_KEYS, filter_criterion
 from ..proxies import current_amazon
 from .shared import integration_options
 
-Options = list[tuple[str, Any]] | Callable[[], list[tuple[str, Any]]]
+_Options = list[tuple[str, Any]] | Callable[[], list[tuple[str, Any]]]
 
 
 class ScopeFilter(BaseSQLAFilter):
     """Equality filter of one scope field; values outside its options select nothing."""
 
-    def __init__(self, column: Any, name: Any, field: str, options: Options) -> None:
+    def __init__(self, column: Any, name: Any, field: str, options: _Options) -> None:
         super().__init__(column, name, options=options)
         self.field = field
 
@@ -38,7 +38,7 @@ class ScopeFilter(BaseSQLAFilter):
         return admin_lazy_gettext("equals")
 
 
-def marketplace_options() -> list[tuple[str, str]]:
+def _marketplace_options() -> list[tuple[str, str]]:
     """The marketplaces of the configured integrations, named in the operator's language."""
     if not has_app_context():
         return []
@@ -54,7 +54,7 @@ def offer_filters(model: Any) -> list[ScopeFilter]:
     """The workspace's filters, in the order the "Add filter" menu lists them."""
     return [
         ScopeFilter(model.integration_id, _l("Integration"), "integration", integration_options),
-        ScopeFilter(model.integration_id, _l("Marketplace"), "marketplace", marketplace_options),
+        ScopeFilter(model.integration_id, _l("Marketplace"), "marketplace", _marketplace_options),
         ScopeFilter(model.integration_id, _l("Account type"), "account_type",
                     [("FBA", "FBA"), ("FBM", "FBM")]),
         ScopeFilter(model.status, _l("Status"), "status", offer_status_options),

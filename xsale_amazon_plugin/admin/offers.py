@@ -67,7 +67,7 @@ class CappedCount(int):
         return str(self)
 
 
-class CappedCountQuery(orm.Query):
+class _CappedCountQuery(orm.Query):
     """The pager's count query: counts at most ``COUNT_CAP + 1`` matching rows.
 
     Flask-Admin adds the search and filter criteria to this query and then calls
@@ -91,7 +91,7 @@ class CappedCountQuery(orm.Query):
         return CappedCount(count) if count > COUNT_CAP else count
 
 
-def safe_back_url(url: str | None, default: str) -> str:
+def _safe_back_url(url: str | None, default: str) -> str:
     """Where to go after a POST: the form's return URL when it stays on this site."""
     return url if url and is_safe_url(url) else default
 
@@ -159,7 +159,7 @@ def _removed(view: Any, context: Any, model: Any, name: str) -> Markup:
     )
 
 
-def no_offers_yet_message() -> Markup:
+def _no_offers_yet_message() -> Markup:
     """What the offers list says before any offer was imported: where to import them."""
     text = escape(_("No offers have been imported yet. Open an integration in "
                     "%(integrations)s and click “Import offers”."))
@@ -250,7 +250,7 @@ class OfferView(PluginModelView):
 
     def get_count_query(self) -> Any:
         session = super().get_count_query().session  # the request's Session, however passed
-        query = CappedCountQuery([sa.func.count("*")], session=session).select_from(self.model)
+        query = _CappedCountQuery([sa.func.count("*")], session=session).select_from(self.model)
         query.capped_order = self.model.id.desc()
         return self._scoped(query)
 
@@ -346,7 +346,7 @@ class OfferView(PluginModelView):
 
     def get_empty_list_message(self) -> str:
         if not request.args.get("search") and not count_offers([], cap=0):
-            return no_offers_yet_message()
+            return _no_offers_yet_message()
         if self.current_mapping_view() == "unlinked" and not request.args.get("search"):
             return _("Every offer here is linked to a product.")
         return _("No offers match.")
@@ -363,7 +363,7 @@ class OfferView(PluginModelView):
 
     @expose("/link/", methods=("POST",))
     def link_view(self) -> Any:
-        back = safe_back_url(request.form.get("url"), self.get_url(".index_view"))
+        back = _safe_back_url(request.form.get("url"), self.get_url(".index_view"))
         if not self.csrf_form().validate():
             return self._link_failed(_("The form expired; reload the page and try again."), back)
         product_id = request.form.get("product_id", "").strip()
@@ -388,7 +388,7 @@ class OfferView(PluginModelView):
 
     @expose("/unlink/", methods=("POST",))
     def unlink_view(self) -> Any:
-        back = safe_back_url(request.form.get("url"), self.get_url(".index_view"))
+        back = _safe_back_url(request.form.get("url"), self.get_url(".index_view"))
         if not self.csrf_valid():
             return redirect(back)
         try:
@@ -415,7 +415,7 @@ class OfferView(PluginModelView):
     # -- auto-link -----------------------------------------------------------------------------
     @expose("/autolink/", methods=("POST",))
     def autolink_view(self) -> Any:
-        back = safe_back_url(request.form.get("url"), self.get_url(".index_view"))
+        back = _safe_back_url(request.form.get("url"), self.get_url(".index_view"))
         if not self.csrf_valid():
             return redirect(back)
         by = request.form.get("by", "sku")
@@ -451,7 +451,7 @@ class OfferView(PluginModelView):
         if outcome.run_id is not None:
             flash(_("Auto-link runs in the background; this page shows its progress."), "info")
             return redirect(self.get_url(".autolink_run_view", run_id=outcome.run_id))
-        summary = autolink_summary(by, outcome.result, self.review_url(by, request_scope))
+        summary = _autolink_summary(by, outcome.result, self.review_url(by, request_scope))
         flash(summary, "success" if outcome.result.linked else "info")
         return redirect(back)
 
@@ -479,7 +479,7 @@ class OfferView(PluginModelView):
         result = run_result(run)
         return self.render(
             "xsale_amazon/admin/autolink_run.html", run=run,
-            summary=autolink_summary(run.key, result, self.review_url(run.key, request_scope))
+            summary=_autolink_summary(run.key, result, self.review_url(run.key, request_scope))
             if not run.is_active else None,
             stalled=run_is_stalled(run),
             progress_url=url_for("xsale_amazon.autolink_status", run_id=run.id),
@@ -488,7 +488,7 @@ class OfferView(PluginModelView):
         )
 
 
-def autolink_summary(by: str, result: AutoLinkResult, review: str) -> Markup:
+def _autolink_summary(by: str, result: AutoLinkResult, review: str) -> Markup:
     """The auto-link result in one sentence whose numbers add up, with the review link."""
     text = Markup("{}").format(_(
         "Auto-link by %(key)s checked %(total)s offers: %(linked)s linked, %(ambiguous)s "

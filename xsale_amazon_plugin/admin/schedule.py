@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 MAX_UI_HOURS = 168
 
 
-class ScheduleForm(PluginForm):
+class _ScheduleForm(PluginForm):
     kind = RadioField(_l("Scheduled import"), default=ScheduleKind.OFF, choices=[
         (ScheduleKind.OFF, _l("Off")),
         (ScheduleKind.EVERY, _l("Every N hours")),
@@ -51,8 +51,8 @@ class ScheduleForm(PluginForm):
         Optional(), Regexp(r"^([01]?\d|2[0-3]):[0-5]\d$", message=_l("Enter a time as HH:MM."))])
 
 
-def schedule_form_for(schedule: Any) -> ScheduleForm:
-    form = ScheduleForm(request.form if request.method == "POST" else None)
+def _schedule_form_for(schedule: Any) -> _ScheduleForm:
+    form = _ScheduleForm(request.form if request.method == "POST" else None)
     if request.method != "POST" and schedule is not None:
         form.kind.data = schedule.kind
         if schedule.every_minutes:
@@ -62,14 +62,14 @@ def schedule_form_for(schedule: Any) -> ScheduleForm:
     return form
 
 
-def format_local(moment: datetime | None) -> str:
+def _format_local(moment: datetime | None) -> str:
     """``moment`` in the plugin's time zone, as ``YYYY-MM-DD HH:MM``."""
     if moment is None:
         return "—"
     return moment.astimezone(plugin_timezone()).strftime("%Y-%m-%d %H:%M")
 
 
-def format_ago(moment: datetime | None) -> str:
+def _format_ago(moment: datetime | None) -> str:
     """"3 hours ago" in the operator's language."""
     if moment is None:
         return _("never")
@@ -80,7 +80,7 @@ def format_ago(moment: datetime | None) -> str:
         return f"-{minutes} min"
 
 
-def freshness_badge(freshness: Any) -> Markup:
+def _freshness_badge(freshness: Any) -> Markup:
     """The freshness cell: "3 hours ago" plus a Stale badge."""
     if freshness is None:
         return Markup('<span class="text-muted">—</span>')
@@ -89,7 +89,7 @@ def freshness_badge(freshness: Any) -> Markup:
         text = Markup('<span class="xa-freshness text-muted">{}</span>').format(_("never"))
     else:
         text = Markup('<span class="xa-freshness" title="{}">{}</span>').format(
-            format_local(when), format_ago(when))
+            _format_local(when), _format_ago(when))
     if freshness.is_stale:
         text += Markup(' <span class="badge badge-warning xa-stale" title="{}">{}</span>').format(
             _("No successful import for longer than twice the schedule (48 hours without a "
@@ -97,7 +97,7 @@ def freshness_badge(freshness: Any) -> Markup:
     return text
 
 
-class AlertBadgeName(str):
+class _AlertBadgeName(str):
     """A menu category name that renders with a badge counting the alerts."""
 
     def __html__(self) -> str:
@@ -113,8 +113,8 @@ class AlertBadgeName(str):
 def add_alert_badge(admin: Any, category: str) -> None:
     """Show the alert count on the ``category`` menu of ``admin`` (idempotent)."""
     item = admin.get_category_menu_item(str(category))
-    if item is not None and not isinstance(item.name, AlertBadgeName):
-        item.name = AlertBadgeName(item.name)
+    if item is not None and not isinstance(item.name, _AlertBadgeName):
+        item.name = _AlertBadgeName(item.name)
 
 
 @blueprint.app_context_processor
@@ -122,13 +122,13 @@ def _template_helpers() -> dict[str, Any]:
     return {
         "xa_alerts": request_alerts,
         "xa_alert_form": lambda: PluginForm(),
-        "xa_local_time": format_local,
-        "xa_ago": format_ago,
-        "xa_offers_freshness": offers_freshness,
+        "xa_local_time": _format_local,
+        "xa_ago": _format_ago,
+        "xa_offers_freshness": _offers_freshness,
     }
 
 
-def offers_freshness(view: Any) -> list[tuple[Any, Any]]:
+def _offers_freshness(view: Any) -> list[tuple[Any, Any]]:
     """(integration, freshness) of the integration the offers list is filtered by, or of
     every active integration when it is not filtered by one."""
     try:
@@ -162,7 +162,7 @@ class ScheduleViewMixin:
         return {
             "schedule": schedule,
             "schedule_status": schedule_status(schedule, active=bool(model.active)),
-            "schedule_form": schedule_form_for(schedule),
+            "schedule_form": _schedule_form_for(schedule),
             "schedule_slots": recent_slots(model.id),
             "freshness": freshness_of([model]).get(model.id),
         }
@@ -192,7 +192,7 @@ class ScheduleViewMixin:
     @expose("/schedule/<int:integration_id>/", methods=("POST",))
     def schedule_view(self, integration_id: int) -> Any:
         back = redirect(self.get_url(".edit_view", id=integration_id) + "#xa-schedule")
-        form = ScheduleForm(request.form)
+        form = _ScheduleForm(request.form)
         if not form.validate():
             if "csrf_token" in form.errors:
                 flash(_("The form expired; reload the page and try again."), "error")
@@ -259,16 +259,16 @@ class ScheduleViewMixin:
 
 
 def integration_freshness_formatter(view: Any, context: Any, model: Any, name: str) -> Markup:
-    return freshness_badge(view.freshness_map().get(model.id))
+    return _freshness_badge(view.freshness_map().get(model.id))
 
 
 def integration_schedule_formatter(view: Any, context: Any, model: Any, name: str) -> Markup:
     schedule = view.schedule_map().get(model.id)
     status = schedule_status(schedule, active=bool(model.active))
-    return Markup('<span class="xa-schedule-cell">{}</span>').format(describe_schedule(status))
+    return Markup('<span class="xa-schedule-cell">{}</span>').format(_describe_schedule(status))
 
 
-def describe_schedule(status: Any) -> Markup:
+def _describe_schedule(status: Any) -> Markup:
     """Translated one-liner of a schedule (with its next run)."""
     if not status.is_on:
         return Markup('<span class="text-muted">{}</span>').format(_("Off"))
@@ -285,7 +285,7 @@ def describe_schedule(status: Any) -> Markup:
         html += Markup(' <span class="badge badge-danger xa-paused">{}</span>').format(_("Paused"))
     elif status.next_run_at:
         html += Markup(' <small class="text-muted xa-next-run">{} {}</small>').format(
-            _("next"), format_local(status.next_run_at))
+            _("next"), _format_local(status.next_run_at))
     return html
 
 

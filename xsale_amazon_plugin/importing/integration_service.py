@@ -92,7 +92,7 @@ def delete_integration(integration_id: int) -> Footprint:
     return removed
 
 
-def interactive_client(integration: Any) -> AmazonReportsClient:
+def _interactive_client(integration: Any) -> AmazonReportsClient:
     """A client for a call the operator waits for: short timeout, no retries."""
     settings = current_amazon.settings
     credentials = LwaCredentials(integration.lwa_client_id, integration.lwa_client_secret or "",
@@ -114,7 +114,7 @@ def check_connection(integration: Any) -> str | None:
     if not integration.has_credentials:
         return "missing"
     try:
-        with interactive_client(integration) as client:
+        with _interactive_client(integration) as client:
             client.test_connection()
     except AmazonError as exc:
         return exc.kind
@@ -128,7 +128,7 @@ def reusable_report(integration: Any) -> dict[str, Any] | None:
     if window <= 0 or not integration.has_credentials:
         return None
     try:
-        with interactive_client(integration) as client:
+        with _interactive_client(integration) as client:
             return client.find_recent_report(utcnow() - timedelta(seconds=window),
                                               exclude=failed_report_ids(integration.id))
     except AmazonError:

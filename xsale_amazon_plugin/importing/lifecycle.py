@@ -77,19 +77,31 @@ def start_import(integration_id: int, *, trigger: str = "api",
                  report_mode: str = ReportMode.AUTO, reuse_report_id: str | None = None) -> Any:
     """Create an import run for the integration, commit it and enqueue its first step.
 
-    ``allow_removal`` confirms up front that the report may soft-remove more offers than
-    ``XSALE_AMAZON_REMOVAL_GUARD`` allows. A run of the integration held for confirmation is
-    discarded: the newer report supersedes it.
-
-    ``report_mode`` (:class:`~xsale_amazon_plugin.models.ReportMode`): ``auto`` reuses a
-    recent report Amazon holds (never one a failed run of this integration used), ``fresh``
-    always requests a new one, ``reuse`` uses ``reuse_report_id`` (the Import dialog's choice).
-
     The run is committed (not only flushed) before its job is enqueued because a worker in
     another process must find it; so unlike the linking services this one always commits the
-    session. Raises :class:`ImportAlreadyRunning` when a run is queued, running or waiting,
-    :class:`ImportNotPossible` when the integration cannot import or the queue is down, and
-    LookupError when the integration does not exist.
+    session. A run of the integration held for confirmation is discarded: the newer report
+    supersedes it.
+
+    :param integration_id: the integration to import into.
+    :param trigger: who started it, recorded on the run (``"admin"``, ``"cli"``,
+        ``"schedule"``, ``"api"``...).
+    :param requested_by: the operator's name recorded on the run.
+    :param allow_removal: confirm up front that the report may soft-remove more offers than
+        ``XSALE_AMAZON_REMOVAL_GUARD`` allows (the run is then never held).
+    :param report_mode: a :class:`~xsale_amazon_plugin.models.ReportMode`: ``auto`` reuses a
+        recent report Amazon holds (never one a failed or discarded run of this integration
+        used), ``fresh`` always requests a new one, ``reuse`` uses ``reuse_report_id``.
+    :param reuse_report_id: Amazon's report id, with ``report_mode="reuse"``.
+    :returns: the new run (an ``ImportRun`` of :attr:`~xsale_amazon_plugin.Models`).
+    :raises ImportAlreadyRunning: a run of the integration is queued, running or waiting.
+    :raises ImportNotPossible: the integration cannot import (inactive, no credentials) or
+        the job queue is down.
+    :raises LookupError: the integration does not exist.
+    :raises ValueError: ``report_mode`` is not a :class:`ReportMode`.
+
+    .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+        ``allow_removal``, ``report_mode`` and ``reuse_report_id``.
     """
     if report_mode not in ReportMode.ALL:
         raise ValueError(f"report_mode must be one of {ReportMode.ALL}")
@@ -133,7 +145,7 @@ def start_import(integration_id: int, *, trigger: str = "api",
         session.delete(run)
         session.commit()
         raise ImportNotPossible("queue_unavailable", type(exc).__name__ + ": " + str(exc)) from exc
-    discard_held_runs(integration_id=integration_id, reason="superseded")
+    _discard_held_runs(integration_id=integration_id, reason="superseded")
     return run
 
 
@@ -285,14 +297,22 @@ class CancelRefused(Exception):
 
 
 def cancel_import(run_id: int, *, cancelled_by: str | None = None) -> Any:
-    """Cancel an active import run at whatever stage it is; returns the run.
+    """Cancel an active import run at whatever stage it is.
 
     Safe at every stage: the run is ended with the same guarded update every ending uses, so
-    a step still running loses ownership and stops at its next write, and an apply
-    transaction that has not committed yet rolls back (its final, ownership-guarded update
-    finds the run ended). If the apply committed first the run is ``succeeded`` and
-    :class:`CancelRefused` is raised. Amazon's report request is left alone; the integration
-    can import again at once. Raises LookupError for an unknown run.
+    a step still running loses ownership and stops within a heartbeat (a download or a parse
+    stops midway), and an apply transaction that has not committed yet rolls back (its final,
+    ownership-guarded update finds the run ended). Amazon's report request is left alone; the
+    integration can import again at once.
+
+    :param run_id: the run to cancel.
+    :param cancelled_by: the operator's name recorded on the run.
+    :returns: the run, now ``cancelled``.
+    :raises CancelRefused: the run had already ended (e.g. its apply committed first: it
+        stays ``succeeded``).
+    :raises LookupError: the run does not exist.
+
+    .. versionadded:: 0.2.0
     """
     session = current_amazon.db.session
     run = session.get(current_amazon.models.ImportRun, run_id)
@@ -334,7 +354,7 @@ def recover_stale_runs(integration_id: int | None = None, now: datetime | None =
     ext = current_amazon
     m, session = ext.models, ext.db.session
     now = now or utcnow()
-    discard_held_runs(reason="expired", now=now)
+    _discard_held_runs(reason="expired", now=now)
     timeout = ext.settings.heartbeat_timeout
     query = sa.select(m.ImportRun).where(m.ImportRun.active_lock.is_not(None))
     if integration_id is not None:
@@ -538,7 +558,7 @@ def discard_run(run_id: int, user: str | None, *, reason: str = "operator") -> b
     return ended
 
 
-def discard_held_runs(*, integration_id: int | None = None, reason: str,
+def _discard_held_runs(*, integration_id: int | None = None, reason: str,
                       now: datetime | None = None) -> int:
     """Discard the held runs of an integration (``superseded``) or, without one, the held runs
     past ``XSALE_AMAZON_HOLD_EXPIRY`` (``expired``). Returns how many were discarded."""

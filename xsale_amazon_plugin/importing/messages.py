@@ -37,7 +37,7 @@ def asin_instruction() -> str:
     )
 
 
-def invalid_cause_text(cause: str | None) -> str:
+def _invalid_cause_text(cause: str | None) -> str:
     """The likely cause of a mostly invalid report (see :mod:`.report_checks`)."""
     return {
         "encoding": _(
@@ -107,7 +107,7 @@ def error_text(code: str | None, params: dict[str, Any] | None = None, *,
     if code in ("too_many_invalid", "no_valid_lines"):
         values = dict(invalid=_count(p.get("invalid")), read=_count(p.get("read")),
                       limit=_percent(p.get("limit")), lines=p.get("lines", "?"),
-                      cause=invalid_cause_text(p.get("cause")))
+                      cause=_invalid_cause_text(p.get("cause")))
         if code == "no_valid_lines":
             return _(
                 "None of the %(read)s lines of the report is valid, so nothing was changed. "
@@ -272,7 +272,7 @@ def connection_result_text(kind: str | None) -> str:
     }.get(kind, _("Amazon could not be reached or answered with an error. Try again later."))
 
 
-def current_locale() -> Any:
+def _current_locale() -> Any:
     """The request's Babel locale, or None outside a request / without Flask-Babel."""
     if not has_request_context() or "babel" not in current_app.extensions:
         return None
@@ -343,7 +343,7 @@ def report_format_text(encoding: str | None, header_family: str | None) -> str |
     if not header_family:
         return _("%(charset)s text", charset=charset)
     code = _FAMILY_LANGUAGES.get(header_family, header_family)
-    locale = current_locale()
+    locale = _current_locale()
     language = None
     if locale is not None:
         language = locale.languages.get(code)

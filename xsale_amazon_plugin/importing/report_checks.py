@@ -24,7 +24,7 @@ class ReportRejected(Exception):
         super().__init__(f"{code}: {params}")
 
 
-def likely_cause(invalid_lines: list[dict[str, Any]]) -> str:
+def _likely_cause(invalid_lines: list[dict[str, Any]]) -> str:
     """``"encoding"``, ``"damaged"`` or ``"values"`` from the reasons of the invalid lines."""
     reasons = [str(item.get("reason") or "") for item in invalid_lines]
     if any("cannot be decoded" in r for r in reasons):
@@ -43,7 +43,7 @@ def check_invalid_share(counts: StageCounts, max_share: float) -> None:
         "read": counts.read,
         "limit": round(max_share * 100, 1),
         "lines": ", ".join(str(item["line"]) for item in counts.invalid_lines[:NAMED_LINES]),
-        "cause": likely_cause(counts.invalid_lines),
+        "cause": _likely_cause(counts.invalid_lines),
     }
     if counts.invalid >= counts.read:
         raise ReportRejected("no_valid_lines", params)

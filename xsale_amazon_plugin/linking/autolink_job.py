@@ -108,7 +108,24 @@ def _not_removed() -> Any:
 
 def start_autolink(by: str, request: AutoLinkRequest, *, user: str | None = None,
                    commit: bool = True) -> AutoLinkOutcome:
-    """Auto-link the request's offers by ``by`` now, or queue a background run when large."""
+    """Auto-link the request's offers by ``by`` now, or queue a background run when large.
+
+    Up to ``XSALE_AMAZON_AUTOLINK_INLINE_LIMIT`` offers are linked in this call (one
+    set-based :func:`~xsale_amazon_plugin.autolink`); above it an auto-link run is recorded
+    and an RQ job links the scope in windows of ``XSALE_AMAZON_AUTOLINK_BATCH`` offers.
+
+    :param by: the key: ``"sku"``, ``"ean"`` or ``"asin"``.
+    :param request: the offers: an :class:`AutoLinkRequest` (selected ids, or the offers
+        workspace's scope).
+    :param user: the operator's name recorded on the links and the run.
+    :param commit: commit the session (inline linking); with False the caller commits.
+    :returns: an :class:`AutoLinkOutcome`: the counts when linked inline, or the id of the
+        background run.
+    :raises AutoLinkUnavailable: ``by`` is not a key, or its product attribute is not
+        configured; or the scope is too large to link inline and the job queue is down.
+
+    .. versionadded:: 0.2.0
+    """
     state = current_amazon
     if by not in AUTOLINK_KEYS or state.product_attr(by) is None:
         raise AutoLinkUnavailable("key", by)

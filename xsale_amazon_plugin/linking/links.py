@@ -120,8 +120,21 @@ def link_offers(offer_ids: Sequence[Any], product_id: Any, *, by: str | None = N
                 commit: bool = True, method: str = LinkMethod.MANUAL) -> int:
     """Link the offers to one product (re-linking offers that were linked elsewhere).
 
-    Returns how many offers were linked; LookupError when the product does not exist,
-    ValueError for an id that cannot be an offer id.
+    Sends :data:`~xsale_amazon_plugin.offers_linked` after the commit (the caller's, with
+    ``commit=False``).
+
+    :param offer_ids: ids of the plugin's offers.
+    :param product_id: the primary key of the host's product.
+    :param by: the operator's name recorded on the links.
+    :param commit: commit the session; with False the caller owns the transaction.
+    :param method: how the link was made (:class:`~xsale_amazon_plugin.models.LinkMethod`).
+    :returns: how many offers were linked.
+    :raises LookupError: the product does not exist.
+    :raises ValueError: an id cannot be an offer id.
+
+    .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+        ``commit`` and ``method``.
     """
     m = current_amazon.models
     session = current_amazon.db.session
@@ -198,7 +211,20 @@ def link_pairs(pairs: Sequence[tuple[Any, Any]], *, by: str | None = None,
 
 
 def unlink_offers(offer_ids: Sequence[Any], *, commit: bool = True) -> int:
-    """Remove the links of the offers; returns how many offers were linked before."""
+    """Remove the links of the offers.
+
+    Sends :data:`~xsale_amazon_plugin.offers_unlinked` after the commit (the caller's, with
+    ``commit=False``) when any link was removed.
+
+    :param offer_ids: ids of the plugin's offers; offers without a link are skipped.
+    :param commit: commit the session; with False the caller owns the transaction.
+    :returns: how many of the offers were linked before.
+    :raises ValueError: an id cannot be an offer id.
+
+    .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+        ``commit``.
+    """
     link = current_amazon.models.OfferProductLink.__table__
     ids = _ids(offer_ids)
     session = current_amazon.db.session
@@ -233,6 +259,21 @@ def autolink(by: str, *, integration_id: int | None = None,
     :class:`~xsale_amazon_plugin.linking.offer_scope.OfferScope` or an id window of a
     background run). The counts add up: every not removed offer in scope is exactly one of
     linked, ambiguous, no match, no key (nothing to compare) or already linked.
+
+    :param by: the key: ``"sku"``, ``"ean"`` or ``"asin"`` (the offer's seller SKU, its
+        product-id when an EAN/UPC, or its ASIN, against the configured product attribute).
+    :param integration_id: only this integration's offers.
+    :param offer_ids: only these offers.
+    :param criteria: extra SQL conditions on the offer table.
+    :param user: the operator's name recorded on the links.
+    :param commit: commit the session; with False the caller owns the transaction.
+    :returns: the :class:`AutoLinkResult` counts.
+    :raises ValueError: ``by`` is not a key the plugin knows, or its product attribute is
+        not configured.
+
+    .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+        ``criteria`` and ``commit``.
     """
     if by not in AUTOLINK_KEYS:
         raise ValueError(f"Auto-link key must be one of {', '.join(AUTOLINK_KEYS)}.")

@@ -67,7 +67,7 @@ def _chunks(items: list[Any], size: int = _CHUNK) -> Iterator[list[Any]]:
         yield items[start:start + size]
 
 
-def export_rows(integration_id: int | None = None) -> Iterator[list[str]]:
+def _export_rows(integration_id: int | None = None) -> Iterator[list[str]]:
     """The export as rows of text (header first), streamed in offer id order."""
     m = current_amazon.models
     offer = m.AmazonOffer.__table__
@@ -107,7 +107,7 @@ def export_csv(integration_id: int | None = None) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     yield "\ufeff"
-    for n, row in enumerate(export_rows(integration_id)):
+    for n, row in enumerate(_export_rows(integration_id)):
         writer.writerow([_spreadsheet_safe(v) for v in row])
         if n % 500 == 0:
             yield buffer.getvalue()
@@ -353,7 +353,7 @@ def _resolve_products(plan: ImportPlan) -> None:
                              total=len(open_lines), key=key_label(plan.by))
 
 
-def product_labels(product_ids: Iterable[Any]) -> dict[str, str]:
+def _product_labels(product_ids: Iterable[Any]) -> dict[str, str]:
     """``SKU · name`` of each product (by its primary key as a string), as the offers list
     shows linked products; a product without either is left out (callers show its id)."""
     m = current_amazon.models
@@ -393,7 +393,7 @@ def _classify(plan: ImportPlan) -> None:
         else:
             x.outcome = "conflict"
             conflicts.append(x)
-    labels = product_labels(x.current_product for x in conflicts)
+    labels = _product_labels(x.current_product for x in conflicts)
     for x in conflicts:
         product = labels.get(str(x.current_product)) or _("ID %(id)s", id=x.current_product)
         x.message = _("Offer %(sku)s is linked to another product (%(product)s).",

@@ -34,7 +34,14 @@ MAX_FILTER_VALUE = 200
 
 @dataclass(frozen=True)
 class OfferScope:
-    """A mapping view (unlinked / linked / all), filters ANDed together and a search."""
+    """A mapping view (unlinked / linked / all), filters ANDed together and a search.
+
+    :param view: ``"unlinked"``, ``"linked"`` or ``"all"``.
+    :param filters: ``(filter name, value)`` pairs of the offers list's filters.
+    :param search: the offers list's search text.
+
+    .. versionadded:: 0.2.0
+    """
 
     view: str = "all"
     filters: tuple[tuple[str, str], ...] = ()
@@ -103,13 +110,13 @@ def view_criterion(view: str) -> Any:
     return None
 
 
-def product_key_column(by: str) -> Any:
+def _product_key_column(by: str) -> Any:
     """The host product's column compared when auto-linking by ``by``, or None."""
     column = current_amazon.product_attr(by)
     return column.expression if hasattr(column, "expression") else column
 
 
-def offer_key_column(by: str) -> Any:
+def _offer_key_column(by: str) -> Any:
     offer = current_amazon.models.AmazonOffer
     return {"sku": offer.seller_sku, "ean": offer.product_id, "asin": offer.asin}[by]
 
@@ -117,14 +124,14 @@ def offer_key_column(by: str) -> Any:
 def key_present(by: str) -> Any:
     """The offer has a value auto-link by ``by`` can compare (an EAN must be a GTIN)."""
     offer = current_amazon.models.AmazonOffer
-    key = offer_key_column(by)
+    key = _offer_key_column(by)
     present = sa.and_(key.is_not(None), key != "")
     if by == "ean":
         present = sa.and_(present, offer.product_id_type.in_(GTIN_TYPES))
     return present
 
 
-def ambiguous_keys(by: str) -> Any:
+def _ambiguous_keys(by: str) -> Any:
     """Product key values held by more than one product (auto-link cannot choose).
 
     Selected from a grouped derived table rather than grouped in the ``IN`` sub-select itself:
@@ -133,7 +140,7 @@ def ambiguous_keys(by: str) -> Any:
     (minutes at 1M offers x 1M products). Over a derived table they compute the keys once and
     look the offers up by key; PostgreSQL and SQLite plan both forms alike.
     """
-    product_key = product_key_column(by)
+    product_key = _product_key_column(by)
     keys = (
         sa.select(product_key.label("key"))
         .where(product_key.is_not(None), product_key != "")
@@ -163,17 +170,17 @@ def filter_criterion(name: str, value: str) -> Any:
     if name == "removed":
         return offer.removed_at.is_not(None) if value == "yes" else offer.removed_at.is_(None)
     if name == "ambiguous":
-        if value not in AUTOLINK_KEYS or product_key_column(value) is None:
+        if value not in AUTOLINK_KEYS or _product_key_column(value) is None:
             return sa.false()
-        offer_key = offer_key_column(value)
-        criterion = sa.and_(key_present(value), offer_key.in_(ambiguous_keys(value)))
+        offer_key = _offer_key_column(value)
+        criterion = sa.and_(key_present(value), offer_key.in_(_ambiguous_keys(value)))
         if is_mysql(current_amazon.db.engine):
             # The host's column usually compares case-insensitively: "K-1" and "k-1" are one
             # key to the grouping above, while auto-link compares them exactly (the offer's
             # column is utf8mb4_bin, which wins the comparison). So each offer the grouping
             # selected counts its exact matches too, by the product key index. (Grouping by
             # the bytes instead lost the index: seconds at 1M products.)
-            product_key = product_key_column(value)
+            product_key = _product_key_column(value)
             exact = (sa.select(sa.func.count()).select_from(m.product_pk.table)
                      .where(product_key == offer_key).scalar_subquery())
             criterion = sa.and_(criterion, exact > 1)
@@ -190,10 +197,10 @@ def search_criteria(search: str) -> list[Any]:
     sequential scan on PostgreSQL, so only for terms of 3+ characters that do not look like
     an identifier (no digit); ``"name:term"`` forces a name search.
     """
-    return [search_term_criterion(term) for term in search.split()]
+    return [_search_term_criterion(term) for term in search.split()]
 
 
-def search_term_criterion(term: str) -> Any:
+def _search_term_criterion(term: str) -> Any:
     m = current_amazon.models.AmazonOffer
     if term.startswith("name:"):
         return m.name.icontains(term[5:], autoescape=True)

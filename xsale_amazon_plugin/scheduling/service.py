@@ -45,7 +45,7 @@ def plugin_timezone() -> tzinfo:
     return load_timezone(name)
 
 
-def timezone_name(tz: tzinfo) -> str:
+def _timezone_name(tz: tzinfo) -> str:
     return str(getattr(tz, "key", None) or "UTC")
 
 
@@ -162,7 +162,7 @@ def schedule_status(schedule: Any, *, active: bool = True, now: datetime | None 
         kind=spec.kind,
         every_minutes=spec.every_minutes,
         daily_at=schedule.daily_at if schedule is not None else None,
-        timezone=timezone_name(tz),
+        timezone=_timezone_name(tz),
         next_run_at=next_run,
         overdue=overdue is not None,
         paused_at=paused_at,
@@ -244,7 +244,7 @@ def _take_slot(row: Any, slot: datetime) -> SlotResult | None:
     session.commit()
     result = SlotResult(integration_id, slot, record.outcome, record.run_id)
     if record.outcome == SlotOutcome.NOT_STARTED:
-        check_failure_streak(integration_id)
+        _check_failure_streak(integration_id)
     return result
 
 
@@ -280,7 +280,7 @@ def failure_streak(integration_id: int) -> int:
     return streak
 
 
-def check_failure_streak(integration_id: int, now: datetime | None = None) -> bool:
+def _check_failure_streak(integration_id: int, now: datetime | None = None) -> bool:
     """Pause the schedule after SCHEDULE_MAX_FAILURES failures in a row; True if paused now."""
     m, session = current_amazon.models, current_amazon.db.session
     if failure_streak(integration_id) < current_amazon.settings.schedule_max_failures:
@@ -323,7 +323,7 @@ def on_import_finished(app: Any, run: Any, integration: Any, counts: Any = None,
         import_failed.send(app, run=run, integration=integration,
                            error=run.error_message or run.error_code or "")
         if run.trigger == TRIGGER:
-            check_failure_streak(run.integration_id)
+            _check_failure_streak(run.integration_id)
     except Exception:  # a host receiver or the database: never break the import's ending
         log.exception("Handling the end of import run %s failed", getattr(run, "id", "?"))
 

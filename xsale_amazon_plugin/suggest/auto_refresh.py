@@ -82,7 +82,7 @@ def after_import(app: Any, run: Any = None, integration: Any = None, counts: Any
         return None
 
 
-def integrations_with_unlinked_offers() -> list[int]:
+def _integrations_with_unlinked_offers() -> list[int]:
     """Ids of active integrations that have at least one unlinked live offer."""
     m = current_amazon.models
     offer = m.AmazonOffer.__table__
@@ -122,7 +122,7 @@ def check_catalog() -> dict[str, Any]:
     previous = int(previous_raw) if previous_raw is not None else None
     enqueued: dict[int, str] = {}
     if previous is not None and previous != fresh.version:
-        for integration_id in integrations_with_unlinked_offers():
+        for integration_id in _integrations_with_unlinked_offers():
             enqueued[integration_id] = enqueue(integration_id)
         log.info("Product catalogue changed (version %s -> %s): suggestion jobs %s",
                  previous, fresh.version, enqueued)

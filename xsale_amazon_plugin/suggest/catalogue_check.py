@@ -30,7 +30,7 @@ _ACTIVE = ("queued", "started", "deferred", "scheduled")
 _START_ATTEMPTS = 100
 
 
-def job_marker(queue_name: str) -> str:
+def _job_marker(queue_name: str) -> str:
     """Redis key naming the check job queued or running for the queue."""
     return f"xsale_amazon:suggest_refresh:{queue_name}:job"
 
@@ -58,7 +58,7 @@ def rebuild_state(job_id: str) -> dict[str, Any] | None:
 def active_check() -> tuple[str, dict[str, Any]] | None:
     """The check job queued or running for the queue (id, state), if any."""
     queue = current_amazon.queue
-    running: Any = queue.connection.get(job_marker(queue.name))
+    running: Any = queue.connection.get(_job_marker(queue.name))
     if running is None:
         return None
     job_id = running.decode()
@@ -76,7 +76,7 @@ def enqueue_check(products: int | None = None, *, at_front: bool = False) -> str
     queue.enqueue(CHECK_FUNC, job_id=job_id, job_timeout=state.settings.job_timeout,
                   result_ttl=max(60, int(state.settings.suggest_refresh_interval)),
                   failure_ttl=86400, meta={"done": 0, "total": products}, at_front=at_front)
-    queue.connection.set(job_marker(queue.name), job_id, ex=state.settings.job_timeout)
+    queue.connection.set(_job_marker(queue.name), job_id, ex=state.settings.job_timeout)
     return job_id
 
 
@@ -85,7 +85,7 @@ def start_rebuild(products: int) -> tuple[str, dict[str, Any]]:
     state. Concurrent requests start one job between them (a short Redis lock). Raises when
     the queue is unreachable (no Redis)."""
     connection = current_amazon.queue.connection
-    lock = job_marker(current_amazon.queue.name) + ":starting"
+    lock = _job_marker(current_amazon.queue.name) + ":starting"
     for _attempt in range(_START_ATTEMPTS):
         active = active_check()
         if active is not None:

@@ -345,7 +345,7 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[start:start + size]
 
 
-def bulk_insert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+def _bulk_insert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
     """Insert many rows: ``COPY`` on PostgreSQL (psycopg 3), batched INSERTs elsewhere."""
     if not rows:
         return
@@ -400,11 +400,11 @@ def _refresh(conn: sa.Connection, tables: SuggestTables, cols: ProductColumns,
                 df_delta[term] -= 1
             conn.execute(t.term.delete().where(t.term.c.product_key.in_(replaced)))
             conn.execute(t.product.delete().where(t.product.c.product_key.in_(replaced)))
-        bulk_insert(conn, t.product, [rows[k][0] for k in changed])
+        _bulk_insert(conn, t.product, [rows[k][0] for k in changed])
         postings = [{"term": term, "product_key": k} for k in changed for term in rows[k][1]]
         for term in (p["term"] for p in postings):
             df_delta[term] += 1
-        bulk_insert(conn, t.term, postings)
+        _bulk_insert(conn, t.term, postings)
         indexed += len(changed)
 
     removed = 0
@@ -469,7 +469,7 @@ def _apply_df(conn: sa.Connection, t: SuggestTables, delta: Counter[str]) -> Non
     updates = [{"t": term, "d": existing[term] + n} for term, n in changes
                if term in existing and existing[term] + n > 0]
     gone = [term for term, n in changes if term in existing and existing[term] + n <= 0]
-    bulk_insert(conn, t.term_df, inserts)
+    _bulk_insert(conn, t.term_df, inserts)
     if updates:
         conn.execute(t.term_df.update().where(t.term_df.c.term == sa.bindparam("t"))
                      .values(df=sa.bindparam("d")), updates)

@@ -606,7 +606,7 @@ def reason_text(reason: dict[str, Any]) -> str:
     return str(code)
 
 
-def reason_is_negative(reason: dict[str, Any]) -> bool:
+def _reason_is_negative(reason: dict[str, Any]) -> bool:
     return reason.get("code") in ("model_differs", "variant_differs", "number_differs",
                                   "condition_differs", "linked_elsewhere", "contested")
 
@@ -618,7 +618,7 @@ def displayed(suggestion: dict[str, Any]) -> dict[str, Any]:
         "sku": suggestion.get("sku"), "score": suggestion["score"],
         "confidence": suggestion["confidence"],
         "confidence_label": confidence_label(suggestion["confidence"]),
-        "reasons": [{"text": reason_text(r), "negative": reason_is_negative(r)}
+        "reasons": [{"text": reason_text(r), "negative": _reason_is_negative(r)}
                     for r in suggestion["reasons"]],
     }
 

@@ -96,7 +96,7 @@ def _conditions(words: Sequence[str]) -> dict[str, str]:
     return found
 
 
-def colour_of(word: str) -> str | None:
+def _colour_of(word: str) -> str | None:
     if not word.isalpha():
         return None
     if word in COLOUR_OF:
@@ -151,7 +151,7 @@ _ALPHA = re.compile(r"[a-z]")
 _COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 
 
-def fold_case(text: str | None) -> str:
+def _fold_case(text: str | None) -> str:
     """Accents folded, case kept."""
     if not text:
         return ""
@@ -160,9 +160,9 @@ def fold_case(text: str | None) -> str:
     return _COMBINING.sub("", unicodedata.normalize("NFKD", text.translate(_FOLD_EXTRA)))
 
 
-def fold(text: str | None) -> str:
+def _fold(text: str | None) -> str:
     """Lower case without accents: ``"Größe Biała"`` -> ``"grosse biala"``."""
-    return fold_case(text).lower()
+    return _fold_case(text).lower()
 
 
 def _number(text: str) -> float:
@@ -222,7 +222,7 @@ def _is_count(text: str) -> bool:
 @functools.lru_cache(maxsize=100_000)
 def title_features(title: str | None) -> TitleFeatures:
     """Features of a title (cached: batches see the same candidate products again)."""
-    text = fold(title)
+    text = _fold(title)
     variants: dict[str, set[str]] = {}
     for dims in _DIMENSIONS.findall(text):
         variants.setdefault("dims", set()).add("x".join(f"{_number(d):g}" for d in dims if d))
@@ -247,7 +247,7 @@ def title_features(title: str | None) -> TitleFeatures:
                 for part in parts:
                     if _is_code(part):
                         models.setdefault(part, part.upper())
-    original = fold_case(title)
+    original = _fold_case(title)
     for letters, digits in _SPACED_CODE.findall(original):
         models.setdefault((letters + digits).lower(), f"{letters} {digits}")
         if _is_code(digits.lower()):
@@ -258,7 +258,7 @@ def title_features(title: str | None) -> TitleFeatures:
     by_term: dict[str, set[str]] = {}
     previous = ""
     for word in words:
-        colour = colour_of(word)
+        colour = _colour_of(word)
         if colour:
             variants.setdefault("colour", set()).add(colour)
         if word in _SIZES or (previous in _SIZE_WORDS and (word in _PLAIN_SIZES
@@ -300,18 +300,18 @@ _SEPARATORS = re.compile(r"[-_/. ]+")
 
 
 @dataclass(frozen=True)
-class NormalisedSku:
+class _NormalisedSku:
     value: str
     removed: tuple[str, ...]
 
 
-def normalise_sku(sku: str | None, affixes: Sequence[re.Pattern[str]] = ()) -> NormalisedSku:
+def normalise_sku(sku: str | None, affixes: Sequence[re.Pattern[str]] = ()) -> _NormalisedSku:
     """Case, separators and seller affixes removed: ``"ab-123-FBA"`` -> ``"ab123"``.
 
     ``removed`` lists the affixes taken off (upper case), for the reason text. An affix is
     only removed while at least three characters remain.
     """
-    text = fold(sku).strip()
+    text = _fold(sku).strip()
     removed: list[str] = []
     for _ in range(3):
         changed = False
@@ -324,7 +324,7 @@ def normalise_sku(sku: str | None, affixes: Sequence[re.Pattern[str]] = ()) -> N
                 changed = True
         if not changed:
             break
-    return NormalisedSku(_SEPARATORS.sub("", text), tuple(removed))
+    return _NormalisedSku(_SEPARATORS.sub("", text), tuple(removed))
 
 
 def compile_affixes(patterns: Iterable[str]) -> tuple[re.Pattern[str], ...]:
