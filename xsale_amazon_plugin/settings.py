@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, NoReturn
 
@@ -233,54 +233,81 @@ def _fail(name: str, value: Any, expected: str) -> NoReturn:
     )
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _to_keys(name: str, value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value or None
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    _fail(name, value, "a Fernet key, a comma-separated string of keys or a list of keys")
+
+
+def _to_optional_str(name: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        _fail(name, value, "a string or None")
+    return value
+
+
+def _to_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    _fail(name, value, "True or False")
+
+
+def _to_number(name: str, value: Any) -> float:
+    if isinstance(value, bool):  # a bool is an int to Python, never a number to an operator
+        _fail(name, value, "a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        _fail(name, value, "a number")
+    if not math.isfinite(number):
+        _fail(name, value, "a finite number")
+    return number
+
+
+def _to_int(name: str, value: Any) -> int:
+    number = _to_number(name, value)
+    if number != int(number):
+        _fail(name, value, "a whole number")
+    return int(number)
+
+
+def _to_strings(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple, set, frozenset)) or not all(
+            isinstance(v, str) for v in value):
+        _fail(name, value, "a list of strings")
+    return tuple(value)
+
+
+def _to_str(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        _fail(name, value, "a string")
+    return value
+
+
+#: The type of a field's default -> the converter of its configured value.
+_CONVERTERS: dict[type, Callable[[str, Any], Any]] = {
+    bool: _to_bool, int: _to_int, float: _to_number, tuple: _to_strings, str: _to_str,
+}
+
+
 def _convert(name: str, value: Any, default: Any, optional: bool) -> Any:
     """``value`` converted to the type of ``default`` (the field's type), or SettingsError."""
-    kind = type(default)
     if name == "encryption_key":
-        if value is None or isinstance(value, str):
-            return value or None
-        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-            return tuple(value)
-        _fail(name, value, "a Fernet key, a comma-separated string of keys or a list of keys")
+        return _to_keys(name, value)
     if optional:
-        if value is None or value == "":
-            return None
-        if not isinstance(value, str):
-            _fail(name, value, "a string or None")
-        return value
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on",
-                                                                 "0", "false", "no", "off"):
-            return value.strip().lower() in ("1", "true", "yes", "on")
-        _fail(name, value, "True or False")
-    if kind in (int, float):
-        if isinstance(value, bool):
-            _fail(name, value, "a number")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            _fail(name, value, "a number")
-        if not math.isfinite(number):
-            _fail(name, value, "a finite number")
-        if kind is int:
-            if number != int(number):
-                _fail(name, value, "a whole number")
-            return int(number)
-        return number
-    if kind is tuple:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple, set, frozenset)) or not all(
-                isinstance(v, str) for v in value):
-            _fail(name, value, "a list of strings")
-        return tuple(value)
-    if kind is str:
-        if not isinstance(value, str):
-            _fail(name, value, "a string")
-        return value
-    raise AssertionError(f"unhandled setting type of {name}")  # pragma: no cover
+        return _to_optional_str(name, value)
+    return _CONVERTERS[type(default)](name, value)
 
 
 #: The documented defaults, by config key (``XSALE_AMAZON_`` + upper-case field name).

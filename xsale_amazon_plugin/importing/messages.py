@@ -6,6 +6,7 @@ same run reads in Polish for one operator and in English for another.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from babel import Locale
@@ -83,164 +84,173 @@ def error_text(code: str | None, params: dict[str, Any] | None = None, *,
     """The operator-facing text of an error ``code``.
 
     With ``with_amazon_message=False`` errors in :data:`AMAZON_MESSAGE_CODES` leave out what
-    Amazon said (see :func:`amazon_message`), so a page can show it separately.
+    Amazon said (see :func:`amazon_message`), so a page can show it separately. An unknown
+    code reads as its detail, or as the code itself.
     """
     p = dict(params or {})
-    detail = str(p.get("detail") or "")
     if code in AMAZON_MESSAGE_CODES and not with_amazon_message:
-        return _short_error_text(code, p)
-    if code == "removal_held":
-        return _(
-            "This report would remove %(removed)s of the integration's %(live)s offers "
-            "(%(share)s %%; the limit is %(limit)s %%). Nothing has been changed yet: confirm "
-            "to apply exactly this report, or discard it.",
-            removed=_count(p.get("removed")), live=_count(p.get("live")),
-            share=_percent(p.get("share")), limit=_percent(p.get("limit")),
-        )
-    if code == "removal_discarded":
-        return _(
-            "The report was not applied (%(reason)s); it would have removed %(removed)s of "
-            "%(live)s offers. No offer was changed.",
-            reason=_discard_reason(p.get("reason"), p.get("user")),
-            removed=_count(p.get("removed")), live=_count(p.get("live")),
-        )
-    if code in ("too_many_invalid", "no_valid_lines"):
-        values = dict(invalid=_count(p.get("invalid")), read=_count(p.get("read")),
-                      limit=_percent(p.get("limit")), lines=p.get("lines", "?"),
-                      cause=_invalid_cause_text(p.get("cause")))
-        if code == "no_valid_lines":
-            return _(
-                "None of the %(read)s lines of the report is valid, so nothing was changed. "
-                "First invalid lines: %(lines)s. Likely cause: %(cause)s.", **values
-            )
-        return _(
-            "%(invalid)s of the %(read)s lines of the report are invalid (more than "
-            "%(limit)s %%), so nothing was changed. First invalid lines: %(lines)s. Likely "
-            "cause: %(cause)s.", **values
-        )
-    if code == ASIN_INSTRUCTION_CODE:
-        return _(
-            "Amazon's All Listings Report for this marketplace has no ASIN column, so the "
-            "offers cannot be linked to the Amazon catalogue. Nothing was changed."
-        ) + " " + asin_instruction()
-    texts = {
-        "unknown_header": _(
-            "The report's header was not recognised, so nothing was imported. Header: %(detail)s",
-            detail=detail,
-        ),
-        "empty_report": _("Amazon returned an empty report file. Nothing was changed."),
-        "truncated": _(
-            "The downloaded report is incomplete (%(detail)s). Nothing was changed; start the "
-            "import again.",
-            detail=detail,
-        ),
-        "staging_lost": _(
-            "The report rows saved for this import were lost (the database restarted?). "
-            "Nothing was changed; start the import again."
-        ),
-        "undecodable": _(
-            "The report could not be decoded (%(detail)s). Nothing was changed.", detail=detail
-        ),
-        "missing_credentials": _(
-            "The integration has no complete LWA credentials. Fill in the client ID, client "
-            "secret and refresh token in the Connection tab."
-        ),
-        "inactive": _("The integration is inactive. Activate it before importing."),
-        "amazon_auth": _(
-            "Amazon rejected the LWA credentials (client ID, client secret or refresh token). "
-            "Check them in the integration's Connection tab. Amazon said: %(detail)s",
-            detail=detail,
-        ),
-        "amazon_forbidden": _(
-            "Amazon refused access to the Reports API: the SP-API application lacks the role "
-            "needed for inventory reports, or the seller revoked the authorisation. Grant the "
-            "role in the Developer Console or authorise the application again. Amazon said: "
-            "%(detail)s",
-            detail=detail,
-        ),
-        "amazon_throttled": _(
-            "Amazon kept throttling the requests (QuotaExceeded). Try again later. Details: "
-            "%(detail)s",
-            detail=detail,
-        ),
-        "amazon_unavailable": _(
-            "Amazon did not answer correctly (server or network error). Try again later. "
-            "Details: %(detail)s",
-            detail=detail,
-        ),
-        "amazon_bad_request": _("Amazon rejected the request: %(detail)s", detail=detail),
-        "report_fatal": _(
-            "Amazon could not generate the report (status FATAL). Amazon's explanation: "
-            "%(detail)s",
-            detail=detail or "-",
-        ),
-        "report_cancelled": _(
-            "Amazon cancelled the report because it has no data for this marketplace and "
-            "account: there are no listings to import. No offer was changed."
-        ),
-        "report_timeout": _(
-            "Amazon did not finish the report within %(hours)s hours. No offer was changed; "
-            "try again later.",
-            hours=p.get("hours", "?"),
-        ),
-        "download_failed": _(
-            "Downloading the report from Amazon failed: %(detail)s. No offer was changed.",
-            detail=detail,
-        ),
-        "url_not_allowed": _(
-            "Amazon's answer pointed to a download address outside Amazon's document hosts "
-            "(%(detail)s); it was not contacted. No offer was changed.",
-            detail=detail,
-        ),
-        "worker_died": _(
-            "The worker running this import stopped before it finished (killed, restarted or "
-            "lost). Nothing from this run was applied; start the import again."
-        ),
-        "worker_missing": _(
-            "No worker picked up this import in time. Make sure 'flask xsale-amazon worker' is "
-            "running, then start the import again."
-        ),
-        "queue_unavailable": _(
-            "The job queue (Redis) is not reachable, so the import could not be started: "
-            "%(detail)s",
-            detail=detail,
-        ),
-        "database": _(
-            "The database connection failed during the import: %(detail)s. Nothing from this "
-            "run was applied; start the import again.",
-            detail=detail,
-        ),
-        "internal": _(
-            "Unexpected error: %(detail)s. Nothing from this run was applied.", detail=detail
-        ),
-        "cancelled": _(
-            "The import was cancelled. Nothing from this run was applied; the offers are as "
-            "they were before."
-        ),
-    }
-    return texts.get(code or "", detail or (code or ""))
+        return _SHORT_ERROR_TEXTS[code]()
+    text = _ERROR_TEXTS.get(code or "")
+    if text is None:
+        return _detail(p) or (code or "")
+    return text(p)
 
 
-def _short_error_text(code: str, p: dict[str, Any]) -> str:
-    texts = {
-        "amazon_auth": _(
-            "Amazon rejected the LWA credentials (client ID, client secret or refresh token). "
-            "Check them in the integration's Connection tab, then use Test connection."
-        ),
-        "amazon_forbidden": _(
-            "Amazon refused access to the Reports API: the SP-API application lacks the role "
-            "needed for inventory reports, or the seller revoked the authorisation. Grant the "
-            "role in the Developer Console or authorise the application again."
-        ),
-        "amazon_throttled": _("Amazon kept throttling the requests. Try again later."),
-        "amazon_unavailable": _(
-            "Amazon did not answer correctly (server or network error). Try again later."
-        ),
-        "amazon_bad_request": _("Amazon rejected the request."),
-        "report_fatal": _("Amazon could not generate the report (status FATAL)."),
-        "download_failed": _("Downloading the report from Amazon failed. No offer was changed."),
-    }
-    return texts[code]
+def _detail(p: dict[str, Any]) -> str:
+    return str(p.get("detail") or "")
+
+
+def _invalid_lines_values(p: dict[str, Any]) -> dict[str, Any]:
+    return dict(invalid=_count(p.get("invalid")), read=_count(p.get("read")),
+                limit=_percent(p.get("limit")), lines=p.get("lines", "?"),
+                cause=_invalid_cause_text(p.get("cause")))
+
+
+#: Error code -> its text, built from the run's parameters when shown: one string is
+#: translated per call, in the language of the request.
+_ERROR_TEXTS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "removal_held": lambda p: _(
+        "This report would remove %(removed)s of the integration's %(live)s offers "
+        "(%(share)s %%; the limit is %(limit)s %%). Nothing has been changed yet: confirm "
+        "to apply exactly this report, or discard it.",
+        removed=_count(p.get("removed")), live=_count(p.get("live")),
+        share=_percent(p.get("share")), limit=_percent(p.get("limit")),
+    ),
+    "removal_discarded": lambda p: _(
+        "The report was not applied (%(reason)s); it would have removed %(removed)s of "
+        "%(live)s offers. No offer was changed.",
+        reason=_discard_reason(p.get("reason"), p.get("user")),
+        removed=_count(p.get("removed")), live=_count(p.get("live")),
+    ),
+    "no_valid_lines": lambda p: _(
+        "None of the %(read)s lines of the report is valid, so nothing was changed. "
+        "First invalid lines: %(lines)s. Likely cause: %(cause)s.", **_invalid_lines_values(p)
+    ),
+    "too_many_invalid": lambda p: _(
+        "%(invalid)s of the %(read)s lines of the report are invalid (more than "
+        "%(limit)s %%), so nothing was changed. First invalid lines: %(lines)s. Likely "
+        "cause: %(cause)s.", **_invalid_lines_values(p)
+    ),
+    ASIN_INSTRUCTION_CODE: lambda p: _(
+        "Amazon's All Listings Report for this marketplace has no ASIN column, so the "
+        "offers cannot be linked to the Amazon catalogue. Nothing was changed."
+    ) + " " + asin_instruction(),
+    "unknown_header": lambda p: _(
+        "The report's header was not recognised, so nothing was imported. Header: %(detail)s",
+        detail=_detail(p),
+    ),
+    "empty_report": lambda p: _("Amazon returned an empty report file. Nothing was changed."),
+    "truncated": lambda p: _(
+        "The downloaded report is incomplete (%(detail)s). Nothing was changed; start the "
+        "import again.",
+        detail=_detail(p),
+    ),
+    "staging_lost": lambda p: _(
+        "The report rows saved for this import were lost (the database restarted?). "
+        "Nothing was changed; start the import again."
+    ),
+    "undecodable": lambda p: _(
+        "The report could not be decoded (%(detail)s). Nothing was changed.", detail=_detail(p)
+    ),
+    "missing_credentials": lambda p: _(
+        "The integration has no complete LWA credentials. Fill in the client ID, client "
+        "secret and refresh token in the Connection tab."
+    ),
+    "inactive": lambda p: _("The integration is inactive. Activate it before importing."),
+    "amazon_auth": lambda p: _(
+        "Amazon rejected the LWA credentials (client ID, client secret or refresh token). "
+        "Check them in the integration's Connection tab. Amazon said: %(detail)s",
+        detail=_detail(p),
+    ),
+    "amazon_forbidden": lambda p: _(
+        "Amazon refused access to the Reports API: the SP-API application lacks the role "
+        "needed for inventory reports, or the seller revoked the authorisation. Grant the "
+        "role in the Developer Console or authorise the application again. Amazon said: "
+        "%(detail)s",
+        detail=_detail(p),
+    ),
+    "amazon_throttled": lambda p: _(
+        "Amazon kept throttling the requests (QuotaExceeded). Try again later. Details: "
+        "%(detail)s",
+        detail=_detail(p),
+    ),
+    "amazon_unavailable": lambda p: _(
+        "Amazon did not answer correctly (server or network error). Try again later. "
+        "Details: %(detail)s",
+        detail=_detail(p),
+    ),
+    "amazon_bad_request": lambda p: _("Amazon rejected the request: %(detail)s", detail=_detail(p)),
+    "report_fatal": lambda p: _(
+        "Amazon could not generate the report (status FATAL). Amazon's explanation: "
+        "%(detail)s",
+        detail=_detail(p) or "-",
+    ),
+    "report_cancelled": lambda p: _(
+        "Amazon cancelled the report because it has no data for this marketplace and "
+        "account: there are no listings to import. No offer was changed."
+    ),
+    "report_timeout": lambda p: _(
+        "Amazon did not finish the report within %(hours)s hours. No offer was changed; "
+        "try again later.",
+        hours=p.get("hours", "?"),
+    ),
+    "download_failed": lambda p: _(
+        "Downloading the report from Amazon failed: %(detail)s. No offer was changed.",
+        detail=_detail(p),
+    ),
+    "url_not_allowed": lambda p: _(
+        "Amazon's answer pointed to a download address outside Amazon's document hosts "
+        "(%(detail)s); it was not contacted. No offer was changed.",
+        detail=_detail(p),
+    ),
+    "worker_died": lambda p: _(
+        "The worker running this import stopped before it finished (killed, restarted or "
+        "lost). Nothing from this run was applied; start the import again."
+    ),
+    "worker_missing": lambda p: _(
+        "No worker picked up this import in time. Make sure 'flask xsale-amazon worker' is "
+        "running, then start the import again."
+    ),
+    "queue_unavailable": lambda p: _(
+        "The job queue (Redis) is not reachable, so the import could not be started: "
+        "%(detail)s",
+        detail=_detail(p),
+    ),
+    "database": lambda p: _(
+        "The database connection failed during the import: %(detail)s. Nothing from this "
+        "run was applied; start the import again.",
+        detail=_detail(p),
+    ),
+    "internal": lambda p: _(
+        "Unexpected error: %(detail)s. Nothing from this run was applied.", detail=_detail(p)
+    ),
+    "cancelled": lambda p: _(
+        "The import was cancelled. Nothing from this run was applied; the offers are as "
+        "they were before."
+    ),
+}
+
+#: The texts of :data:`AMAZON_MESSAGE_CODES` without what Amazon said.
+_SHORT_ERROR_TEXTS: dict[str, Callable[[], str]] = {
+    "amazon_auth": lambda: _(
+        "Amazon rejected the LWA credentials (client ID, client secret or refresh token). "
+        "Check them in the integration's Connection tab, then use Test connection."
+    ),
+    "amazon_forbidden": lambda: _(
+        "Amazon refused access to the Reports API: the SP-API application lacks the role "
+        "needed for inventory reports, or the seller revoked the authorisation. Grant the "
+        "role in the Developer Console or authorise the application again."
+    ),
+    "amazon_throttled": lambda: _("Amazon kept throttling the requests. Try again later."),
+    "amazon_unavailable": lambda: _(
+        "Amazon did not answer correctly (server or network error). Try again later."
+    ),
+    "amazon_bad_request": lambda: _("Amazon rejected the request."),
+    "report_fatal": lambda: _("Amazon could not generate the report (status FATAL)."),
+    "download_failed": lambda: _(
+        "Downloading the report from Amazon failed. No offer was changed."
+    ),
+}
 
 
 def amazon_message(code: str | None, params: dict[str, Any] | None = None) -> str | None:
