@@ -42,7 +42,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from rapidfuzz import fuzz
@@ -179,16 +179,14 @@ class _Scored:
     explains: float = 0.0
 
 
-@dataclass(frozen=True)
-class _TitleMatch:
+class _TitleMatch(NamedTuple):
     #: Blend of the title measures, before model codes and contradictions move it.
     score: float
     #: Share of the offer's known words (by weight) the product has.
     explains: float
 
 
-@dataclass(frozen=True)
-class _Evidence:
+class _Evidence(NamedTuple):
     """A finding that moves the title score: a bonus added or a penalty factor applied."""
 
     reason: dict[str, Any] | None
