@@ -349,105 +349,138 @@ class OfferWriter:
         """
         now = now or utcnow()
         counts = ApplyCounts()
-        s, o = self.staging, self.offer
-        run, iid = self.run_id, self.integration_id
         pg = conn.dialect.name == "postgresql"
-        of_run = s.c.run_id == run
-        valid = sa.and_(of_run, s.c.kept_invalid.is_(None))
-
-        staged_total, kept_rows = conn.execute(
-            sa.select(sa.func.count(), sa.func.count(s.c.kept_invalid)).select_from(s)
-            .where(of_run)
-        ).one()
-        if staged_total != self.staged_rows:
-            raise StagingLost(
-                f"Import run {run}: {self.staged_rows} rows were staged but {staged_total} are "
-                "in the staging table (PostgreSQL restarted?); no offer was changed."
-            )
-        valid_total = staged_total - kept_rows
-
-        dup_rows = self._duplicates(conn, pg)
-        if dup_rows:
-            counts.duplicate = len(dup_rows)
-            counts.duplicate_lines = [
-                {"line": line, "column": "seller_sku",
-                 "reason": f"duplicate seller-sku {sku!r} (first at line {first})"}
-                for line, sku, first in dup_rows[: self.keep]
-            ]
-            lines = [r[0] for r in dup_rows]
-            for i in range(0, len(lines), 5000):
-                conn.execute(s.delete().where(of_run, s.c.line.in_(lines[i : i + 5000])))
-            valid_total -= len(lines)
-
-        of_integration = o.c.integration_id == iid
-        count_offers = sa.select(sa.func.count()).select_from(o).where(of_integration)
-        counts.live_before = conn.execute(
-            count_offers.where(o.c.removed_at.is_(None))).scalar_one()
-        first_import = counts.live_before == 0 and conn.execute(
-            sa.select(sa.literal(1)).select_from(o).where(of_integration).limit(1)
-        ).first() is None
-
-        target = ["integration_id", "seller_sku", *COMPARED, "currency", "first_seen_at",
-                  "last_seen_at"]
-        select_new = sa.select(
-            sa.literal(iid), *[s.c[c] for c in ("seller_sku", *COMPARED)],
-            sa.literal(self.currency), sa.literal(now, o.c.first_seen_at.type),
-            sa.literal(now, o.c.last_seen_at.type),
-        ).where(valid)
-
-        if first_import:
+        filters = _ApplyFilters.of(self)
+        valid_total, kept_rows = self._check_staged_rows(conn, filters)
+        valid_total -= self._drop_duplicates(conn, filters, counts, pg)
+        counts.live_before = self._count_live_offers(conn, filters)
+        if self._first_import(conn, filters, counts.live_before):
             # No offer to update, restore, keep or remove: a plain insert of every valid row.
             # The unique (integration, sku) constraint still guards against a concurrent writer.
-            counts.created = self._insert(conn, o.insert().from_select(target, select_new), pg)
+            counts.created = self._insert_new_offers(conn, filters, now, pg, first_import=True)
         else:
-            match = sa.and_(valid, of_integration, o.c.seller_sku == s.c.seller_sku)
-            # Rendered per dialect: IS DISTINCT FROM, IS NOT (SQLite), NOT (a <=> b) (MySQL).
-            differs = [o.c[c].is_distinct_from(s.c[c]) for c in COMPARED]
-            differs.append(o.c.removed_at.is_not(None))
-            differs.append(o.c.currency.is_distinct_from(self.currency))
-
-            counts.restored = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(o.join(s, o.c.seller_sku == s.c.seller_sku))
-                .where(match, o.c.removed_at.is_not(None))
-            ).scalar_one()
-
-            values = {c: s.c[c] for c in COMPARED}
-            upd = (
-                o.update()
-                .where(match, sa.or_(*differs))
-                .values(**values, currency=self.currency, last_seen_at=now, removed_at=None)
-            )
-            counts.updated = conn.execute(upd).rowcount
-
-            exists = sa.exists().where(of_integration, o.c.seller_sku == s.c.seller_sku)
-            ins = o.insert().from_select(target, select_new.where(~exists))
-            counts.created = self._insert(conn, ins, pg)
-
+            counts.restored = self._count_returning_offers(conn, filters)
+            counts.updated = self._update_changed_offers(conn, filters, now)
+            counts.created = self._insert_new_offers(conn, filters, now, pg, first_import=False)
             if kept_rows:
-                in_valid = sa.exists().where(valid, s.c.seller_sku == o.c.seller_sku)
-                only_kept = sa.exists().where(of_run, s.c.kept_invalid.is_not(None),
-                                              s.c.seller_sku == o.c.seller_sku)
-                counts.kept = conn.execute(
-                    count_offers.where(o.c.removed_at.is_(None), only_kept, ~in_valid)
-                ).scalar_one()
-            # Every valid staged SKU is a live offer now; when the live offers are exactly that
-            # many, none is missing from the report and the anti-join can be skipped.
-            live = conn.execute(count_offers.where(o.c.removed_at.is_(None))).scalar_one()
-            if live != valid_total:
-                # Kept rows (invalid lines naming a SKU) count as present in the report.
-                in_report = sa.exists().where(of_run, s.c.seller_sku == o.c.seller_sku)
-                counts.removed = conn.execute(
-                    o.update()
-                    .where(of_integration, o.c.removed_at.is_(None), ~in_report)
-                    .values(removed_at=now)
-                ).rowcount
+                counts.kept = self._count_kept_offers(conn, filters)
+            counts.removed = self._mark_removed_offers(conn, filters, now, valid_total)
         counts.unchanged = valid_total - counts.created - counts.updated
         if (max_removed_share is not None and counts.live_before
                 and counts.removed > max_removed_share * counts.live_before):
             raise RemovalLimitExceeded(counts, max_removed_share)
-        conn.execute(s.delete().where(of_run))
+        conn.execute(self.staging.delete().where(filters.of_run))
         return counts
+
+    def _check_staged_rows(self, conn: Connection, filters: _ApplyFilters) -> tuple[int, int]:
+        """(valid rows, kept rows) staged for the run; :class:`StagingLost` if rows vanished."""
+        s = self.staging
+        staged_total, kept_rows = conn.execute(
+            sa.select(sa.func.count(), sa.func.count(s.c.kept_invalid)).select_from(s)
+            .where(filters.of_run)
+        ).one()
+        if staged_total != self.staged_rows:
+            raise StagingLost(
+                f"Import run {self.run_id}: {self.staged_rows} rows were staged but "
+                f"{staged_total} are in the staging table (PostgreSQL restarted?); no offer was "
+                "changed."
+            )
+        return staged_total - kept_rows, kept_rows
+
+    def _drop_duplicates(self, conn: Connection, filters: _ApplyFilters, counts: ApplyCounts,
+                         pg: bool) -> int:
+        """Delete the staged rows repeating an earlier line's SKU; how many were deleted."""
+        dup_rows = self._duplicates(conn, pg)
+        if not dup_rows:
+            return 0
+        counts.duplicate = len(dup_rows)
+        counts.duplicate_lines = [
+            {"line": line, "column": "seller_sku",
+             "reason": f"duplicate seller-sku {sku!r} (first at line {first})"}
+            for line, sku, first in dup_rows[: self.keep]
+        ]
+        s = self.staging
+        lines = [r[0] for r in dup_rows]
+        for i in range(0, len(lines), 5000):
+            conn.execute(s.delete().where(filters.of_run, s.c.line.in_(lines[i : i + 5000])))
+        return len(lines)
+
+    def _count_live_offers(self, conn: Connection, filters: _ApplyFilters) -> int:
+        return conn.execute(
+            filters.count_offers.where(self.offer.c.removed_at.is_(None))).scalar_one()
+
+    def _first_import(self, conn: Connection, filters: _ApplyFilters, live_before: int) -> bool:
+        """Whether the integration has no offer at all, live or removed."""
+        return live_before == 0 and conn.execute(
+            sa.select(sa.literal(1)).select_from(self.offer).where(filters.of_integration)
+            .limit(1)
+        ).first() is None
+
+    def _count_returning_offers(self, conn: Connection, filters: _ApplyFilters) -> int:
+        """Removed offers the report names again (the changed-offers update restores them)."""
+        s, o = self.staging, self.offer
+        return conn.execute(
+            sa.select(sa.func.count())
+            .select_from(o.join(s, o.c.seller_sku == s.c.seller_sku))
+            .where(filters.same_offer, o.c.removed_at.is_not(None))
+        ).scalar_one()
+
+    def _update_changed_offers(self, conn: Connection, filters: _ApplyFilters,
+                               now: datetime) -> int:
+        """Copy the staged values into offers that differ or were removed (restoring them)."""
+        s, o = self.staging, self.offer
+        # Rendered per dialect: IS DISTINCT FROM, IS NOT (SQLite), NOT (a <=> b) (MySQL).
+        differs = [o.c[c].is_distinct_from(s.c[c]) for c in COMPARED]
+        differs.append(o.c.removed_at.is_not(None))
+        differs.append(o.c.currency.is_distinct_from(self.currency))
+        values = {c: s.c[c] for c in COMPARED}
+        return conn.execute(
+            o.update()
+            .where(filters.same_offer, sa.or_(*differs))
+            .values(**values, currency=self.currency, last_seen_at=now, removed_at=None)
+        ).rowcount
+
+    def _insert_new_offers(self, conn: Connection, filters: _ApplyFilters, now: datetime,
+                           pg: bool, *, first_import: bool) -> int:
+        """Insert the valid staged rows without an offer (all of them on a first import)."""
+        s, o = self.staging, self.offer
+        target = ["integration_id", "seller_sku", *COMPARED, "currency", "first_seen_at",
+                  "last_seen_at"]
+        new_rows = sa.select(
+            sa.literal(self.integration_id), *[s.c[c] for c in ("seller_sku", *COMPARED)],
+            sa.literal(self.currency), sa.literal(now, o.c.first_seen_at.type),
+            sa.literal(now, o.c.last_seen_at.type),
+        ).where(filters.valid)
+        if not first_import:
+            exists = sa.exists().where(filters.of_integration, o.c.seller_sku == s.c.seller_sku)
+            new_rows = new_rows.where(~exists)
+        return self._insert(conn, o.insert().from_select(target, new_rows), pg)
+
+    def _count_kept_offers(self, conn: Connection, filters: _ApplyFilters) -> int:
+        """Live offers only invalid lines of the report name (neither updated nor removed)."""
+        s, o = self.staging, self.offer
+        in_valid = sa.exists().where(filters.valid, s.c.seller_sku == o.c.seller_sku)
+        only_kept = sa.exists().where(filters.of_run, s.c.kept_invalid.is_not(None),
+                                      s.c.seller_sku == o.c.seller_sku)
+        return conn.execute(
+            filters.count_offers.where(o.c.removed_at.is_(None), only_kept, ~in_valid)
+        ).scalar_one()
+
+    def _mark_removed_offers(self, conn: Connection, filters: _ApplyFilters, now: datetime,
+                             valid_total: int) -> int:
+        """Soft-remove the live offers the report does not name; how many were removed."""
+        s, o = self.staging, self.offer
+        # Every valid staged SKU is a live offer now; when the live offers are exactly that
+        # many, none is missing from the report and the anti-join can be skipped.
+        if self._count_live_offers(conn, filters) == valid_total:
+            return 0
+        # Kept rows (invalid lines naming a SKU) count as present in the report.
+        in_report = sa.exists().where(filters.of_run, s.c.seller_sku == o.c.seller_sku)
+        return conn.execute(
+            o.update()
+            .where(filters.of_integration, o.c.removed_at.is_(None), ~in_report)
+            .values(removed_at=now)
+        ).rowcount
 
     def _insert(self, conn: Connection, ins: sa.Insert, pg: bool) -> int:
         """Run ``ins`` (INSERT ... SELECT into the offers); the number of rows it inserted."""
@@ -505,6 +538,38 @@ class OfferWriter:
             ranked.c.line != ranked.c.first_line
         )
         return [tuple(r) for r in conn.execute(dups_q.order_by(ranked.c.line))]
+
+
+@dataclass(frozen=True)
+class _ApplyFilters:
+    """The conditions the apply's statements share, built once per apply.
+
+    A statement that uses one twice (the kept-offers count) then binds its value once.
+    """
+
+    #: Staged rows of the run, kept rows of invalid lines included.
+    of_run: sa.ColumnElement[bool]
+    #: Staged rows of the run from valid lines.
+    valid: sa.ColumnElement[bool]
+    of_integration: sa.ColumnElement[bool]
+    #: A valid staged row and the integration's offer with its SKU.
+    same_offer: sa.ColumnElement[bool]
+    #: ``count(*)`` of the integration's offers.
+    count_offers: sa.Select[int]
+
+    @classmethod
+    def of(cls, writer: OfferWriter) -> _ApplyFilters:
+        s, o = writer.staging, writer.offer
+        of_run = s.c.run_id == writer.run_id
+        valid = sa.and_(of_run, s.c.kept_invalid.is_(None))
+        of_integration = o.c.integration_id == writer.integration_id
+        return cls(
+            of_run=of_run,
+            valid=valid,
+            of_integration=of_integration,
+            same_offer=sa.and_(valid, of_integration, o.c.seller_sku == s.c.seller_sku),
+            count_offers=sa.select(sa.func.count()).select_from(o).where(of_integration),
+        )
 
 
 class _SkuFilter:

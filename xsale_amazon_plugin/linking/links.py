@@ -275,47 +275,9 @@ def autolink(by: str, *, integration_id: int | None = None,
     .. versionchanged:: 0.2.0
         ``criteria`` and ``commit``.
     """
-    if by not in AUTOLINK_KEYS:
-        raise ValueError(f"Auto-link key must be one of {', '.join(AUTOLINK_KEYS)}.")
-    m = current_amazon.models
-    product_key = current_amazon.product_attr(by)
-    if product_key is None:
-        raise ValueError(
-            f"The host product has no attribute for {by.upper()} "
-            f"(configure XSALE_AMAZON_PRODUCT_{by.upper()}_ATTR)."
-        )
-    offer = m.AmazonOffer.__table__
-    link = m.OfferProductLink.__table__
-    product_key = product_key.expression if hasattr(product_key, "expression") else product_key
-    pk = m.product_pk
-
-    offer_key = {"sku": offer.c.seller_sku, "ean": offer.c.product_id, "asin": offer.c.asin}[by]
-    scope = [offer.c.removed_at.is_(None), *criteria]
-    if integration_id is not None:
-        scope.append(offer.c.integration_id == integration_id)
-    if offer_ids is not None:
-        scope.append(offer.c.id.in_(_ids(offer_ids)))
-    has_key = key_present(by)
-    has_link = sa.exists().where(link.c.offer_id == offer.c.id)
-    product_table = pk.table
-
-    # One join of the unlinked offers in scope with the products holding their key; ``n`` is
-    # how many products an offer's key matches (1: link it, more: ambiguous). Counting per
-    # offer with a window keeps this a single hash join: the former join with a
-    # "GROUP BY key HAVING count(*) = 1" subquery got a row estimate of 0.5 % and a nested-loop
-    # plan that ran for many minutes on 1M offers x 1M products.
-    matches = (
-        sa.select(
-            offer.c.id.label("offer_id"),
-            offer.c.seller_sku.label("seller_sku"),
-            pk.label("product_id"),
-            sa.func.count().over(partition_by=offer.c.id).label("n"),
-            sa.func.row_number().over(partition_by=offer.c.id, order_by=pk).label("rn"),
-        )
-        .select_from(offer.join(product_table, product_key == offer_key))
-        .where(*scope, has_key, ~has_link, product_key.is_not(None), product_key != "")
-        .subquery()
-    )
+    product_key = _product_key_column(by)
+    scope = _AutoLinkScope.of(by, integration_id, offer_ids, criteria)
+    matches = _key_matches(scope, product_key)
     session = current_amazon.db.session
     if commit:
         # On InnoDB's default REPEATABLE READ the INSERT ... SELECT below would lock every
@@ -324,22 +286,133 @@ def autolink(by: str, *, integration_id: int | None = None,
     conn = session.connection()
 
     # Counted before linking: the scope may say "unlinked", which linking changes.
-    in_scope = sa.select(sa.func.count()).select_from(offer).where(*scope)
-    total = conn.execute(in_scope).scalar_one()
-    already = conn.execute(in_scope.where(has_link)).scalar_one()
-    no_key = conn.execute(in_scope.where(~has_link, ~has_key)).scalar_one()
-    # The ambiguous offers' number and first SKUs in one pass over the join (a window count
-    # over all of them, taken before the LIMIT): the join is the costly part, ~5 s per pass
-    # for 500k offers x 1M products on MariaDB.
+    counts = _count_scope(conn, scope)
+    ambiguous, examples = _ambiguous_offers(conn, matches)
+    linked_ids = _insert_links(conn, scope.link, matches, by, user)
+    _finish_autolink(session, commit, linked_ids, by)
+    return counts.result(len(linked_ids), ambiguous, examples)
+
+
+def _product_key_column(by: str) -> Any:
+    """The host product's column (or SQL expression) holding the key named ``by``."""
+    if by not in AUTOLINK_KEYS:
+        raise ValueError(f"Auto-link key must be one of {', '.join(AUTOLINK_KEYS)}.")
+    attr = current_amazon.product_attr(by)
+    if attr is None:
+        raise ValueError(
+            f"The host product has no attribute for {by.upper()} "
+            f"(configure XSALE_AMAZON_PRODUCT_{by.upper()}_ATTR)."
+        )
+    return attr.expression if hasattr(attr, "expression") else attr
+
+
+@dataclass(frozen=True)
+class _AutoLinkScope:
+    """The offers one auto-link call covers and the conditions its statements share."""
+
+    offer: sa.Table
+    link: sa.Table
+    #: The offer column compared with the product key.
+    offer_key: sa.Column[Any]
+    #: Not removed offers in scope, linked or not.
+    conditions: list[Any]
+    #: The offer has a key value to compare.
+    has_key: Any
+    has_link: Any
+
+    @classmethod
+    def of(cls, by: str, integration_id: int | None, offer_ids: Sequence[Any] | None,
+           criteria: Sequence[Any]) -> _AutoLinkScope:
+        m = current_amazon.models
+        offer = m.AmazonOffer.__table__
+        link = m.OfferProductLink.__table__
+        conditions = [offer.c.removed_at.is_(None), *criteria]
+        if integration_id is not None:
+            conditions.append(offer.c.integration_id == integration_id)
+        if offer_ids is not None:
+            conditions.append(offer.c.id.in_(_ids(offer_ids)))
+        return cls(
+            offer=offer,
+            link=link,
+            offer_key={"sku": offer.c.seller_sku, "ean": offer.c.product_id,
+                       "asin": offer.c.asin}[by],
+            conditions=conditions,
+            has_key=key_present(by),
+            has_link=sa.exists().where(link.c.offer_id == offer.c.id),
+        )
+
+
+@dataclass(frozen=True)
+class _ScopeCounts:
+    total: int
+    already_linked: int
+    #: Unlinked offers without a key value to compare.
+    no_key: int
+
+    def result(self, linked: int, ambiguous: int, examples: list[str]) -> AutoLinkResult:
+        """Every offer of the scope in one outcome: no match is what the others leave."""
+        return AutoLinkResult(
+            linked=linked,
+            ambiguous=ambiguous,
+            no_match=max(self.total - self.already_linked - self.no_key - ambiguous - linked, 0),
+            already_linked=self.already_linked,
+            ambiguous_examples=examples,
+            no_key=self.no_key,
+            total=self.total,
+        )
+
+
+def _key_matches(scope: _AutoLinkScope, product_key: Any) -> sa.Subquery:
+    """Unlinked offers in scope x the products holding their key, with ``n`` and ``rn``.
+
+    ``n`` is how many products an offer's key matches (1: link it, more: ambiguous); ``rn``
+    numbers an offer's matches, so ``rn == 1`` is one row per offer.
+    """
+    offer = scope.offer
+    pk = current_amazon.models.product_pk
+    # Counting per offer with a window keeps this a single hash join: the former join with a
+    # "GROUP BY key HAVING count(*) = 1" subquery got a row estimate of 0.5 % and a nested-loop
+    # plan that ran for many minutes on 1M offers x 1M products.
+    return (
+        sa.select(
+            offer.c.id.label("offer_id"),
+            offer.c.seller_sku.label("seller_sku"),
+            pk.label("product_id"),
+            sa.func.count().over(partition_by=offer.c.id).label("n"),
+            sa.func.row_number().over(partition_by=offer.c.id, order_by=pk).label("rn"),
+        )
+        .select_from(offer.join(pk.table, product_key == scope.offer_key))
+        .where(*scope.conditions, scope.has_key, ~scope.has_link, product_key.is_not(None),
+               product_key != "")
+        .subquery()
+    )
+
+
+def _count_scope(conn: sa.Connection, scope: _AutoLinkScope) -> _ScopeCounts:
+    in_scope = sa.select(sa.func.count()).select_from(scope.offer).where(*scope.conditions)
+    return _ScopeCounts(
+        total=conn.execute(in_scope).scalar_one(),
+        already_linked=conn.execute(in_scope.where(scope.has_link)).scalar_one(),
+        no_key=conn.execute(in_scope.where(~scope.has_link, ~scope.has_key)).scalar_one(),
+    )
+
+
+def _ambiguous_offers(conn: sa.Connection, matches: sa.Subquery) -> tuple[int, list[str]]:
+    """How many offers match several products, and the first ten of their SKUs."""
+    # One pass over the join (a window count over all of them, taken before the LIMIT): the
+    # join is the costly part, ~5 s per pass for 500k offers x 1M products on MariaDB.
     found = conn.execute(
         sa.select(matches.c.seller_sku, sa.func.count().over().label("total"))
         .where(matches.c.n > 1, matches.c.rn == 1)
         .order_by(matches.c.seller_sku)
         .limit(10)
     ).all()
-    ambiguous = int(found[0].total) if found else 0
-    examples = [row.seller_sku for row in found]
+    return (int(found[0].total) if found else 0), [row.seller_sku for row in found]
 
+
+def _insert_links(conn: sa.Connection, link: sa.Table, matches: sa.Subquery, by: str,
+                  user: str | None) -> list[int]:
+    """Link every offer whose key matches one product; the ids of the offers linked."""
     now = utcnow()
     candidates = sa.select(
         matches.c.offer_id,
@@ -353,26 +426,20 @@ def autolink(by: str, *, integration_id: int | None = None,
         .from_select(["offer_id", "product_id", "method", "created_by", "created_at"], candidates)
     )
     if is_mysql(conn):
-        linked_ids = _insert_without_returning(conn, stmt, link, by, now)
-    else:
-        if hasattr(stmt, "on_conflict_do_nothing"):
-            stmt = stmt.on_conflict_do_nothing(index_elements=["offer_id"])
-        linked_ids = list(conn.execute(stmt.returning(link.c.offer_id)).scalars())
+        return _insert_without_returning(conn, stmt, link, by, now)
+    if hasattr(stmt, "on_conflict_do_nothing"):
+        stmt = stmt.on_conflict_do_nothing(index_elements=["offer_id"])
+    return list(conn.execute(stmt.returning(link.c.offer_id)).scalars())
+
+
+def _finish_autolink(session: Any, commit: bool, linked_ids: list[int], by: str) -> None:
+    """Commit (or leave to the caller) and send ``offers_linked`` when anything was linked."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if linked_ids:
         _finish(session, commit, lambda: offers_linked.send(
             app, offer_ids=linked_ids, product_id=None, method=by))
     elif commit:
         session.commit()
-    return AutoLinkResult(
-        linked=len(linked_ids),
-        ambiguous=ambiguous,
-        no_match=max(total - already - no_key - ambiguous - len(linked_ids), 0),
-        already_linked=already,
-        ambiguous_examples=examples,
-        no_key=no_key,
-        total=total,
-    )
 
 
 def _insert_without_returning(conn: sa.Connection, stmt: Any, link: sa.Table, by: str,

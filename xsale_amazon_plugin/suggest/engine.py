@@ -42,7 +42,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from rapidfuzz import fuzz
@@ -50,6 +50,7 @@ from rapidfuzz import fuzz
 from ..amazon.report_parser import GTIN_TYPES
 from .index import SuggestTables
 from .text import (
+    NormalisedSku,
     TitleFeatures,
     normalise_gtin,
     normalise_sku,
@@ -71,12 +72,15 @@ MAX_TERM_DF = 400
 COMMON_TERM_SHARE = 0.002
 #: Below this score a product is not suggested at all.
 MIN_SCORE = 0.15
+#: Lowest title-evidence score that can be ``high``.
 HIGH_TITLE_SCORE = 0.55
 #: ``high`` needs every uncontradicted rival to explain at least this much less of the offer.
 EXPLAIN_GAP = 0.1
 #: The lead over the runner-up ``high`` needs on title evidence.
 HIGH_MARGIN = 0.25
+#: Lowest score that is ``medium`` (below: ``low``, unless a key matches).
 MEDIUM_SCORE = 0.55
+#: Highest score of title evidence: below every exact key's score (``KEY_SCORES``).
 TITLE_CAP = 0.94
 #: Added to the title score when both name the same model code.
 MODEL_BONUS = 0.2
@@ -86,12 +90,25 @@ MIN_CODE_PREFIX = 5
 IDENTIFYING_CODE_DF = 10
 #: Title evidence at or above this maps to ``TITLE_CAP``.
 TEXT_MAX = 1.0
+#: Added instead when one code extends the other (see ``_model_code_evidence``).
+EXTENDED_MODEL_BONUS = MODEL_BONUS / 2
+#: Factor on the title score when both name identifying model codes and none agree.
+MODEL_CONFLICT_PENALTY = 0.6
+#: Factor on the title score when only the product names an identifying model code: titles
+#: often omit the code, so its absence costs little.
+MISSING_MODEL_PENALTY = 0.92
 #: Factor on the title score when both name numbers (versions, years) and none agree.
 NUMBER_PENALTY = 0.8
+#: Factor when the item's condition differs (a compatible or refurbished item against the
+#: original); weighed like numbers that differ.
+CONDITION_PENALTY = NUMBER_PENALTY
+#: Factor per variant dimension (capacity, size, colour) in which offer and product differ:
+#: 64 GB and 128 GB are different products however alike their titles are.
+VARIANT_PENALTY = 0.55
 #: Weight of a shared stem whose words differ ("kabel"/"kabla"; "belver"/"belverhel").
 STEM_ONLY_WEIGHT = 0.6
 
-#: Weights of the title measures (see ``_score``); they add up to 1.
+#: Weights of the title measures (see ``_title_match``); they add up to 1.
 W_CONTRAST = 0.5
 W_COSINE = 0.3
 W_FUZZY = 0.2
@@ -160,6 +177,31 @@ class _Scored:
     reasons: list[dict[str, Any]]
     #: Share of the offer's known words (by weight) the product has.
     explains: float = 0.0
+
+
+class _TitleMatch(NamedTuple):
+    #: Blend of the title measures, before model codes and contradictions move it.
+    score: float
+    #: Share of the offer's known words (by weight) the product has.
+    explains: float
+
+
+class _Evidence(NamedTuple):
+    """A finding that moves the title score: a bonus added or a penalty factor applied."""
+
+    reason: dict[str, Any] | None
+    bonus: float = 0.0
+    factor: float = 1.0
+    #: Contradicts the offer (see ``_Scored.conflicts``).
+    conflicts: bool = False
+
+    def applied_to(self, text: float) -> float:
+        return text + self.bonus if self.bonus else text * self.factor
+
+
+def _identifying_codes(models: frozenset[str], df: dict[str, int]) -> set[str]:
+    # Only codes few products carry identify a model; "DDR2" or "240-PIN" are just words.
+    return {c for c in models if df.get("#" + c, 0) <= IDENTIFYING_CODE_DF}
 
 
 class SuggestionEngine:
@@ -371,10 +413,33 @@ class SuggestionEngine:
 
     # --- scoring --------------------------------------------------------------------------
 
-    def _score(self, offer: OfferInput, view: _OfferView, sku: Any, gtin: str | None,
-               asin: str | None, product: _Product, df: dict[str, int]) -> _Scored:
-        of = view.features
-        # Every key the two share is a reason; the strongest one scores.
+    def _score(self, offer: OfferInput, view: _OfferView, sku: NormalisedSku,
+               gtin: str | None, asin: str | None, product: _Product,
+               df: dict[str, int]) -> _Scored:
+        key_match, reasons = self._key_match(offer, sku, gtin, asin, product)
+        title = self._title_match(view, product.features, df)
+        text = title.score
+        conflicts = False
+        for evidence in (self._model_code_evidence(view.features, product.features, df),
+                         *self._contradictions(view.features, product.features)):
+            if evidence is None:
+                continue
+            text = evidence.applied_to(text)
+            conflicts = conflicts or evidence.conflicts
+            if evidence.reason is not None:
+                reasons.append(evidence.reason)
+        if product.features.folded:
+            reasons.append({"code": "title", "percent": int(round(100 * min(text, 1.0)))})
+
+        # Title evidence stays below exact keys; scaled, not clipped, so it still ranks.
+        score = KEY_SCORES[key_match] if key_match else TITLE_CAP * min(text, TEXT_MAX) / TEXT_MAX
+        return _Scored(product, round(score, 4), key_match, conflicts, reasons,
+                       explains=title.explains)
+
+    @staticmethod
+    def _key_match(offer: OfferInput, sku: NormalisedSku, gtin: str | None, asin: str | None,
+                   product: _Product) -> tuple[str | None, list[dict[str, Any]]]:
+        """The strongest key offer and product share (or None), and a reason per shared key."""
         reasons: list[dict[str, Any]] = []
         keys: list[str] = []
         if gtin and product.gtin == gtin:
@@ -392,11 +457,14 @@ class SuggestionEngine:
                 reasons.append({"code": "sku_affix", "value": " ".join(sku.removed)})
             else:
                 reasons.append({"code": "sku_normalised"})
-        key_match = keys[0] if keys else None
+        return (keys[0] if keys else None), reasons
 
-        pf = product.features
+    def _title_match(self, view: _OfferView, pf: TitleFeatures,
+                     df: dict[str, int]) -> _TitleMatch:
+        """Word overlap (contrast and cosine, IDF-weighted) and fuzzy ratio of the titles."""
+        of = view.features
         # Product codes only weigh when the offer names codes at all: titles often omit
-        # them (a product code the offer lacks costs a little below).
+        # them (a product code the offer lacks costs a little, see _model_code_evidence).
         p_terms = (pf.terms - pf.model_terms) | (pf.joined & view.terms)
         if of.models:
             p_terms = p_terms | {"#" + c for c in pf.models}
@@ -414,12 +482,14 @@ class SuggestionEngine:
         offer_mass = view.mass
         cosine = shared / math.sqrt(product_mass * offer_mass)
         fuzzy = fuzz.token_set_ratio(pf.folded, of.folded) / 100.0 if pf.folded else 0.0
-        text = W_CONTRAST * contrast + W_COSINE * cosine + W_FUZZY * fuzzy
+        return _TitleMatch(W_CONTRAST * contrast + W_COSINE * cosine + W_FUZZY * fuzzy,
+                           explains=shared / offer_mass)
 
-        conflicts = False
-        # Only codes few products carry identify a model; "DDR2" or "240-PIN" are just words.
-        p_codes = {c for c in pf.models if df.get("#" + c, 0) <= IDENTIFYING_CODE_DF}
-        o_codes = {c for c in of.models if df.get("#" + c, 0) <= IDENTIFYING_CODE_DF}
+    def _model_code_evidence(self, of: TitleFeatures, pf: TitleFeatures,
+                             df: dict[str, int]) -> _Evidence | None:
+        """What the identifying model codes of offer and product say; None: nothing."""
+        p_codes = _identifying_codes(pf.models, df)
+        o_codes = _identifying_codes(of.models, df)
         common_models = p_codes & o_codes
         # A code that extends the other ("EC-ST65" / "EC-ST65ZZBPU", "GS716T" / "GS716T-200")
         # usually names the same model in a colour, region or packaging.
@@ -428,47 +498,43 @@ class SuggestionEngine:
                     and (a.startswith(b) or b.startswith(a))}
         if common_models:
             code = sorted(common_models, key=len)[-1]
-            text += MODEL_BONUS
-            reasons.append({"code": "model", "value": pf.model_display.get(code, code)})
-        elif extended:
+            return _Evidence({"code": "model", "value": pf.model_display.get(code, code)},
+                             bonus=MODEL_BONUS)
+        if extended:
             code = sorted(extended, key=len)[-1]
-            text += MODEL_BONUS / 2
-            reasons.append({"code": "model", "value": pf.model_display.get(code, code.upper())})
-        elif p_codes and o_codes:
-            conflicts = True
-            text *= 0.6
-            reasons.append({"code": "model_differs",
-                            "value": ", ".join(sorted(pf.model_display[c] for c in p_codes))})
-        elif p_codes:
-            # The product names a model code the offer does not mention (titles often omit
-            # it, so this only costs a little).
-            text *= 0.92
+            return _Evidence({"code": "model", "value": pf.model_display.get(code, code.upper())},
+                             bonus=EXTENDED_MODEL_BONUS)
+        if p_codes and o_codes:
+            return _Evidence({"code": "model_differs",
+                              "value": ", ".join(sorted(pf.model_display[c] for c in p_codes))},
+                             factor=MODEL_CONFLICT_PENALTY, conflicts=True)
+        if p_codes:
+            return _Evidence(None, factor=MISSING_MODEL_PENALTY)
+        return None
+
+    @staticmethod
+    def _contradictions(of: TitleFeatures, pf: TitleFeatures) -> list[_Evidence]:
+        """Numbers, item condition and variant attributes on which offer and product disagree."""
+        found: list[_Evidence] = []
         if pf.numbers and of.numbers and not pf.numbers & of.numbers:
             # Versions, years, editions: "Excel 2004" is not "Excel 2007".
-            conflicts = True
-            text *= NUMBER_PENALTY
-            reasons.append({"code": "number_differs", "value": ", ".join(sorted(pf.numbers)),
-                            "offer_value": ", ".join(sorted(of.numbers))})
+            found.append(_Evidence({"code": "number_differs",
+                                    "value": ", ".join(sorted(pf.numbers)),
+                                    "offer_value": ", ".join(sorted(of.numbers))},
+                                   factor=NUMBER_PENALTY, conflicts=True))
         if set(pf.conditions) != set(of.conditions) and not (
                 set(pf.conditions) & set(of.conditions)):
-            conflicts = True
-            text *= NUMBER_PENALTY
-            reasons.append({"code": "condition_differs",
-                            "value": ", ".join(sorted((pf.conditions | of.conditions).values()))})
+            found.append(_Evidence(
+                {"code": "condition_differs",
+                 "value": ", ".join(sorted((pf.conditions | of.conditions).values()))},
+                factor=CONDITION_PENALTY, conflicts=True))
         for dimension in sorted(set(pf.variants) & set(of.variants)):
             if not pf.variants[dimension] & of.variants[dimension]:
-                conflicts = True
-                text *= 0.55
-                reasons.append({"code": "variant_differs", "dimension": dimension,
-                                "value": "/".join(sorted(pf.variants[dimension])),
-                                "offer_value": "/".join(sorted(of.variants[dimension]))})
-        if pf.folded:
-            reasons.append({"code": "title", "percent": int(round(100 * min(text, 1.0)))})
-
-        # Title evidence stays below exact keys; scaled, not clipped, so it still ranks.
-        score = KEY_SCORES[key_match] if key_match else TITLE_CAP * min(text, TEXT_MAX) / TEXT_MAX
-        return _Scored(product, round(score, 4), key_match, conflicts, reasons,
-                       explains=shared / offer_mass)
+                found.append(_Evidence({"code": "variant_differs", "dimension": dimension,
+                                        "value": "/".join(sorted(pf.variants[dimension])),
+                                        "offer_value": "/".join(sorted(of.variants[dimension]))},
+                                       factor=VARIANT_PENALTY, conflicts=True))
+        return found
 
     def _banded(self, scored: list[_Scored], key_counts: dict[str, int]) -> list[Suggestion]:
         out = []
