@@ -300,12 +300,12 @@ _SEPARATORS = re.compile(r"[-_/. ]+")
 
 
 @dataclass(frozen=True)
-class _NormalisedSku:
+class NormalisedSku:
     value: str
     removed: tuple[str, ...]
 
 
-def normalise_sku(sku: str | None, affixes: Sequence[re.Pattern[str]] = ()) -> _NormalisedSku:
+def normalise_sku(sku: str | None, affixes: Sequence[re.Pattern[str]] = ()) -> NormalisedSku:
     """Case, separators and seller affixes removed: ``"ab-123-FBA"`` -> ``"ab123"``.
 
     ``removed`` lists the affixes taken off (upper case), for the reason text. An affix is
@@ -324,7 +324,7 @@ def normalise_sku(sku: str | None, affixes: Sequence[re.Pattern[str]] = ()) -> _
                 changed = True
         if not changed:
             break
-    return _NormalisedSku(_SEPARATORS.sub("", text), tuple(removed))
+    return NormalisedSku(_SEPARATORS.sub("", text), tuple(removed))
 
 
 def compile_affixes(patterns: Iterable[str]) -> tuple[re.Pattern[str], ...]:
