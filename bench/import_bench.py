@@ -275,6 +275,8 @@ def raw_copy(url: str, report: Path, work: Path) -> dict[str, float]:
         header = report.open(encoding="utf-8").readline().rstrip("\n").split("\t")
         conn.execute(sa.text(
             "CREATE UNLOGGED TABLE bench_raw_copy (LIKE xsale_amazon_import_row)"))
+        # The apply's own bookkeeping column: not a field of the report.
+        conn.execute(sa.text("ALTER TABLE bench_raw_copy DROP COLUMN IF EXISTS kept_invalid"))
         cols = ", ".join(f"c{i} text" for i in range(len(header)))
         conn.execute(sa.text(f"CREATE UNLOGGED TABLE bench_raw_file ({cols})"))
         conn.commit()
@@ -342,7 +344,9 @@ def main() -> int:
         generate(changed, n, changed=True)
 
         host = make_bench_host(url)  # creates the tables in the schema
-        integrations = {size: host.add_integration("US", "FBM", name=f"bench {size}")
+        # One seller per integration: (seller, marketplace, account type) is unique.
+        integrations = {size: host.add_integration("US", "FBM", name=f"bench {size}",
+                                                   seller_id=f"ABENCH{size}")
                         for size in sizes}
         with host.app.app_context():
             if mysql:
