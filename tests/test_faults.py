@@ -1040,7 +1040,9 @@ def test_two_workers_double_click_and_autolink_race(lab_factory: Callable[..., F
     with lab.engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO towar (code, name) VALUES (:c, 'autolink target')"),
                      [{"c": s} for s in skus])
-    lab.emulator.configure(download_rate=2_000_000)
+    # A download of several seconds keeps the first click's run active until the second
+    # click's process has started, even on a loaded machine (a wait margin, not a bound).
+    lab.emulator.configure(download_rate=200_000)
     clicks = [subprocess.Popen([*FLASK, "xsale-amazon", "import", str(lab.target_id)], cwd=ROOT,
                                env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True) for _ in range(2)]
